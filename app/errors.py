@@ -1,0 +1,187 @@
+"""The one error hierarchy of ferry, and the table that says how each error is recovered from.
+
+Every error is either *terminal* (retrying cannot help: bad config, bad data, a missing
+object) or *retriable* (network, 5xx, quota: the same request may succeed later). The
+edges (CLI, HTTP routes, Pub/Sub push) never decide this themselves: they read `outcome_of`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class Recovery(str, Enum):
+    TERMINAL = "terminal"
+    RETRIABLE = "retriable"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one error class is answered at each edge."""
+
+    http_status: int
+    """Status for `POST /runs` (orchestrator calls)."""
+    push_ack: bool
+    """True: acknowledge the Pub/Sub message (terminal: dead-letter it first); False: nack."""
+    exit_code: int
+    """Exit code of `python main.py run`."""
+
+
+EXIT_OK = 0
+EXIT_RETRIABLE = 1
+EXIT_TERMINAL = 2
+
+
+class FerryError(Exception):
+    """Root of every error ferry raises on purpose."""
+
+    recovery: Recovery = Recovery.TERMINAL
+    code: str = "ferry_error"
+    http_status: int = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pipeline: str | None = None,
+        run_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pipeline = pipeline
+        self.run_id = run_id
+        self.details = details or {}
+
+    @property
+    def retriable(self) -> bool:
+        return self.recovery is Recovery.RETRIABLE
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "recovery": self.recovery.value,
+        }
+        if self.pipeline:
+            body["pipeline"] = self.pipeline
+        if self.run_id:
+            body["run_id"] = self.run_id
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    def __str__(self) -> str:
+        where = f"pipeline '{self.pipeline}': " if self.pipeline else ""
+        return f"{where}{self.message}"
+
+
+class TerminalError(FerryError):
+    """Retrying the same input cannot succeed; fix the config or the data."""
+
+    recovery = Recovery.TERMINAL
+    code = "terminal_error"
+    http_status = 422
+
+
+class RetriableError(FerryError):
+    """A passing failure; the same request may succeed later."""
+
+    recovery = Recovery.RETRIABLE
+    code = "retriable_error"
+    http_status = 503
+
+
+# --- terminal -------------------------------------------------------------------------
+
+
+class ConfigError(TerminalError):
+    """The pipelines file or the settings are invalid."""
+
+    code = "config_invalid"
+    http_status = 500
+
+
+class UnknownPipelineError(TerminalError):
+    code = "pipeline_not_found"
+    http_status = 404
+
+
+class RequestError(TerminalError):
+    """A request (HTTP body, CLI arguments, override) is malformed or not allowed."""
+
+    code = "request_invalid"
+    http_status = 400
+
+
+class SourceNotFoundError(TerminalError):
+    """The file, object, bucket or API resource does not exist."""
+
+    code = "source_not_found"
+    http_status = 404
+
+
+class SourceAccessDeniedError(TerminalError):
+    """The source refused our credentials (401/403): retrying will not help."""
+
+    code = "source_access_denied"
+    http_status = 424
+
+
+class BadDataError(TerminalError):
+    """The input cannot be read as declared (malformed rows, wrong types, bad encoding)."""
+
+    code = "bad_data"
+    http_status = 422
+
+
+class TransformError(TerminalError):
+    """A transform step failed; names the pipeline, the step and the column."""
+
+    code = "transform_failed"
+    http_status = 422
+
+
+class SchemaContractError(TerminalError):
+    """The data breaks the pipeline's frozen schema contract."""
+
+    code = "schema_contract_violated"
+    http_status = 422
+
+
+class DestinationRejectedError(TerminalError):
+    """The destination refused the load for a reason retrying cannot fix."""
+
+    code = "destination_rejected"
+    http_status = 422
+
+
+# --- retriable ------------------------------------------------------------------------
+
+
+class SourceUnavailableError(RetriableError):
+    """The source could not be reached or answered 5xx/429."""
+
+    code = "source_unavailable"
+    http_status = 503
+
+
+class DestinationUnavailableError(RetriableError):
+    """The destination could not be reached, answered 5xx, or is locked by another writer."""
+
+    code = "destination_unavailable"
+    http_status = 503
+
+
+class QuotaExceededError(RetriableError):
+    code = "quota_exceeded"
+    http_status = 429
+
+
+def outcome_of(error: FerryError) -> Outcome:
+    """The single table from an error to its HTTP status, push ack and exit code."""
+    if error.retriable:
+        return Outcome(http_status=error.http_status, push_ack=False, exit_code=EXIT_RETRIABLE)
+    return Outcome(http_status=error.http_status, push_ack=True, exit_code=EXIT_TERMINAL)

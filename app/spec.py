@@ -1,0 +1,258 @@
+"""Pipeline definitions: what a pipelines file may declare, validated field by field."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+FileFormat = Literal["csv", "jsonl", "parquet"]
+Compression = Literal["auto", "gzip", "none"]
+ArrowTypeName = Literal[
+    "string", "int64", "int32", "float64", "bool", "timestamp", "date", "decimal"
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"'{value}' is not a valid identifier (letters, digits, underscore; "
+            "must not start with a digit)"
+        )
+    return value
+
+
+class CsvOptions(Strict):
+    delimiter: str = ","
+    header: bool = True
+    """False: columns are named by `column_names` (or f0, f1, ...)."""
+    column_names: list[str] | None = None
+    quote_char: str = '"'
+    newlines_in_values: bool = True
+    """Allow quoted values that span lines (slower to parse; turn off for speed)."""
+    encoding: str = "utf-8"
+    """Any codec Python knows; a UTF-8 BOM is always stripped."""
+    null_values: list[str] = Field(default_factory=lambda: ["", "NULL", "null", "NA"])
+
+    @field_validator("delimiter", "quote_char")
+    @classmethod
+    def single_char(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ValueError("must be exactly one character")
+        return value
+
+
+class FilesSource(Strict):
+    kind: Literal["files"] = "files"
+    uri: str
+    """`gs://bucket/prefix/*.csv`, a local path or glob (relative to the pipelines file)."""
+    format: FileFormat | None = None
+    """Defaults to the file extension (.csv, .jsonl/.ndjson, .parquet, each optionally .gz)."""
+    compression: Compression = "auto"
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    columns: dict[str, ArrowTypeName] = Field(default_factory=dict)
+    """Declared source column types; undeclared columns are inferred from the first block."""
+
+    @field_validator("uri")
+    @classmethod
+    def uri_shape(cls, value: str) -> str:
+        if value.startswith("gs://"):
+            bucket = value[5:].split("/", 1)[0]
+            if not re.match(r"^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]$", bucket):
+                raise ValueError(f"'{bucket}' is not a valid GCS bucket name")
+        elif "://" in value:
+            raise ValueError("only gs:// URIs and local paths are supported")
+        return value
+
+
+class ApiAuth(Strict):
+    type: Literal["bearer", "api_key", "http_basic"]
+    token_env: str | None = None
+    """bearer: env var holding the token; api_key: env var holding the key."""
+    name: str = "Authorization"
+    """api_key: header or query parameter name."""
+    location: Literal["header", "query"] = "header"
+    username_env: str | None = None
+    password_env: str | None = None
+
+    @model_validator(mode="after")
+    def secrets_named(self) -> ApiAuth:
+        if self.type in ("bearer", "api_key") and not self.token_env:
+            raise ValueError(f"auth type '{self.type}' needs token_env")
+        if self.type == "http_basic" and not (self.username_env and self.password_env):
+            raise ValueError("auth type 'http_basic' needs username_env and password_env")
+        return self
+
+
+class ApiIncremental(Strict):
+    cursor_path: str
+    """Field of each record that orders it (e.g. `updated_at`)."""
+    param: str
+    """Query parameter that receives the last seen value."""
+    initial_value: Any = None
+
+
+class ApiSource(Strict):
+    kind: Literal["api"] = "api"
+    base_url: str
+    path: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: ApiAuth | None = None
+    paginator: dict[str, Any] | Literal["auto", "single_page"] = "auto"
+    """dlt paginator config, e.g. `{type: json_link, next_url_path: next}`."""
+    data_selector: str | None = None
+    """JSONPath to the records in each page (e.g. `data.items`)."""
+    incremental: ApiIncremental | None = None
+    timeout_seconds: float = 60.0
+    max_attempts: int = 5
+    """Attempts per request on 429/5xx/network errors (Retry-After is honoured)."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Private/loopback hosts this source may reach anyway (tests, internal APIs)."""
+
+    @field_validator("base_url")
+    @classmethod
+    def http_only(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value
+
+
+SourceSpec = Annotated[FilesSource | ApiSource, Field(discriminator="kind")]
+
+
+class RenameStep(Strict):
+    rename: dict[str, str]
+
+
+class SelectStep(Strict):
+    select: list[str]
+
+
+class DropStep(Strict):
+    drop: list[str]
+
+
+class CastStep(Strict):
+    cast: dict[str, ArrowTypeName]
+
+
+class FilterStep(Strict):
+    filter: str
+    """A pandas `DataFrame.query` expression; rows where it is true are kept."""
+
+
+class DeriveStep(Strict):
+    derive: dict[str, str]
+    """New column -> pandas `DataFrame.eval` expression."""
+
+
+class DedupeStep(Strict):
+    dedupe: list[str]
+    keep: Literal["first", "last"] = "last"
+
+
+class FillNullsStep(Strict):
+    fill_nulls: dict[str, Any]
+
+
+class TimestampFormat(Strict):
+    format: str | None = None
+    """strftime format; None lets pandas infer ISO 8601."""
+    utc: bool = True
+
+
+class ParseTimestampsStep(Strict):
+    parse_timestamps: dict[str, TimestampFormat | str | None]
+
+
+class FunctionStep(Strict):
+    function: str
+    """`module:function` taking and returning a DataFrame."""
+
+    @field_validator("function")
+    @classmethod
+    def dotted(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", value):
+            raise ValueError("must look like 'package.module:function'")
+        return value
+
+
+TransformStep = (
+    RenameStep
+    | SelectStep
+    | DropStep
+    | CastStep
+    | FilterStep
+    | DeriveStep
+    | DedupeStep
+    | FillNullsStep
+    | ParseTimestampsStep
+    | FunctionStep
+)
+
+
+class DestinationSpec(Strict):
+    table: str
+    write_disposition: Literal["append", "replace", "merge"] = "append"
+    primary_key: list[str] = Field(default_factory=list)
+    merge_key: list[str] = Field(default_factory=list)
+    partition: str | None = None
+    """BigQuery: a DATE/TIMESTAMP column to partition by (ignored on DuckDB)."""
+    cluster: list[str] = Field(default_factory=list)
+    """BigQuery: up to four columns to cluster by (ignored on DuckDB)."""
+    schema_contract: Literal["evolve", "freeze"] = "evolve"
+
+    @field_validator("table")
+    @classmethod
+    def table_identifier(cls, value: str) -> str:
+        return check_identifier(value)
+
+    @field_validator("primary_key", "merge_key", "cluster")
+    @classmethod
+    def column_identifiers(cls, value: list[str]) -> list[str]:
+        return [check_identifier(column) for column in value]
+
+    @model_validator(mode="after")
+    def keys_fit_disposition(self) -> DestinationSpec:
+        if self.write_disposition == "merge" and not (self.primary_key or self.merge_key):
+            raise ValueError("write_disposition 'merge' needs primary_key or merge_key")
+        if len(self.cluster) > 4:
+            raise ValueError("BigQuery allows at most four cluster columns")
+        return self
+
+
+class PipelineSpec(Strict):
+    name: str
+    description: str = ""
+    source: SourceSpec
+    transform: list[TransformStep] = Field(default_factory=list)
+    destination: DestinationSpec
+
+    @field_validator("name")
+    @classmethod
+    def name_shape(cls, value: str) -> str:
+        if not PIPELINE_NAME.match(value):
+            raise ValueError("use lowercase letters, digits, '-' or '_', starting with a letter")
+        return value
+
+
+class PipelinesFile(Strict):
+    pipelines: list[PipelineSpec]
+
+    @model_validator(mode="after")
+    def unique_names(self) -> PipelinesFile:
+        seen: set[str] = set()
+        for pipeline in self.pipelines:
+            if pipeline.name in seen:
+                raise ValueError(f"pipeline name '{pipeline.name}' is declared twice")
+            seen.add(pipeline.name)
+        return self
