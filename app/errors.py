@@ -8,11 +8,11 @@ edges (CLI, HTTP routes, Pub/Sub push) never decide this themselves: they read `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Recovery(str, Enum):
+class Recovery(StrEnum):
     TERMINAL = "terminal"
     RETRIABLE = "retriable"
 
@@ -185,3 +185,72 @@ def outcome_of(error: FerryError) -> Outcome:
     if error.retriable:
         return Outcome(http_status=error.http_status, push_ack=False, exit_code=EXIT_RETRIABLE)
     return Outcome(http_status=error.http_status, push_ack=True, exit_code=EXIT_TERMINAL)
+
+
+def classify(error: BaseException, *, pipeline: str | None = None) -> FerryError:
+    """Turn anything a library raised into a FerryError with the right recovery."""
+    if isinstance(error, FerryError):
+        if pipeline and not error.pipeline:
+            error.pipeline = pipeline
+        return error
+    inner = _unwrap(error)
+    if inner is not error:
+        return classify(inner, pipeline=pipeline)
+    text = f"{type(error).__name__}: {error}"
+    status = _http_status(error)
+    if status is not None:
+        if status in (408, 429) or status >= 500:
+            kind: type[FerryError] = QuotaExceededError if status == 429 else RetriableError
+            return kind(f"remote service answered {status}: {text}", pipeline=pipeline)
+        if status == 404:
+            return SourceNotFoundError(text, pipeline=pipeline)
+        if status in (401, 403):
+            return SourceAccessDeniedError(text, pipeline=pipeline)
+        return DestinationRejectedError(text, pipeline=pipeline)
+    if _is_transient(error):
+        return DestinationUnavailableError(text, pipeline=pipeline)
+    if _is_schema_contract(error):
+        return SchemaContractError(text, pipeline=pipeline)
+    if _is_terminal_library_error(error):
+        return DestinationRejectedError(text, pipeline=pipeline)
+    # unknown failures are retried: a bug shows up as repeated nacks, never as lost data
+    return RetriableError(f"unexpected error: {text}", pipeline=pipeline)
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """dlt wraps a step's real failure (PipelineStepFailed.exception, __cause__)."""
+    wrapped = getattr(error, "exception", None)
+    if isinstance(wrapped, BaseException):
+        return wrapped
+    if type(error).__name__ in ("PipelineStepFailed", "ResourceExtractionError"):
+        cause = error.__cause__ or error.__context__
+        if cause is not None:
+            return cause
+    return error
+
+
+def _http_status(error: BaseException) -> int | None:
+    code = getattr(error, "code", None)
+    if isinstance(code, int) and 100 <= code < 600 and "google" in type(error).__module__:
+        return code
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _is_transient(error: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & {"TransientException", "ConnectionError", "TimeoutError", "Timeout"}:
+        return True
+    text = str(error)
+    # DuckDB allows one writing process: another run holding the file is a passing condition
+    return "Could not set lock on file" in text or "Conflicting lock" in text
+
+
+def _is_schema_contract(error: BaseException) -> bool:
+    return type(error).__name__ == "DataValidationError"
+
+
+def _is_terminal_library_error(error: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"TerminalException", "DestinationTerminalException"})

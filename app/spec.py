@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -126,7 +134,17 @@ class ApiSource(Strict):
         return value
 
 
-SourceSpec = Annotated[FilesSource | ApiSource, Field(discriminator="kind")]
+def _source_kind(value: Any) -> str:
+    """`kind` may be left out for file sources, the common case."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "files"))
+    return str(getattr(value, "kind", "files"))
+
+
+SourceSpec = Annotated[
+    Annotated[FilesSource, Tag("files")] | Annotated[ApiSource, Tag("api")],
+    Discriminator(_source_kind),
+]
 
 
 class RenameStep(Strict):

@@ -1,0 +1,86 @@
+"""The run report: what a run read, loaded and skipped, and how long each stage took."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+FileStatus = Literal["loaded", "already_loaded", "stale_generation", "failed"]
+RunStatus = Literal["succeeded", "failed", "skipped"]
+
+
+@dataclass
+class FileReport:
+    uri: str
+    generation: int
+    bytes: int
+    status: FileStatus = "loaded"
+    rows_read: int = 0
+    rows_loaded: int = 0
+    reason: str | None = None
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    pipeline: str
+    trigger: str
+    destination: str
+    dataset: str
+    status: RunStatus = "succeeded"
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    finished_at: str | None = None
+    load_ids: list[str] = field(default_factory=list)
+    tables: dict[str, int] = field(default_factory=dict)
+    """Rows loaded per destination table (dlt's own tables excluded)."""
+    rows_read: int = 0
+    rows_loaded: int = 0
+    bytes_read: int = 0
+    files: list[FileReport] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per stage: list, extract, transform, normalize, load, total."""
+    shard: str | None = None
+    error: dict[str, Any] | None = None
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add_time(stage, time.perf_counter() - started)
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 4)
+
+    def finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> RunReport:
+        self.status = status
+        self.error = error
+        self.finished_at = datetime.now(UTC).isoformat()
+        return self
+
+    @property
+    def files_loaded(self) -> int:
+        return sum(1 for f in self.files if f.status == "loaded")
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["files_loaded"] = self.files_loaded
+        body["files_skipped"] = sum(
+            1 for f in self.files if f.status in ("already_loaded", "stale_generation")
+        )
+        return body
+
+    def summary(self) -> str:
+        """One human line, for terminals."""
+        tables = ", ".join(f"{name}={rows}" for name, rows in self.tables.items()) or "none"
+        total = self.seconds.get("total", 0.0)
+        return (
+            f"{self.pipeline} [{self.run_id}] {self.status}: read {self.rows_read} rows from "
+            f"{len(self.files)} file(s), loaded {self.rows_loaded} ({tables}) into "
+            f"{self.destination}:{self.dataset} in {total:.2f}s"
+        )

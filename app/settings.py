@@ -1,0 +1,83 @@
+"""One typed settings object, read from the environment by a function (never at import time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DestinationKind = Literal["auto", "duckdb", "bigquery"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore", frozen=True)
+
+    pipelines_file: Path = Path("examples/pipelines.yaml")
+    """The pipelines YAML file (baked into the image, or mounted)."""
+    destination: DestinationKind = "auto"
+    """`auto`: BigQuery when `bigquery_project` is set, else DuckDB."""
+    bigquery_project: str | None = None
+    bigquery_dataset: str = "ferry"
+    bigquery_location: str = "US"
+    bigquery_emulator_host: str | None = Field(
+        default=None, validation_alias="BIGQUERY_EMULATOR_HOST"
+    )
+    """Set only for the local BigQuery emulator: no real credentials are used then."""
+    data_dir: Path = Path(".data")
+    """Where the embedded default keeps its DuckDB file and run working dirs."""
+    duckdb_path: Path | None = None
+    """Defaults to `<data_dir>/local.duckdb` (its name must differ from the dataset name)."""
+    duckdb_dataset: str = "ferry"
+    gcs_project: str | None = None
+    storage_emulator_host: str | None = Field(
+        default=None, validation_alias="STORAGE_EMULATOR_HOST"
+    )
+    batch_bytes: int = 8 << 20
+    """Bytes of source text parsed per Arrow batch: bounds memory per batch."""
+    max_uncompressed_bytes: int = 50 << 30
+    """A compressed object that expands past this is rejected (gzip-bomb defence)."""
+    terminal_exit_code: int = 2
+    """Exit code for terminal errors. Cloud Run Jobs retry any non-zero exit: set 0 there
+    so a bad config or bad file is logged as an error but not retried."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def destination_is_configured(self) -> Settings:
+        if self.destination == "bigquery" and not self.bigquery_project:
+            raise ValueError("FERRY_DESTINATION=bigquery needs FERRY_BIGQUERY_PROJECT")
+        return self
+
+    @property
+    def destination_kind(self) -> Literal["duckdb", "bigquery"]:
+        if self.destination == "auto":
+            return "bigquery" if self.bigquery_project else "duckdb"
+        return self.destination
+
+    @property
+    def resolved_duckdb_path(self) -> Path:
+        return self.duckdb_path or self.data_dir / "local.duckdb"
+
+    @property
+    def dataset_name(self) -> str:
+        if self.destination_kind == "bigquery":
+            return self.bigquery_dataset
+        return self.duckdb_dataset
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment; a bad value becomes a terminal ConfigError."""
+    from pydantic import ValidationError
+
+    from app.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"FERRY_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

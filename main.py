@@ -1,0 +1,143 @@
+"""ferry's command line: `run PIPELINE` (also a Cloud Run Job task), `serve`, `validate`.
+
+Exit codes: 0 success; 1 retriable failure (network, 5xx, quota: run again);
+2 terminal failure (bad config or data: fix it first; FERRY_TERMINAL_EXIT_CODE overrides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from app.errors import EXIT_OK, EXIT_TERMINAL, FerryError, RequestError, outcome_of
+
+log = logging.getLogger("ferry")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ferry", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one pipeline to completion")
+    run.add_argument("pipeline")
+    run.add_argument("--source", help="narrow the pipeline's source to this URI or glob")
+    run.add_argument("--generation", type=int, help="load this object generation")
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="API query parameter override (repeatable)",
+    )
+    commands.add_parser("validate", help="validate the pipelines file and list pipelines")
+    serve = commands.add_parser("serve", help="serve HTTP on $PORT (Cloud Run service)")
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Cloud Run routes to the container
+    return parser.parse_args(argv)
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RequestError(f"--param '{pair}' must look like KEY=VALUE")
+        params[key] = value
+    return params
+
+
+def shard_from_env() -> tuple[int, int]:
+    """Cloud Run Jobs tell each task its index and the task count."""
+    try:
+        index = int(os.environ.get("CLOUD_RUN_TASK_INDEX", "0"))
+        count = int(os.environ.get("CLOUD_RUN_TASK_COUNT", "1"))
+    except ValueError:
+        raise RequestError("CLOUD_RUN_TASK_INDEX / CLOUD_RUN_TASK_COUNT must be integers") from None
+    if count < 1 or not 0 <= index < count:
+        raise RequestError(f"task index {index} is outside task count {count}")
+    return index, count
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from app.catalog import load_catalog
+    from app.progress import TerminalProgress
+    from app.runner import RunRequest, run
+    from app.settings import load_settings
+
+    settings = load_settings()
+    catalog = load_catalog(settings.pipelines_file)
+    index, count = shard_from_env()
+    request = RunRequest(
+        pipeline=args.pipeline,
+        source_uri=args.source,
+        generation=args.generation,
+        params=parse_params(args.param),
+        shard_index=index,
+        shard_count=count,
+        trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+    )
+    with TerminalProgress.for_stderr() as progress:
+        report = run(request, settings, catalog, progress=progress)
+    log.info(report.summary(), extra={"run_report": report.to_dict()})
+    sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    return EXIT_OK
+
+
+def command_validate() -> int:
+    from app.catalog import load_catalog
+    from app.settings import load_settings
+
+    settings = load_settings()
+    catalog = load_catalog(settings.pipelines_file)
+    for spec in catalog.pipelines.values():
+        sys.stdout.write(
+            f"{spec.name}: {spec.source.kind} -> {spec.destination.table} "
+            f"({spec.destination.write_disposition})\n"
+        )
+    return EXIT_OK
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    from app.server import serve
+
+    serve(host=args.host, port=int(os.environ.get("PORT", "8080")))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from app.logs import configure_logging
+
+    configure_logging(
+        os.environ.get("FERRY_LOG_FORMAT", "auto"), os.environ.get("FERRY_LOG_LEVEL", "INFO")
+    )
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "validate":
+            return command_validate()
+        return command_serve(args)
+    except FerryError as error:
+        outcome = outcome_of(error)
+        report = error.details.pop("report", None)
+        log.error(
+            "%s (%s, %s)", error, error.code, error.recovery.value, extra={"error": error.to_dict()}
+        )
+        if report is not None:
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        if outcome.exit_code == EXIT_TERMINAL:
+            return _terminal_exit_code()
+        return outcome.exit_code
+
+
+def _terminal_exit_code() -> int:
+    try:
+        return int(os.environ.get("FERRY_TERMINAL_EXIT_CODE", str(EXIT_TERMINAL)))
+    except ValueError:
+        return EXIT_TERMINAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

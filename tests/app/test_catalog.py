@@ -1,0 +1,113 @@
+"""The pipelines file: validated whole at start, with errors naming pipeline, field, problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.catalog import load_catalog, uri_matches
+from app.errors import ConfigError, RequestError, UnknownPipelineError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_file_is_valid() -> None:
+    catalog = load_catalog(EXAMPLES)
+    assert {"orders", "customers", "exchange-rates"} <= set(catalog.pipelines)
+    assert catalog.get("orders").destination.primary_key == ["order_id"]
+
+
+def test_every_problem_is_reported_with_pipeline_and_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+pipelines:
+  - name: orders
+    source: {kind: files, uri: "gs://Bad_Bucket/x.csv"}
+    destination: {table: orders, write_disposition: merge}
+  - name: events
+    source: {kind: api, base_url: "ftp://host"}
+    destination: {table: "bad-table"}
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(path)
+    message = str(caught.value)
+    assert "pipeline 'orders', field source.uri" in message
+    assert "not a valid GCS bucket name" in message
+    assert "pipeline 'orders', field destination" in message
+    assert "needs primary_key or merge_key" in message
+    assert "pipeline 'events', field source.base_url" in message
+    assert "pipeline 'events', field destination.table" in message
+
+
+def test_unknown_field_and_step_are_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+pipelines:
+  - name: p
+    source: {kind: files, uri: "a/*.csv", delimitr: ";"}
+    transform: [{explode: x}]
+    destination: {table: t}
+""",
+    )
+    with pytest.raises(ConfigError, match=r"pipeline 'p', field source.delimitr") as caught:
+        load_catalog(path)
+    assert "field transform.0" in str(caught.value)
+
+
+def test_duplicate_names_and_bad_yaml(tmp_path: Path) -> None:
+    dup = "pipelines:\n" + "  - {name: p, source: {uri: a.csv}, destination: {table: t}}\n" * 2
+    with pytest.raises(ConfigError, match="declared twice"):
+        load_catalog(write(tmp_path, dup))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_catalog(write(tmp_path, "pipelines: [unclosed"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_catalog(tmp_path / "nope.yaml")
+
+
+def test_unknown_pipeline_lists_known_ones() -> None:
+    with pytest.raises(UnknownPipelineError, match=r"no pipeline named 'nope' \(known: .*orders"):
+        load_catalog(EXAMPLES).get("nope")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "uri", "expected"),
+    [
+        ("gs://b/raw/*.csv", "gs://b/raw/x.csv", True),
+        ("gs://b/raw/*.csv", "gs://other/raw/x.csv", False),
+        ("gs://b/raw/*.csv", "gs://b/raw/x.json", False),
+        ("gs://b/raw/", "gs://b/raw/2026/x.csv", True),
+        ("gs://b/raw", "gs://b/rawdata/x.csv", False),
+        ("gs://b/raw/*.csv", "gs://b/raw/../secret/x.csv", False),
+        ("gs://b/raw/*.csv", "gs://b/raw/%2e%2e/x.csv", False),
+    ],
+)
+def test_uri_matching(pattern: str, uri: str, expected: bool) -> None:
+    assert uri_matches(pattern, uri) is expected
+
+
+def test_pipeline_for_uri(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+pipelines:
+  - {name: a, source: {uri: "gs://bkt/a/*.csv"}, destination: {table: a}}
+  - {name: b, source: {uri: "gs://bkt/b/*.csv"}, destination: {table: b}}
+  - {name: c, source: {uri: "gs://bkt/b/"}, destination: {table: c}}
+""",
+    )
+    catalog = load_catalog(path)
+    assert catalog.pipeline_for_uri("gs://bkt/a/x.csv").name == "a"
+    with pytest.raises(UnknownPipelineError):
+        catalog.pipeline_for_uri("gs://elsewhere/a/x.csv")
+    with pytest.raises(RequestError, match="several pipelines"):
+        catalog.pipeline_for_uri("gs://bkt/b/x.csv")

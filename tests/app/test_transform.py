@@ -1,0 +1,112 @@
+"""Declarative pandas steps: each does what its name says, and a failure names step and column."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from app.errors import ConfigError, TransformError
+from app.spec import PipelineSpec
+from app.transform import compile_transform
+
+
+def frame(**columns: list[object]) -> pd.DataFrame:
+    return pa.table(columns).to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def steps(*declared: dict[str, object]) -> list:  # type: ignore[type-arg]
+    spec = PipelineSpec.model_validate(
+        {
+            "name": "p",
+            "source": {"kind": "files", "uri": "x/*.csv"},
+            "transform": list(declared),
+            "destination": {"table": "t"},
+        }
+    )
+    return list(spec.transform)
+
+
+def test_steps_apply_in_order() -> None:
+    transform = compile_transform(
+        "orders",
+        steps(
+            {"rename": {"Qty": "quantity", "Price": "price"}},
+            {"cast": {"quantity": "int64", "price": "float64"}},
+            {"filter": "quantity > 1"},
+            {"derive": {"amount": "quantity * price"}},
+            {"fill_nulls": {"note": "none"}},
+            {"drop": ["price"]},
+        ),
+    )
+    out = transform(frame(Qty=["1", "2", "3"], Price=["2.5", "1.5", None], note=["a", None, "c"]))
+    assert list(out.columns) == ["quantity", "note", "amount"]
+    assert out["quantity"].tolist() == [2, 3]
+    assert out["amount"].tolist()[0] == pytest.approx(3.0)
+    assert pd.isna(out["amount"].tolist()[1])
+    assert out["note"].tolist() == ["none", "c"]
+
+
+def test_select_and_dedupe_keep_last() -> None:
+    transform = compile_transform(
+        "p", steps({"dedupe": ["id"], "keep": "last"}, {"select": ["id", "v"]})
+    )
+    out = transform(frame(id=[1, 1, 2], v=["old", "new", "x"], extra=[0, 0, 0]))
+    assert out.to_dict("list") == {"id": [1, 2], "v": ["new", "x"]}
+
+
+def test_parse_timestamps_with_format_and_utc() -> None:
+    transform = compile_transform(
+        "p", steps({"parse_timestamps": {"at": {"format": "%d/%m/%Y %H:%M", "utc": True}}})
+    )
+    out = transform(frame(at=["21/11/2026 10:30", "01/01/2026 00:00"]))
+    assert str(out["at"].iloc[0]) == "2026-11-21 10:30:00+00:00"
+
+
+def test_filter_drops_rows_where_comparison_is_null() -> None:
+    out = compile_transform("p", steps({"filter": "n > 1"}))(frame(n=[1, None, 5]))
+    assert out["n"].tolist() == [5]
+
+
+def test_function_step_imports_module_function() -> None:
+    transform = compile_transform(
+        "orders", steps({"function": "examples.transforms:add_order_size"})
+    )
+    out = transform(frame(amount=[10.0, 100.0, 1000.0]))
+    assert out["order_size"].tolist() == ["small", "medium", "large"]
+
+
+def test_unknown_function_is_a_config_error_naming_pipeline_and_step() -> None:
+    with pytest.raises(ConfigError, match=r"pipeline 'orders'.*step 1 \(function\)"):
+        compile_transform("orders", steps({"function": "examples.transforms:nope"}))
+
+
+@pytest.mark.parametrize(
+    ("declared", "data", "message"),
+    [
+        pytest.param(
+            {"cast": {"qty": "int64"}}, {"qty": ["1", "two"]},
+            r"step 1 \(cast\), column 'qty'", id="bad-cast-names-column",
+        ),
+        pytest.param(
+            {"rename": {"missing": "x"}}, {"qty": [1]},
+            r"step 1 \(rename\): column 'missing' not found", id="missing-column",
+        ),
+        pytest.param(
+            {"parse_timestamps": {"at": "%Y-%m-%d"}}, {"at": ["2026-13-45"]},
+            r"step 1 \(parse_timestamps\), column 'at'", id="bad-timestamp",
+        ),
+        pytest.param(
+            {"derive": {"total": "qty * nothing"}}, {"qty": [1]},
+            r"step 1 \(derive\), column 'total'", id="bad-derive-expression",
+        ),
+    ],
+)
+def test_failing_step_names_pipeline_step_and_column(
+    declared: dict[str, object], data: dict[str, list[object]], message: str
+) -> None:
+    transform = compile_transform("orders", steps(declared))
+    with pytest.raises(TransformError, match=message) as caught:
+        transform(frame(**data))
+    assert caught.value.pipeline == "orders"
+    assert "pipeline 'orders'" in str(caught.value)
