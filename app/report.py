@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-FileStatus = Literal["loaded", "already_loaded", "stale_generation", "failed"]
+FileStatus = Literal["loaded", "already_loaded", "stale_generation", "superseded", "failed"]
 RunStatus = Literal["succeeded", "failed", "skipped"]
 
 
@@ -70,9 +70,7 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
         body["files_loaded"] = self.files_loaded
-        body["files_skipped"] = sum(
-            1 for f in self.files if f.status in ("already_loaded", "stale_generation")
-        )
+        body["files_skipped"] = sum(1 for f in self.files if f.status != "loaded")
         return body
 
     def summary(self) -> str:

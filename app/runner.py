@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from app.batches import SOURCE_URI_COLUMN, RunSchema, add_lineage, apply_transform
 from app.catalog import Catalog, uri_matches
-from app.destination import run_pipeline_for
-from app.errors import FerryError, RequestError, classify
+from app.destination import destination_lock, run_pipeline_for
+from app.errors import RequestError, SourceUnavailableError, classify
 from app.ledger import loaded_generations
 from app.report import FileReport, RunReport
 from app.settings import Settings
@@ -69,6 +69,9 @@ def run(
     try:
         transform = compile_transform(spec.name, spec.transform)
         with run_pipeline_for(spec.name, settings, request.run_id) as pipeline:
+            with report.timed("list"), destination_lock(settings):
+                # a fresh working dir: restore state (incremental cursors) from the destination
+                pipeline.sync_destination()
             if isinstance(spec.source, FilesSource):
                 resource = _files_resource(
                     spec,
@@ -84,7 +87,7 @@ def run(
             else:
                 resource = _api_resource(spec, spec.source, request, transform, report, progress)
             if resource is not None:
-                _load(pipeline, resource, report)
+                _load(pipeline, resource, report, settings)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise
@@ -121,7 +124,8 @@ def _files_resource(
         if request.source_uri is not None:
             target = _narrowed_uri(spec, pattern, request.source_uri, catalog.base_dir)
             if request.generation is not None or not _is_glob(target):
-                objects = [get_object(target, request.generation, storage_client=storage_client)]
+                live = get_object(target, None, storage_client=storage_client)
+                objects = [_requested_generation(live, request.generation, report)]
             else:
                 objects = list_objects(
                     target, base_dir=catalog.base_dir, storage_client=storage_client
@@ -130,13 +134,14 @@ def _files_resource(
             objects = list_objects(
                 pattern, base_dir=catalog.base_dir, storage_client=storage_client
             )
-        objects = shard(objects, request.shard_index, request.shard_count)
-        table = spec.destination.table
-        ledger = (
-            {}
-            if spec.destination.write_disposition == "replace"
-            else loaded_generations(pipeline, table, (o.uri for o in objects))
+        objects = shard(
+            [o for o in objects if o is not None], request.shard_index, request.shard_count
         )
+        table = spec.destination.table
+        ledger: dict[str, int] = {}
+        if spec.destination.write_disposition != "replace":
+            with destination_lock(settings):
+                ledger = loaded_generations(pipeline, table, (o.uri for o in objects))
 
     pending = []
     for obj in objects:
@@ -149,6 +154,7 @@ def _files_resource(
             log.info("skip %s (generation %s): %s", obj.uri, obj.generation, entry.reason)
             continue
         pending.append((obj, entry))
+    pending = [(obj, entry) for obj, entry in pending if entry.status == "loaded"]
     if not pending:
         return None
 
@@ -180,6 +186,26 @@ def _files_resource(
 
     resource = dlt.resource(batches, name=spec.destination.table)
     return _apply_hints(resource, spec.destination, settings, lineage=True)
+
+
+def _requested_generation(live: Any, generation: int | None, report: RunReport) -> Any:
+    """A notification names one generation; only the live one may load.
+
+    An older generation that was overwritten is superseded: the newer generation's own
+    notification loads it, so this one is acknowledged without loading anything.
+    """
+    if generation is None or live.generation == generation:
+        return live
+    if live.generation > generation:
+        superseded = FileReport(uri=live.uri, generation=generation, bytes=0)
+        superseded.status = "superseded"
+        superseded.reason = f"object is now at generation {live.generation}"
+        report.files.append(superseded)
+        return None
+    raise SourceUnavailableError(
+        f"object '{live.uri}' generation {generation} is not visible yet "
+        f"(live generation {live.generation})"
+    )
 
 
 def _narrowed_uri(spec: PipelineSpec, pattern: str, uri: str, base_dir: Path) -> str:
@@ -304,7 +330,7 @@ def _apply_hints(
     return resource
 
 
-def _load(pipeline: Any, resource: Any, report: RunReport) -> None:
+def _load(pipeline: Any, resource: Any, report: RunReport, settings: Settings) -> None:
     with report.timed("extract"):
         pipeline.extract(resource, loader_file_format="parquet")
     report.seconds["extract"] = round(
@@ -312,26 +338,10 @@ def _load(pipeline: Any, resource: Any, report: RunReport) -> None:
     )
     with report.timed("normalize"):
         normalize_info = pipeline.normalize()
-    with report.timed("load"):
-        load_info = _load_until_unlocked(pipeline)
+    with report.timed("load"), destination_lock(settings):
+        load_info = pipeline.load()
     load_info.raise_on_failed_jobs()
     report.load_ids = list(load_info.loads_ids)
     counts = normalize_info.row_counts if normalize_info else {}
     report.tables = {table: rows for table, rows in counts.items() if not table.startswith("_dlt")}
     report.rows_loaded = sum(report.tables.values())
-
-
-def _load_until_unlocked(pipeline: Any, attempts: int = 30) -> Any:
-    """DuckDB lets one process write at a time; wait for another run's load to finish."""
-    delay = 0.2
-    for attempt in range(attempts):
-        try:
-            return pipeline.load()
-        except Exception as raw:
-            error: FerryError = classify(raw)
-            locked = "lock" in str(error).lower()
-            if not (locked and attempt + 1 < attempts):
-                raise
-            time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
-    raise AssertionError("unreachable")

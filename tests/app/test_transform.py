@@ -85,20 +85,28 @@ def test_unknown_function_is_a_config_error_naming_pipeline_and_step() -> None:
     ("declared", "data", "message"),
     [
         pytest.param(
-            {"cast": {"qty": "int64"}}, {"qty": ["1", "two"]},
-            r"step 1 \(cast\), column 'qty'", id="bad-cast-names-column",
+            {"cast": {"qty": "int64"}},
+            {"qty": ["1", "two"]},
+            r"step 1 \(cast\), column 'qty'",
+            id="bad-cast-names-column",
         ),
         pytest.param(
-            {"rename": {"missing": "x"}}, {"qty": [1]},
-            r"step 1 \(rename\): column 'missing' not found", id="missing-column",
+            {"rename": {"missing": "x"}},
+            {"qty": [1]},
+            r"step 1 \(rename\): column 'missing' not found",
+            id="missing-column",
         ),
         pytest.param(
-            {"parse_timestamps": {"at": "%Y-%m-%d"}}, {"at": ["2026-13-45"]},
-            r"step 1 \(parse_timestamps\), column 'at'", id="bad-timestamp",
+            {"parse_timestamps": {"at": "%Y-%m-%d"}},
+            {"at": ["2026-13-45"]},
+            r"step 1 \(parse_timestamps\), column 'at'",
+            id="bad-timestamp",
         ),
         pytest.param(
-            {"derive": {"total": "qty * nothing"}}, {"qty": [1]},
-            r"step 1 \(derive\), column 'total'", id="bad-derive-expression",
+            {"derive": {"total": "qty * nothing"}},
+            {"qty": [1]},
+            r"step 1 \(derive\), column 'total'",
+            id="bad-derive-expression",
         ),
     ],
 )
