@@ -58,7 +58,7 @@ def test_bigquery_dataset_table_insert_and_count(
         )
     )
 
-    client.query(f"INSERT INTO `{table_id}` (id, name) VALUES (1, 'a'), (2, 'b')").result()  # noqa: S608
+    client.query(f"INSERT INTO `{table_id}` (id, name) VALUES (1, 'a'), (2, 'b')").result()
 
     assert _count_rows(client, table_id) == 2
 
@@ -180,5 +180,5 @@ def test_dlt_bigquery_destination_loads_into_emulator(
 
 def _count_rows(client: bigquery.Client, table_id: str) -> int:
     # A query, not the load job's output_rows: the emulator can report those wrong.
-    rows = list(client.query(f"SELECT COUNT(*) AS n FROM `{table_id}`").result())  # noqa: S608
+    rows = list(client.query(f"SELECT COUNT(*) AS n FROM `{table_id}`").result())
     return int(rows[0]["n"])
