@@ -123,6 +123,21 @@ class SourceNotFoundError(TerminalError):
     http_status = 404
 
 
+class UnauthenticatedError(TerminalError):
+    """The caller's bearer token is missing, malformed, unsigned by Google, expired, or for
+    another audience or issuer. A caller must get a new token; resending this one cannot pass."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class ForbiddenError(TerminalError):
+    """The caller's token is valid but its identity (email) is not allowed to call ferry."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class SourceAccessDeniedError(TerminalError):
     """The source refused our credentials (401/403): retrying will not help."""
 
@@ -172,6 +187,28 @@ class DestinationUnavailableError(RetriableError):
     """The destination could not be reached, answered 5xx, or is locked by another writer."""
 
     code = "destination_unavailable"
+    http_status = 503
+
+
+class AuthUnavailableError(RetriableError):
+    """The public keys that verify callers' tokens could not be fetched: a nack lets
+    Pub/Sub redeliver once they can."""
+
+    code = "auth_unavailable"
+    http_status = 503
+
+
+class ShuttingDownError(RetriableError):
+    """The instance got SIGTERM; the run was abandoned before anything committed."""
+
+    code = "shutting_down"
+    http_status = 503
+
+
+class DeadLetterUnavailableError(RetriableError):
+    """A terminal failure could not be parked on the dead-letter topic: keep the message."""
+
+    code = "dead_letter_unavailable"
     http_status = 503
 
 

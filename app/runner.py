@@ -26,6 +26,8 @@ from app.transform import Transform, compile_transform
 log = logging.getLogger("ferry.runner")
 
 ProgressCallback = Callable[[RunReport], None]
+"""Called after every batch and once before the load commits; raising there abandons the
+run with nothing committed (how the service stops a run on SIGTERM)."""
 
 
 def new_run_id() -> str:
@@ -47,6 +49,8 @@ class RunRequest:
     shard_count: int = 1
     run_id: str = field(default_factory=new_run_id)
     trigger: str = "cli"
+    idempotency_key: str | None = None
+    """Orchestrator-supplied: a repeated key returns the first run's report (app/idempotency)."""
 
 
 def run(
@@ -87,7 +91,7 @@ def run(
             else:
                 resource = _api_resource(spec, spec.source, request, transform, report, progress)
             if resource is not None:
-                _load(pipeline, resource, report, settings)
+                _load(pipeline, resource, report, settings, progress)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise
@@ -330,7 +334,13 @@ def _apply_hints(
     return resource
 
 
-def _load(pipeline: Any, resource: Any, report: RunReport, settings: Settings) -> None:
+def _load(
+    pipeline: Any,
+    resource: Any,
+    report: RunReport,
+    settings: Settings,
+    progress: ProgressCallback | None,
+) -> None:
     with report.timed("extract"):
         pipeline.extract(resource, loader_file_format="parquet")
     report.seconds["extract"] = round(
@@ -338,6 +348,8 @@ def _load(pipeline: Any, resource: Any, report: RunReport, settings: Settings) -
     )
     with report.timed("normalize"):
         normalize_info = pipeline.normalize()
+    if progress:
+        progress(report)  # last point where the run can be abandoned cleanly
     with report.timed("load"), destination_lock(settings):
         load_info = pipeline.load()
     load_info.raise_on_failed_jobs()

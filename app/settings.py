@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DestinationKind = Literal["auto", "duckdb", "bigquery"]
 
@@ -41,13 +42,57 @@ class Settings(BaseSettings):
     terminal_exit_code: int = 2
     """Exit code for terminal errors. Cloud Run Jobs retry any non-zero exit: set 0 there
     so a bad config or bad file is logged as an error but not retried."""
+    dead_letter_topic: str | None = None
+    """`projects/P/topics/T`: terminal push failures are published here, then acknowledged."""
+    max_request_bytes: int = 10 << 20
+    """Larger request bodies get 413 (a Pub/Sub message is at most 10 MB)."""
+    shutdown_grace_seconds: float = 8.0
+    """After SIGTERM, in-flight requests get this long (Cloud Run allows 10 s in all)."""
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: str = "INFO"
+    push_auth_audience: str | None = None
+    """Expected `aud` of the OIDC token on Pub/Sub push / Eventarc requests (the push
+    endpoint URL or a custom audience). Unset: ferry does not verify tokens itself (Cloud
+    Run IAM may still do it)."""
+    push_auth_service_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Service account emails allowed to push (comma-separated or a JSON list); required
+    when `push_auth_audience` is set."""
+    push_auth_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    """Where Google's token-signing certificates are fetched ({key id: PEM certificate})."""
+    push_auth_issuers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https://accounts.google.com", "accounts.google.com"]
+    )
+    """Accepted `iss` claims (comma-separated or a JSON list)."""
+
+    @field_validator("push_auth_service_accounts", "push_auth_issuers", mode="before")
+    @classmethod
+    def split_list(cls, value: Any) -> Any:
+        """Accept `a,b` as well as `["a", "b"]` from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+        else:
+            items = value
+        if isinstance(items, list):
+            return [str(item).strip() for item in items if str(item).strip()]
+        return items
 
     @model_validator(mode="after")
     def destination_is_configured(self) -> Settings:
         if self.destination == "bigquery" and not self.bigquery_project:
             raise ValueError("FERRY_DESTINATION=bigquery needs FERRY_BIGQUERY_PROJECT")
+        return self
+
+    @model_validator(mode="after")
+    def push_auth_is_configured(self) -> Settings:
+        # an audience alone would accept any Google-signed token for that URL
+        if self.push_auth_audience and not self.push_auth_service_accounts:
+            raise ValueError(
+                "FERRY_PUSH_AUTH_AUDIENCE needs FERRY_PUSH_AUTH_SERVICE_ACCOUNTS "
+                "(the service account emails allowed to push)"
+            )
+        if self.push_auth_audience and not self.push_auth_issuers:
+            raise ValueError("FERRY_PUSH_AUTH_ISSUERS must not be empty")
         return self
 
     @property

@@ -41,5 +41,11 @@ def query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
 
 
 def count(settings: Settings, table: str) -> int:
-    rows = query(settings, f"select count(*) from {settings.dataset_name}.{table}")
+    """Rows in a table; 0 when the database, dataset or table was never created."""
+    if not settings.resolved_duckdb_path.exists():
+        return 0
+    try:
+        rows = query(settings, f"select count(*) from {settings.dataset_name}.{table}")
+    except duckdb.CatalogException:
+        return 0
     return int(rows[0][0])

@@ -1,0 +1,16 @@
+"""Files source: list objects (GCS or local) and stream them as Arrow record batches."""
+
+from __future__ import annotations
+
+from .helpers import shard
+from .objects import SourceObject, StorageClientFactory, get_object, list_objects
+from .readers import read_batches
+
+__all__ = [
+    "SourceObject",
+    "StorageClientFactory",
+    "get_object",
+    "list_objects",
+    "read_batches",
+    "shard",
+]

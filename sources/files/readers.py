@@ -1,0 +1,433 @@
+"""Streaming format readers: one object -> Arrow record batches, never the whole file in memory.
+
+Each reader is pyarrow's native streaming reader (CSV and JSON parse block by block, Parquet
+row group by row group), so memory stays a small multiple of `batch_bytes` whatever the file size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pa_parquet
+
+from app.errors import (
+    BadDataError,
+    ConfigError,
+    FerryError,
+    SourceAccessDeniedError,
+    SourceNotFoundError,
+    SourceUnavailableError,
+)
+from app.spec import FilesSource
+
+from .columns import ARROW_TYPES, cast_batch
+from .helpers import FileKind, detect_kind
+from .objects import SourceObject, StorageClientFactory, gcs_errors, open_seekable, open_stream
+from .settings import (
+    DEFAULT_BATCH_BYTES,
+    GZIP_MAGIC,
+    MIN_READ_BLOCK_BYTES,
+    READ_BLOCKS_PER_BATCH,
+)
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+_CSV_COLUMN_ERROR = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?(.*)", re.DOTALL)
+_INFERRED_HINT = (
+    "column types not declared under source.columns are inferred from the first block of "
+    "each file, and a later block disagreed: declare the column type under source.columns"
+)
+_BLOCK_HINT = (
+    "a row is longer than the read block (batch_bytes / 8, at least 1 MiB; raise "
+    "batch_bytes), or a quote is never closed (set source.csv.newlines_in_values to "
+    "false if values never span lines)"
+)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What every reader needs to know about the object it reads."""
+
+    obj: SourceObject
+    source: FilesSource
+    kind: FileKind
+    storage_client: StorageClientFactory
+    batch_bytes: int
+    max_uncompressed_bytes: int | None
+
+    @property
+    def uri(self) -> str:
+        return self.obj.uri
+
+    @property
+    def block_bytes(self) -> int:
+        """Arrow's read block: also the longest row it accepts."""
+        block = max(self.batch_bytes // READ_BLOCKS_PER_BATCH, MIN_READ_BLOCK_BYTES)
+        return min(block, self.batch_bytes)
+
+
+def read_batches(
+    obj: SourceObject,
+    source: FilesSource,
+    *,
+    storage_client: StorageClientFactory,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    max_uncompressed_bytes: int | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Stream `obj` as record batches of about `batch_bytes` input each, one schema per file.
+
+    An empty file (or one with only a CSV header) yields nothing. Unreadable data raises
+    BadDataError naming the file, and where known the column, value and row.
+    """
+    read = _Read(
+        obj,
+        source,
+        detect_kind(obj.uri, source.format),
+        storage_client,
+        batch_bytes,
+        max_uncompressed_bytes,
+    )
+    if obj.size == 0:
+        return
+    with _read_errors(obj.uri):
+        if read.kind.format == "parquet":
+            yield from _parquet_batches(read)
+        else:
+            yield from _text_batches(read)
+
+
+# --- CSV and JSON lines ---------------------------------------------------------------
+
+
+def _text_batches(read: _Read) -> Iterator[pa.RecordBatch]:
+    with _text_stream(read) as stream:
+        if read.kind.format == "csv":
+            yield from _csv_batches(stream, read)
+        else:
+            yield from _json_batches(stream, read)
+
+
+@contextmanager
+def _text_stream(read: _Read) -> Iterator[pa.NativeFile]:
+    """The object's bytes, gunzipped when the options or its magic bytes say so."""
+    raw, head = open_stream(
+        read.obj, storage_client=read.storage_client, chunk_bytes=read.batch_bytes
+    )
+    with raw:
+        compression = read.source.compression
+        gzipped = compression == "gzip" or (compression == "auto" and head.startswith(GZIP_MAGIC))
+        yield _decompressed(raw, read) if gzipped else _checked_size(raw, read)
+
+
+def _checked_size(raw: pa.NativeFile, read: _Read) -> pa.NativeFile:
+    cap = read.max_uncompressed_bytes
+    if cap is not None and read.obj.size > cap:
+        raise BadDataError(f"{read.uri}: {read.obj.size} bytes is beyond the limit of {cap} bytes")
+    return raw
+
+
+def _decompressed(raw: pa.NativeFile, read: _Read) -> pa.NativeFile:
+    stream = pa.CompressedInputStream(raw, "gzip")
+    if read.max_uncompressed_bytes is None:
+        return stream
+    return pa.PythonFile(_CappedReader(stream, read.max_uncompressed_bytes, read.uri), mode="r")
+
+
+class _CappedReader(io.RawIOBase):
+    """Counts decompressed bytes and stops a gzip bomb at the cap (one check per block read)."""
+
+    def __init__(self, inner: pa.NativeFile, cap: int, uri: str) -> None:
+        super().__init__()
+        self._inner = inner
+        self._cap = cap
+        self._uri = uri
+        self._total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> Any:
+        chunk = self._inner.read_buffer(size if size >= 0 else None)
+        self._total += chunk.size
+        if self._total > self._cap:
+            raise BadDataError(
+                f"{self._uri}: expands beyond the limit of {self._cap} bytes after "
+                "decompression; raise the limit if the file is genuine"
+            )
+        return chunk
+
+
+@dataclass
+class _Progress:
+    rows_read: int = 0
+    """Rows Arrow has parsed so far: where an error is, when Arrow cannot say."""
+
+
+def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.RecordBatch]:
+    """Join Arrow's small blocks into batches of about `batch_bytes`, cast to declared types."""
+    pending: list[pa.RecordBatch] = []
+    pending_bytes = rows_out = 0
+    for batch in reader:
+        progress.rows_read += batch.num_rows
+        if not batch.num_rows:
+            continue
+        pending.append(batch)
+        pending_bytes += batch.nbytes
+        if pending_bytes >= read.batch_bytes:
+            joined = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
+            yield cast_batch(joined, read.source.columns, uri=read.uri, rows_before=rows_out)
+            rows_out += joined.num_rows
+            pending, pending_bytes = [], 0
+    if pending:
+        joined = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
+        yield cast_batch(joined, read.source.columns, uri=read.uri, rows_before=rows_out)
+
+
+def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]:
+    bad_rows: list[Any] = []
+
+    def on_invalid_row(row: Any) -> str:
+        bad_rows.append(row)
+        return "error"
+
+    read_options, parse_options = _csv_options(read)
+    parse_options.invalid_row_handler = on_invalid_row
+    # Declared timestamps are read as text: Arrow's CSV parser rejects a value without a
+    # zone offset for a zoned type, and the other way round; cast_batch accepts both.
+    column_types = {
+        name: pa.string() if type_name == "timestamp" else ARROW_TYPES[type_name]
+        for name, type_name in read.source.columns.items()
+    }
+    convert_options = pa_csv.ConvertOptions(
+        column_types=column_types,
+        null_values=read.source.csv.null_values,
+        strings_can_be_null=True,
+    )
+    progress = _Progress()
+    names: list[str] | None = read.source.csv.column_names
+    try:
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+        names = reader.schema.names
+        _reject_binary(reader.schema, read.uri)
+        yield from _rebatched(reader, read, progress)
+    except _ARROW_ERRORS as error:
+        rows = progress.rows_read
+        if str(error) == "Empty CSV file":
+            return
+        if bad_rows:
+            raise _ragged_row(read.uri, bad_rows[0], rows) from error
+        raise _csv_error(read, error, rows, names or (lambda: _csv_header(read))) from error
+
+
+def _csv_options(read: _Read) -> tuple[pa_csv.ReadOptions, pa_csv.ParseOptions]:
+    options = read.source.csv
+    read_options = pa_csv.ReadOptions(
+        block_size=read.block_bytes, encoding=_arrow_encoding(options.encoding)
+    )
+    if options.column_names:
+        read_options.column_names = options.column_names
+        read_options.skip_rows = 1 if options.header else 0
+    elif not options.header:
+        read_options.autogenerate_column_names = True
+    delimiter = options.delimiter
+    if read.kind.tab_separated and "delimiter" not in options.model_fields_set:
+        delimiter = "\t"
+    parse_options = pa_csv.ParseOptions(
+        delimiter=delimiter,
+        quote_char=options.quote_char,
+        newlines_in_values=options.newlines_in_values,
+    )
+    return read_options, parse_options
+
+
+def _reject_binary(schema: pa.Schema, uri: str) -> None:
+    """Arrow infers `binary` for text that does not decode: the encoding is wrong."""
+    for field in schema:
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            raise BadDataError(
+                f"{uri}: column '{field.name}' is not valid text in the declared encoding; "
+                "set source.csv.encoding to the file's encoding (e.g. latin-1)",
+                details={"uri": uri, "column": field.name},
+            )
+
+
+def _ragged_row(uri: str, row: Any, rows_before: int) -> BadDataError:
+    where = f"at line {row.number}" if row.number is not None else f"after data row {rows_before}"
+    return BadDataError(
+        f"{uri}: a row {where} has {row.actual_columns} fields, expected "
+        f"{row.expected_columns}: {row.text[:200]!r}",
+        details={"uri": uri, "row_text": row.text[:200]},
+    )
+
+
+def _csv_error(
+    read: _Read,
+    error: Exception,
+    rows_before: int,
+    names: list[str] | Callable[[], list[str]],
+) -> BadDataError:
+    message = str(error)
+    match = _CSV_COLUMN_ERROR.match(message)
+    if not match:
+        hint = _BLOCK_HINT if "straddl" in message else "check the csv options of the source"
+        return BadDataError(f"{read.uri}: {message} (after data row {rows_before}); {hint}")
+    index, line, detail = int(match[1]), match[2], match[3]
+    column_names = names if isinstance(names, list) else names()
+    column = column_names[index] if index < len(column_names) else f"#{index}"
+    where = f"line {line}" if line else f"a row after data row {rows_before}"
+    if "UTF8" in detail:
+        hint = "set source.csv.encoding to the file's encoding (e.g. latin-1)"
+    elif column in read.source.columns:
+        hint = f"fix the data or the type declared for '{column}' under source.columns"
+    else:
+        hint = _INFERRED_HINT
+    return BadDataError(
+        f"{read.uri}: column '{column}' at {where}: {detail}; {hint}",
+        details={"uri": read.uri, "column": column},
+    )
+
+
+def _csv_header(read: _Read) -> list[str]:
+    """Column names, read again (error path only: the failure came before a schema)."""
+    read_options, parse_options = _csv_options(read)
+    with _text_stream(read) as stream:
+        try:
+            names: list[str] = pa_csv.open_csv(
+                stream, read_options=read_options, parse_options=parse_options
+            ).schema.names
+        except _ARROW_ERRORS:
+            return []
+    return names
+
+
+def _arrow_encoding(encoding: str) -> str:
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError as error:
+        raise ConfigError(f"unknown source.csv.encoding '{encoding}'") from error
+    # Arrow decodes UTF-8 natively (and drops a BOM); other codecs go through Python.
+    return "utf8" if name in ("utf-8", "utf-8-sig") else name
+
+
+def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]:
+    # JSON holds dates as strings, which Arrow's JSON parser will not turn into date32:
+    # read them as strings and let cast_batch convert.
+    declared = pa.schema(
+        [
+            (name, pa.string() if type_name == "date" else ARROW_TYPES[type_name])
+            for name, type_name in read.source.columns.items()
+        ]
+    )
+    progress = _Progress()
+    try:
+        reader = pa_json.open_json(
+            stream,
+            read_options=pa_json.ReadOptions(block_size=read.block_bytes),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=declared if len(declared) else None,
+                unexpected_field_behavior="infer",
+            ),
+        )
+        yield from _rebatched(reader, read, progress)
+    except _ARROW_ERRORS as error:
+        rows = progress.rows_read
+        message = str(error)
+        if message == "Empty JSON stream":
+            return
+        if "unexpected field" in message:
+            hint = (
+                "a field first appears after the first block of the file; declare it "
+                "under source.columns"
+            )
+        elif "changed from" in message and "Column()" not in message:
+            hint = _INFERRED_HINT
+        elif "straddl" in message:
+            hint = "a line is longer than the read block (batch_bytes / 8, at least 1 MiB)"
+        else:
+            hint = "each line must be one JSON object"
+        raise BadDataError(
+            f"{read.uri}: {message} (row counted within the block after data row {rows}); {hint}",
+            details={"uri": read.uri},
+        ) from error
+
+
+# --- Parquet --------------------------------------------------------------------------
+
+
+def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
+    if read.source.compression == "gzip" or (
+        read.source.compression == "auto" and read.kind.gzip_extension
+    ):
+        raise BadDataError(
+            f"{read.uri}: gzip-compressed Parquet cannot be streamed; Parquet compresses "
+            "its pages itself, so store the file uncompressed"
+        )
+    file = open_seekable(read.obj, storage_client=read.storage_client, chunk_bytes=read.batch_bytes)
+    with file:
+        try:
+            parquet = pa_parquet.ParquetFile(file)
+        except _ARROW_ERRORS as error:
+            raise BadDataError(
+                f"{read.uri}: not a readable Parquet file ({error}); if it is gzip-compressed, "
+                "store it uncompressed"
+            ) from error
+        metadata = parquet.metadata
+        if metadata.num_rows == 0:
+            return
+        expanded = sum(
+            metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups)
+        )
+        cap = read.max_uncompressed_bytes
+        if cap is not None and expanded > cap:
+            raise BadDataError(
+                f"{read.uri}: expands to {expanded} bytes, beyond the limit of {cap} bytes"
+            )
+        # iter_batches counts rows, not bytes: size batches from the average row width.
+        batch_rows = max(1024, read.batch_bytes * metadata.num_rows // max(expanded, 1))
+        rows = 0
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            if batch.num_rows:
+                yield cast_batch(batch, read.source.columns, uri=read.uri, rows_before=rows)
+                rows += batch.num_rows
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _read_errors(uri: str) -> Iterator[None]:
+    """Name the file in every failure, and say whether retrying can help."""
+    try:
+        with gcs_errors(uri):
+            yield
+    except FerryError:
+        raise
+    except UnicodeDecodeError as error:
+        raise BadDataError(
+            f"{uri}: cannot decode the text ({error}); set source.csv.encoding to the "
+            "file's encoding"
+        ) from error
+    except _ARROW_ERRORS as error:
+        raise BadDataError(f"{uri}: {error}", details={"uri": uri}) from error
+    except FileNotFoundError as error:
+        raise SourceNotFoundError(f"{uri}: the file disappeared while it was read") from error
+    except PermissionError as error:
+        raise SourceAccessDeniedError(f"{uri}: permission denied") from error
+    except OSError as error:
+        # Arrow reports corrupt compressed data as an I/O error.
+        if re.search("compress|zlib|gzip", str(error), re.IGNORECASE):
+            raise BadDataError(f"{uri}: corrupt or truncated gzip data ({error})") from error
+        raise SourceUnavailableError(f"{uri}: read failed: {error}") from error

@@ -1,0 +1,478 @@
+"""Files source: listing and streaming real files (local and on the GCS emulator)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from app.errors import (
+    BadDataError,
+    ConfigError,
+    SourceNotFoundError,
+)
+from app.spec import FilesSource
+from sources.files import SourceObject, get_object, list_objects, read_batches, shard
+from sources.files.helpers import (
+    detect_kind,
+    glob_regex,
+    literal_prefix,
+    split_glob,
+    split_gs_uri,
+)
+from tests.emulators import GcsEmulator
+
+
+def no_gcs() -> NoReturn:
+    raise AssertionError("a local read must not build a GCS client")
+
+
+def source(**fields: Any) -> FilesSource:
+    return FilesSource.model_validate({"uri": "unused.csv", **fields})
+
+
+def read_file(path: Path, **fields: Any) -> pa.Table:
+    """All batches of one local file, as one table (small test files only)."""
+    batches = list(read_local(path, **fields))
+    return pa.Table.from_batches(batches) if batches else pa.table({})
+
+
+def read_local(
+    path: Path, *, batch_bytes: int = 8 << 20, cap: int | None = None, **fields: Any
+) -> list[pa.RecordBatch]:
+    [obj] = list_objects(str(path), base_dir=path.parent, storage_client=no_gcs)
+    return list(
+        read_batches(
+            obj,
+            source(**fields),
+            storage_client=no_gcs,
+            batch_bytes=batch_bytes,
+            max_uncompressed_bytes=cap,
+        )
+    )
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("*.csv", "a.csv", True),
+        ("*.csv", "dir/a.csv", False),
+        ("**/*.csv", "a.csv", True),
+        ("**/*.csv", "x/y/a.csv", True),
+        ("in/**", "in/x/y.json", True),
+        ("in/2024-??.csv", "in/2024-01.csv", True),
+        ("in/[!b]*.csv", "in/b1.csv", False),
+        ("in/[ab]*.csv", "in/b1.csv", True),
+        ("a.b+(c).csv", "a.b+(c).csv", True),
+    ],
+    ids=lambda value: str(value),
+)
+def test_glob_regex(pattern: str, name: str, matches: bool) -> None:
+    assert bool(glob_regex(pattern).fullmatch(name)) is matches
+
+
+def test_glob_splitting() -> None:
+    assert split_glob("data/in/**/*.csv") == ("data/in", "**/*.csv")
+    assert split_glob("data/a.csv") == ("data/a.csv", "")
+    assert literal_prefix("exports/2024-*/part.csv") == "exports/2024-"
+
+
+@pytest.mark.parametrize(
+    ("name", "declared", "expected"),
+    [
+        ("x/a.csv", None, ("csv", False, False)),
+        ("x/a.CSV.GZ", None, ("csv", True, False)),
+        ("a.tsv", None, ("csv", False, True)),
+        ("a.ndjson.gz", None, ("jsonl", True, False)),
+        ("a.parquet", None, ("parquet", False, False)),
+        ("a.data", "jsonl", ("jsonl", False, False)),
+    ],
+    ids=lambda value: str(value),
+)
+def test_detect_kind(name: str, declared: Any, expected: tuple[str, bool, bool]) -> None:
+    assert tuple(detect_kind(name, declared)) == expected
+
+
+def test_detect_kind_unknown_extension_asks_for_format() -> None:
+    with pytest.raises(ConfigError, match=r"source\.format"):
+        detect_kind("dir.v2/export", None)
+
+
+def test_shard_is_a_disjoint_cover() -> None:
+    objects = [SourceObject(f"gs://b/part-{i:04}.csv", i, 10) for i in range(200)]
+    shares = [shard(objects, index, 3) for index in range(3)]
+    assert sorted(obj.uri for share in shares for obj in share) == [obj.uri for obj in objects]
+    assert all(share for share in shares)
+    assert shard(objects, 1, 3) == shares[1]  # deterministic
+    assert shard(objects, 0, 1) == objects
+    with pytest.raises(ConfigError):
+        shard(objects, 3, 3)
+
+
+# --- listing local files ------------------------------------------------------------------
+
+
+def test_glob_listing_with_double_star(tmp_path: Path) -> None:
+    for name in ("a.csv", "x/b.csv", "x/y/c.csv", "x/y/c.json", "x/z/.hidden/d.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a\n1\n")
+    found = list_objects("**/*.csv", base_dir=tmp_path, storage_client=no_gcs)
+    assert [Path(obj.uri).relative_to(tmp_path).as_posix() for obj in found] == [
+        "a.csv",
+        "x/b.csv",
+        "x/y/c.csv",
+        "x/z/.hidden/d.csv",
+    ]
+    one_level = list_objects("x/*.csv", base_dir=tmp_path, storage_client=no_gcs)
+    assert [obj.uri for obj in one_level] == [str(tmp_path / "x/b.csv")]
+    stat = (tmp_path / "a.csv").stat()
+    assert found[0] == SourceObject(str(tmp_path / "a.csv"), stat.st_mtime_ns, stat.st_size)
+
+
+def test_relative_pattern_with_parent_segments_resolves(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("a\n1\n")
+    [obj] = list_objects("../data/*.csv", base_dir=tmp_path / "conf", storage_client=no_gcs)
+    assert obj.uri == str(tmp_path / "data" / "a.csv")
+    assert ".." not in obj.uri
+
+
+def test_missing_local_path_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(SourceNotFoundError, match=r"nope/\*\.csv"):
+        list_objects("nope/*.csv", base_dir=tmp_path, storage_client=no_gcs)
+    with pytest.raises(SourceNotFoundError, match=r"missing\.csv"):
+        list_objects("missing.csv", base_dir=tmp_path, storage_client=no_gcs)
+    with pytest.raises(SourceNotFoundError):
+        get_object(str(tmp_path / "missing.csv"), None, storage_client=no_gcs)
+
+
+def test_gcs_names_with_dot_segments_never_become_local_paths(tmp_path: Path) -> None:
+    # The GCS emulator cannot store such names, so prove it without one: the read goes to
+    # the storage client, never to the local file the name would resolve to.
+    local = tmp_path / "etc" / "a.csv"
+    local.parent.mkdir()
+    local.write_text("a\n1\n")
+    for name in (f"x/../..{local}", f"x/%2e%2e/%2E%2E{local}"):
+        obj = SourceObject(f"gs://bucket/{name}", 1, local.stat().st_size)
+
+        def remote_only() -> NoReturn:
+            raise LookupError("went to GCS")
+
+        with pytest.raises(LookupError, match="went to GCS"):
+            list(read_batches(obj, source(), storage_client=remote_only))
+        assert split_gs_uri(obj.uri) == ("bucket", name)
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+
+def test_csv_with_semicolon_delimiter(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id;name\n1;Ann\n2;Bob\n")
+    table = read_file(path, csv={"delimiter": ";"})
+    assert table.to_pylist() == [{"id": 1, "name": "Ann"}, {"id": 2, "name": "Bob"}]
+
+
+def test_tsv_defaults_to_tab(tmp_path: Path) -> None:
+    path = tmp_path / "a.tsv"
+    path.write_text("id\tname\n1\tAnn, Jr.\n")
+    assert read_file(path).to_pylist() == [{"id": 1, "name": "Ann, Jr."}]
+
+
+def test_csv_without_header(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("1,Ann\n2,Bob\n")
+    named = read_file(path, csv={"header": False, "column_names": ["id", "name"]})
+    assert named.column_names == ["id", "name"]
+    assert named.num_rows == 2
+    assert read_file(path, csv={"header": False}).column_names == ["f0", "f1"]
+
+
+def test_csv_quoted_values_span_lines(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text('id,note\n1,"two\nlines"\n2,"say ""hi"""\n')
+    assert read_file(path).to_pylist() == [
+        {"id": 1, "note": "two\nlines"},
+        {"id": 2, "note": 'say "hi"'},
+    ]
+
+
+def test_csv_latin1(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes("city\nZürich\nSão Paulo\n".encode("latin-1"))
+    table = read_file(path, csv={"encoding": "latin-1"})
+    assert table.column("city").to_pylist() == ["Zürich", "São Paulo"]
+
+
+def test_csv_strips_utf8_bom(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,name\n1,Ann\n")
+    assert read_file(path).column_names == ["id", "name"]
+
+
+def test_csv_null_values(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id,name\n1,\n2,NULL\n3,x\n")
+    assert read_file(path).column("name").to_pylist() == [None, None, "x"]
+
+
+@pytest.mark.parametrize("name", ["a.csv.gz", "a.csv"], ids=["by-extension", "by-magic-bytes"])
+def test_gzip_csv(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(b"id,name\n1,Ann\n2,Bob\n"))
+    assert read_file(path).num_rows == 2
+
+
+def test_declared_column_types(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text(
+        "zip,at,day,amount,flag\n"
+        "00123,2024-05-01 10:00:00,2024-05-01,1.25,true\n"
+        "00456,2024-05-01T12:00:00+02:00,2024-05-02,2.50,false\n"
+    )
+    columns = {
+        "zip": "string",
+        "at": "timestamp",
+        "day": "date",
+        "amount": "decimal",
+        "flag": "bool",
+    }
+    table = read_file(path, columns=columns)
+    assert table.schema.field("zip").type == pa.string()
+    assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("day").type == pa.date32()
+    assert table.schema.field("amount").type == pa.decimal128(38, 9)
+    assert table.column("zip").to_pylist() == ["00123", "00456"]
+    at = table.column("at").to_pylist()
+    assert [value.hour for value in at] == [10, 10]  # naive is UTC; +02:00 converted
+
+
+def test_empty_and_header_only_files_yield_nothing(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "header.csv").write_text("id,name\n")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "empty.csv.gz").write_bytes(gzip.compress(b""))
+    for name in ("empty.csv", "header.csv", "empty.jsonl", "empty.csv.gz"):
+        assert read_local(tmp_path / name) == [], name
+
+
+def test_ragged_row_names_file_and_row(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b\n1,2\n3,4,5\n")
+    with pytest.raises(BadDataError, match=r"ragged\.csv") as caught:
+        read_local(path)
+    assert "3,4,5" in caught.value.message
+    assert "3 fields, expected 2" in caught.value.message
+
+
+def test_wrong_type_under_declared_column(tmp_path: Path) -> None:
+    path = tmp_path / "typed.csv"
+    path.write_text("id,amount\n1,2\n2,x\n")
+    with pytest.raises(BadDataError, match=r"typed\.csv") as caught:
+        read_local(path, columns={"amount": "int64"})
+    assert "'amount'" in caught.value.message
+    assert "'x'" in caught.value.message
+
+
+def test_wrong_declared_timestamp_names_row(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,at\n1,2024-01-01 00:00:00\n2,2024-01-02\n3,yesterday\n")
+    with pytest.raises(BadDataError, match="'yesterday' at data row 3"):
+        read_local(path, columns={"at": "timestamp"})
+
+
+def test_later_block_disagreeing_with_inferred_type_hints_declaring(tmp_path: Path) -> None:
+    path = tmp_path / "drift.csv"
+    path.write_text("id,code\n" + "".join(f"{i},{i}\n" for i in range(20_000)) + "20000,A7\n")
+    with pytest.raises(BadDataError, match="declare the column type") as caught:
+        read_local(path, batch_bytes=16 << 10)
+    assert "'code'" in caught.value.message
+    assert "'A7'" in caught.value.message
+    assert read_file(path, columns={"code": "string"}).num_rows == 20_001
+
+
+def test_undecodable_text_hints_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes("id,city\n1,Zürich\n".encode("latin-1"))
+    with pytest.raises(BadDataError, match=r"'city'.*source\.csv\.encoding"):
+        read_local(path)
+
+
+def test_truncated_gzip_is_bad_data(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv.gz"
+    data = gzip.compress(b"id\n" + b"1\n" * 10_000)
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadDataError, match=r"a\.csv\.gz.*gzip"):
+        read_local(path)
+
+
+def test_batches_are_streamed(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    with path.open("w") as out:
+        out.write("id,name,amount\n")
+        out.writelines(f"{i},name-{i},{i * 0.5}\n" for i in range(200_000))
+    assert path.stat().st_size > 3 << 20
+    batches = read_local(path, batch_bytes=256 << 10)
+    assert len(batches) > 10
+    assert sum(batch.num_rows for batch in batches) == 200_000
+    assert len({batch.schema for batch in batches}) == 1
+    # Arrow reads blocks of batch_bytes / 8 (at least 1 MiB); they are joined up to batch_bytes.
+    joined = read_local(path, batch_bytes=2 << 20)
+    assert 1 < len(joined) < 4
+    assert all(batch.nbytes >= 2 << 20 for batch in joined[:-1])
+    assert sum(batch.num_rows for batch in joined) == 200_000
+
+
+def test_gzip_bomb_stops_at_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.csv.gz"
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        out.write(b"a,b\n")
+        for _ in range(16):
+            out.write(b"1,2\n" * (1 << 18))  # 16 MiB of text, ~30 KiB on disk
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(BadDataError, match="expands beyond the limit"):
+        read_local(path, batch_bytes=1 << 20, cap=4 << 20)
+    assert sum(b.num_rows for b in read_local(path, cap=32 << 20)) == 16 << 18
+
+
+def test_uncompressed_file_over_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("a\n" + "1\n" * 1000)
+    with pytest.raises(BadDataError, match="beyond the limit"):
+        read_local(path, cap=100)
+
+
+# --- JSON lines and Parquet -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a.jsonl", "a.ndjson.gz"])
+def test_jsonl(tmp_path: Path, name: str) -> None:
+    text = b'{"id": 1, "tags": ["x"], "at": "2024-01-01T00:00:00Z"}\n{"id": 2, "tags": []}\n'
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    table = read_file(path, columns={"at": "timestamp"})
+    assert table.column("id").to_pylist() == [1, 2]
+    assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
+    assert table.column("tags").to_pylist() == [["x"], []]
+
+
+def test_jsonl_field_appearing_late_hints_declaring(tmp_path: Path) -> None:
+    path = tmp_path / "late.jsonl"
+    path.write_text('{"id": 1}\n' * 5000 + '{"id": 2, "extra": "x"}\n')
+    with pytest.raises(BadDataError, match=r"late\.jsonl.*source\.columns"):
+        read_local(path, batch_bytes=4 << 10)
+    assert read_file(path, columns={"extra": "string"}).num_rows == 5001
+
+
+def test_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    table = pa.table({"id": list(range(50_000)), "day": ["2024-01-02"] * 50_000})
+    pq.write_table(table, path, row_group_size=10_000)
+    batches = read_local(path, batch_bytes=64 << 10, columns={"day": "date"})
+    assert len(batches) > 1
+    result = pa.Table.from_batches(batches)
+    assert result.column("id").to_pylist() == list(range(50_000))
+    assert result.schema.field("day").type == pa.date32()
+
+
+def test_gzipped_parquet_is_rejected(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": [1]}), buffer)
+    path = tmp_path / "a.parquet.gz"
+    path.write_bytes(gzip.compress(buffer.getvalue()))
+    with pytest.raises(BadDataError, match=r"a\.parquet\.gz.*uncompressed"):
+        read_local(path)
+
+
+# --- Cloud Storage (emulator) ---------------------------------------------------------------
+
+
+def upload(gcs: GcsEmulator, bucket: str, objects: dict[str, bytes]) -> None:
+    client = gcs.client()
+    target = client.bucket(bucket)
+    if not target.exists():
+        client.create_bucket(bucket)
+    for name, data in objects.items():
+        target.blob(name).upload_from_string(data)
+
+
+@pytest.mark.emulators
+def test_gcs_listing_with_glob_across_prefixes(gcs_env: GcsEmulator, unique_name: str) -> None:
+    upload(
+        gcs_env,
+        unique_name,
+        {
+            "in/2024/01/a.csv": b"a\n1\n",
+            "in/2024/02/b.csv": b"a\n2\n",
+            "in/2024/02/b.json": b"{}\n",
+            "other/c.csv": b"a\n3\n",
+        },
+    )
+    found = list_objects(
+        f"gs://{unique_name}/in/**/*.csv",
+        base_dir=Path("/nonexistent"),
+        storage_client=gcs_env.client,
+    )
+    assert [obj.uri for obj in found] == [
+        f"gs://{unique_name}/in/2024/01/a.csv",
+        f"gs://{unique_name}/in/2024/02/b.csv",
+    ]
+    blob = gcs_env.client().bucket(unique_name).get_blob("in/2024/01/a.csv")
+    assert found[0].generation == blob.generation
+    assert found[0].size == 4
+
+
+@pytest.mark.emulators
+def test_gcs_reads_gzip_csv_and_parquet_by_streaming(
+    gcs_env: GcsEmulator, unique_name: str
+) -> None:
+    rows = "".join(f"{i},name-{i}\n" for i in range(100_000)).encode()
+    parquet = io.BytesIO()
+    pq.write_table(pa.table({"id": list(range(30_000))}), parquet, row_group_size=5_000)
+    upload(
+        gcs_env,
+        unique_name,
+        {"x/a.csv.gz": gzip.compress(b"id,name\n" + rows), "x/b.parquet": parquet.getvalue()},
+    )
+    csv_obj = get_object(f"gs://{unique_name}/x/a.csv.gz", None, storage_client=gcs_env.client)
+    batches = list(
+        read_batches(csv_obj, source(), storage_client=gcs_env.client, batch_bytes=128 << 10)
+    )
+    assert len(batches) > 5
+    assert sum(batch.num_rows for batch in batches) == 100_000
+
+    pq_obj = get_object(f"gs://{unique_name}/x/b.parquet", None, storage_client=gcs_env.client)
+    assert pq_obj.generation > 0
+    table = pa.Table.from_batches(
+        read_batches(pq_obj, source(), storage_client=gcs_env.client, batch_bytes=16 << 10)
+    )
+    assert table.column("id").to_pylist() == list(range(30_000))
+
+
+@pytest.mark.emulators
+def test_gcs_missing_bucket_and_object(gcs_env: GcsEmulator, unique_name: str) -> None:
+    with pytest.raises(SourceNotFoundError):
+        list_objects(f"gs://{unique_name}/*.csv", base_dir=Path(), storage_client=gcs_env.client)
+    upload(gcs_env, unique_name, {"a.csv": b"a\n1\n"})
+    with pytest.raises(SourceNotFoundError, match=r"b\.csv"):
+        list_objects(f"gs://{unique_name}/b.csv", base_dir=Path(), storage_client=gcs_env.client)
+    with pytest.raises(SourceNotFoundError):
+        get_object(f"gs://{unique_name}/b.csv", None, storage_client=gcs_env.client)
+
+
+@pytest.mark.emulators
+def test_gcs_replaced_generation_is_not_found(gcs_env: GcsEmulator, unique_name: str) -> None:
+    upload(gcs_env, unique_name, {"a.csv": b"a\n1\n"})
+    first = get_object(f"gs://{unique_name}/a.csv", None, storage_client=gcs_env.client)
+    upload(gcs_env, unique_name, {"a.csv": b"a\n2\n"})
+    with pytest.raises(SourceNotFoundError, match="replaced"):
+        get_object(first.uri, first.generation, storage_client=gcs_env.client)
