@@ -16,6 +16,8 @@ from tests.emulators import (
     run_pubsub_emulator,
 )
 
+pytest_plugins = ["tests.oidc"]
+
 # --- emulators: one process per session, started on first use -----------------------------
 
 
