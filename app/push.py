@@ -8,9 +8,11 @@ Nothing keeps running after the response: Cloud Run throttles CPU once it is sen
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app.deadletter import dead_letter
@@ -22,6 +24,7 @@ from app.service import RunService
 log = logging.getLogger("ferry.push")
 
 NACK_STATUS = 503
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,6 +55,36 @@ class PushOutcome:
         if self.error:
             body["error"] = self.error
         return body
+
+
+async def respond(
+    service: RunService,
+    body: bytes,
+    parse: Callable[[], T],
+    dispatch: Callable[[RunService, T, bytes], PushOutcome],
+) -> JSONResponse:
+    """Parse at the edge (a malformed delivery is terminal), then run off the event loop."""
+    try:
+        parsed = parse()
+    except FerryError as error:
+        outcome = await run_in_threadpool(terminal, service, body, {}, error)
+    else:
+        outcome = await run_in_threadpool(dispatch, service, parsed, body)
+    return outcome.response()
+
+
+def dispatch_message(service: RunService, message: PubSubMessage, body: bytes) -> PushOutcome:
+    return handle_message(service, message)
+
+
+def dispatch_cloudevent(
+    service: RunService, event: GcsObjectEvent | PubSubMessage | None, body: bytes
+) -> PushOutcome:
+    if event is None:
+        return PushOutcome("ignored", detail="this CloudEvent type is not handled")
+    if isinstance(event, GcsObjectEvent):
+        return handle_object_event(service, event, body, {})
+    return handle_message(service, event)
 
 
 def handle_message(service: RunService, message: PubSubMessage) -> PushOutcome:

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app.auth import require_push_identity
 from app.deps import ServiceDep, VerifierDep
-from app.errors import FerryError
-from app.events import GcsObjectEvent, parse_cloudevent
-from app.push import PushOutcome, handle_message, handle_object_event, terminal
+from app.events import parse_cloudevent
+from app.push import dispatch_cloudevent, respond
 
 router = APIRouter(tags=["push"])
 
@@ -31,17 +29,6 @@ async def cloudevent(
     require_push_identity(verifier, authorization)
     body = await request.body()
     headers = dict(request.headers)
-    try:
-        event = parse_cloudevent(headers, body)
-    except FerryError as error:
-        outcome = await run_in_threadpool(terminal, service, body, {}, error)
-        return outcome.response()
-    if event is None:
-        outcome = PushOutcome(
-            "ignored", detail=f"event type {headers.get('ce-type')} is not handled"
-        )
-    elif isinstance(event, GcsObjectEvent):
-        outcome = await run_in_threadpool(handle_object_event, service, event, body, {})
-    else:
-        outcome = await run_in_threadpool(handle_message, service, event)
-    return outcome.response()
+    return await respond(
+        service, body, lambda: parse_cloudevent(headers, body), dispatch_cloudevent
+    )

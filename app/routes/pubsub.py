@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app.auth import require_push_identity
 from app.deps import ServiceDep, VerifierDep
-from app.errors import FerryError
 from app.events import parse_push
-from app.push import handle_message, terminal
+from app.push import dispatch_message, respond
 
 router = APIRouter(tags=["push"])
 
@@ -31,10 +29,4 @@ async def pubsub_push(
     require_push_identity(verifier, authorization)
     body = await request.body()
     headers = dict(request.headers)
-    try:
-        message = parse_push(headers, body)
-    except FerryError as error:
-        outcome = await run_in_threadpool(terminal, service, body, {}, error)
-    else:
-        outcome = await run_in_threadpool(handle_message, service, message)
-    return outcome.response()
+    return await respond(service, body, lambda: parse_push(headers, body), dispatch_message)
