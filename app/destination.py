@@ -34,7 +34,15 @@ def make_destination(settings: Settings, run_id: str) -> Any:
         path = settings.resolved_duckdb_path
         path.parent.mkdir(parents=True, exist_ok=True)
         return dlt.destinations.duckdb(
-            credentials=str(path.resolve()), staging_dataset_name_layout=layout
+            credentials={
+                "database": str(path.resolve()),
+                # bounded memory for the load step; insertion order is irrelevant to a table
+                "global_config": {
+                    "memory_limit": settings.duckdb_memory_limit,
+                    "preserve_insertion_order": False,
+                },
+            },
+            staging_dataset_name_layout=layout,
         )
     credentials = None
     if settings.bigquery_emulator_host:

@@ -154,8 +154,30 @@ def _cast_series(series: pd.Series, target: pa.DataType) -> pd.Series:
     return series.astype(pd.ArrowDtype(target))
 
 
+def _evaluate(frame: Frame, expression: str) -> Any:
+    """`DataFrame.eval`; operators Arrow-backed columns lack (e.g. `%`) use numpy dtypes."""
+    try:
+        return frame.eval(expression)
+    except NotImplementedError:
+        return _numeric_as_numpy(frame).eval(expression)
+
+
+def _numeric_as_numpy(frame: Frame) -> Frame:
+    numeric = {
+        str(name): frame[name].convert_dtypes(dtype_backend="numpy_nullable")
+        for name, dtype in frame.dtypes.items()
+        if isinstance(dtype, pd.ArrowDtype)
+        and (
+            pa.types.is_integer(dtype.pyarrow_dtype)
+            or pa.types.is_floating(dtype.pyarrow_dtype)
+            or pa.types.is_boolean(dtype.pyarrow_dtype)
+        )
+    }
+    return frame.assign(**numeric)
+
+
 def _filter(frame: Frame, expression: str) -> Frame:
-    mask = frame.eval(expression)
+    mask = _evaluate(frame, expression)
     if not isinstance(mask, pd.Series):
         raise ValueError(f"filter '{expression}' must evaluate to one boolean per row")
     # null comparisons (missing values) drop the row rather than fail the batch
@@ -167,7 +189,7 @@ def _derive(expressions: dict[str, str]) -> StepFunction:
         frame = frame.copy(deep=False)
         for column, expression in expressions.items():
             try:
-                frame[column] = frame.eval(expression)
+                frame[column] = _evaluate(frame, expression)
             except Exception as error:
                 raise _column_error(column, error) from error
         return frame

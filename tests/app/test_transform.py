@@ -63,6 +63,13 @@ def test_parse_timestamps_with_format_and_utc() -> None:
     assert str(out["at"].iloc[0]) == "2026-11-21 10:30:00+00:00"
 
 
+def test_operators_arrow_columns_lack_still_work() -> None:
+    transform = compile_transform("p", steps({"filter": "n % 2 == 0"}, {"derive": {"r": "n % 3"}}))
+    out = transform(frame(n=[1, 2, 3, 4]))
+    assert out["n"].tolist() == [2, 4]
+    assert out["r"].tolist() == [2, 1]
+
+
 def test_filter_drops_rows_where_comparison_is_null() -> None:
     out = compile_transform("p", steps({"filter": "n > 1"}))(frame(n=[1, None, 5]))
     assert out["n"].tolist() == [5]
