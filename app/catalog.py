@@ -72,6 +72,11 @@ def load_catalog(path: Path) -> Catalog:
             f"pipelines file {path} is invalid:\n  " + "\n  ".join(problems),
             details={"problems": problems},
         ) from None
+    # import every `function:` step now: a missing module fails the deploy, not a later run
+    from app.transform import compile_transform
+
+    for spec in parsed.pipelines:
+        compile_transform(spec.name, spec.transform)
     return Catalog(
         pipelines={spec.name: spec for spec in parsed.pipelines},
         base_dir=path.resolve().parent,

@@ -92,5 +92,7 @@ log "ruff check ."
 .venv/bin/ruff check .
 log "mypy ."
 .venv/bin/mypy .
+log "hadolint Dockerfile"
+.venv/bin/hadolint Dockerfile
 log "pytest $*"
 exec .venv/bin/pytest "$@"

@@ -111,3 +111,18 @@ pipelines:
         catalog.pipeline_for_uri("gs://elsewhere/a/x.csv")
     with pytest.raises(RequestError, match="several pipelines"):
         catalog.pipeline_for_uri("gs://bkt/b/x.csv")
+
+
+def test_unimportable_function_step_fails_at_load(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+pipelines:
+  - name: p
+    source: {uri: a.csv}
+    transform: [{function: "nowhere.module:fn"}]
+    destination: {table: t}
+""",
+    )
+    with pytest.raises(ConfigError, match=r"pipeline 'p'.*cannot import 'nowhere.module:fn'"):
+        load_catalog(path)
