@@ -16,7 +16,12 @@ import pyarrow as pa
 from app.batches import SOURCE_URI_COLUMN, RunSchema, add_lineage, apply_transform
 from app.catalog import Catalog, uri_matches
 from app.destination import destination_lock, run_pipeline_for
-from app.errors import RequestError, SourceUnavailableError, classify
+from app.errors import (
+    DestinationUnavailableError,
+    RequestError,
+    SourceUnavailableError,
+    classify,
+)
 from app.ledger import loaded_generations
 from app.report import FileReport, RunReport
 from app.settings import Settings
@@ -76,8 +81,9 @@ def run(
             with report.timed("list"), destination_lock(settings):
                 # a fresh working dir: restore state (incremental cursors) from the destination
                 pipeline.sync_destination()
+            guard: CommitGuard | None = None
             if isinstance(spec.source, FilesSource):
-                resource = _files_resource(
+                resource, guard = _files_resource(
                     spec,
                     spec.source,
                     request,
@@ -91,7 +97,7 @@ def run(
             else:
                 resource = _api_resource(spec, spec.source, request, transform, report, progress)
             if resource is not None:
-                _load(pipeline, resource, report, settings, progress)
+                _load(pipeline, resource, report, settings, progress, guard)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise
@@ -117,7 +123,7 @@ def _files_resource(
     transform: Transform,
     report: RunReport,
     progress: ProgressCallback | None,
-) -> Any:
+) -> tuple[Any, CommitGuard | None]:
     import dlt
 
     from sources.files import get_object, list_objects, read_batches, shard
@@ -160,7 +166,8 @@ def _files_resource(
         pending.append((obj, entry))
     pending = [(obj, entry) for obj, entry in pending if entry.status == "loaded"]
     if not pending:
-        return None
+        return None, None
+    guard = _append_guard(spec, settings, pipeline, [obj.uri for obj, _ in pending], ledger)
 
     run_schema = RunSchema(_key_columns(spec.destination))
 
@@ -189,7 +196,50 @@ def _files_resource(
                     progress(report)
 
     resource = dlt.resource(batches, name=spec.destination.table)
-    return _apply_hints(resource, spec.destination, settings, lineage=True)
+    hinted = _apply_hints(
+        resource, spec.destination, settings, lineage=True, keyed_by_object=guard is None
+    )
+    return hinted, guard
+
+
+CommitGuard = Callable[[], None]
+"""Runs under the destination lock right before the load commits; raising aborts it."""
+
+
+def _append_guard(
+    spec: PipelineSpec,
+    settings: Settings,
+    pipeline: Any,
+    uris: list[str],
+    ledger: dict[str, int],
+) -> CommitGuard | None:
+    """The DuckDB fast path: objects never loaded are appended instead of merged.
+
+    A merge copies every row twice (staging, then the table). On DuckDB all writers queue on
+    one lock, so re-reading the ledger under that lock right before the commit makes a plain
+    append exactly as safe: if another run loaded one of these objects meanwhile, this run
+    aborts (retriable) and its retry skips them. BigQuery has no such lock: always merge.
+    """
+    fresh = not any(uri in ledger for uri in uris)
+    if not (
+        fresh
+        and settings.destination_kind == "duckdb"
+        and spec.destination.write_disposition == "append"
+        and not spec.destination.merge_key
+    ):
+        return None
+    table = spec.destination.table
+
+    def check() -> None:
+        raced = loaded_generations(pipeline, table, uris)
+        if raced:
+            raise DestinationUnavailableError(
+                f"another run loaded {sorted(raced)[0]} while this one was extracting; "
+                "retry to skip it",
+                pipeline=spec.name,
+            )
+
+    return check
 
 
 def _requested_generation(live: Any, generation: int | None, report: RunReport) -> Any:
@@ -294,7 +344,7 @@ def _api_resource(
             yield table_out
 
     resource = pages | dlt.transformer(to_table, name=spec.destination.table)
-    return _apply_hints(resource, spec.destination, None, lineage=False)
+    return _apply_hints(resource, spec.destination, None, lineage=False, keyed_by_object=False)
 
 
 def _key_columns(destination: DestinationSpec) -> tuple[str, ...]:
@@ -305,13 +355,18 @@ def _key_columns(destination: DestinationSpec) -> tuple[str, ...]:
 
 
 def _apply_hints(
-    resource: Any, destination: DestinationSpec, settings: Settings | None, *, lineage: bool
+    resource: Any,
+    destination: DestinationSpec,
+    settings: Settings | None,
+    *,
+    lineage: bool,
+    keyed_by_object: bool,
 ) -> Any:
     """Write disposition and keys; file loads are keyed by object so a reload replaces it."""
     disposition = destination.write_disposition
     primary_key = list(destination.primary_key)
     merge_key = list(destination.merge_key)
-    if lineage and disposition != "replace" and not merge_key:
+    if keyed_by_object and disposition != "replace" and not merge_key:
         # rows of a re-delivered or newer generation replace that object's earlier rows
         disposition, merge_key = "merge", [SOURCE_URI_COLUMN]
     hints: dict[str, Any] = {"write_disposition": disposition}
@@ -340,6 +395,7 @@ def _load(
     report: RunReport,
     settings: Settings,
     progress: ProgressCallback | None,
+    guard: CommitGuard | None,
 ) -> None:
     with report.timed("extract"):
         pipeline.extract(resource, loader_file_format="parquet")
@@ -351,6 +407,8 @@ def _load(
     if progress:
         progress(report)  # last point where the run can be abandoned cleanly
     with report.timed("load"), destination_lock(settings):
+        if guard is not None:
+            guard()
         load_info = pipeline.load()
     load_info.raise_on_failed_jobs()
     report.load_ids = list(load_info.loads_ids)

@@ -237,3 +237,28 @@ def test_formats_jsonl_gzip_and_parquet(tmp_path: Path) -> None:
     report = run(RunRequest("mixed"), settings, catalog)
     assert report.rows_read == 6
     assert query(settings, "select id from ferry.mixed order by id") == [(1,), (2,), (3,), (4,)]
+
+
+def test_a_run_racing_another_on_the_same_new_file_aborts_instead_of_duplicating(
+    tmp_path: Path,
+) -> None:
+    """New objects are appended on DuckDB; a run that loses the race must not append twice."""
+    from app.errors import DestinationUnavailableError
+    from app.report import RunReport
+
+    catalog = orders_catalog(tmp_path)
+    settings = duckdb_settings(tmp_path)
+    write_orders(tmp_path / "data" / "a.csv", [("1", "paid", 1, 2.0), ("2", "paid", 1, 2.0)])
+    raced: list[RunReport] = []
+
+    def other_run_first(report: RunReport) -> None:
+        if not raced and "normalize" in report.seconds:  # extracted, about to load
+            raced.append(run(RunRequest("orders"), settings, catalog))
+
+    with pytest.raises(DestinationUnavailableError, match="another run loaded"):
+        run(RunRequest("orders"), settings, catalog, progress=other_run_first)
+    assert raced[0].rows_loaded == 2
+    assert count(settings, "orders") == 2
+    retry = run(RunRequest("orders"), settings, catalog)
+    assert [f.status for f in retry.files] == ["already_loaded"]
+    assert count(settings, "orders") == 2

@@ -242,3 +242,16 @@ def test_events_ferry_does_not_load_are_acknowledged(
     assert response.json()["status"] == "ignored"
     assert why in response.json()["detail"]
     assert json.dumps(stack.rows()) == "[]"
+
+
+def test_concurrent_deliveries_of_different_objects_all_load(stack: Stack) -> None:
+    """Runs in parallel threads of one instance: separate working dirs and staging datasets."""
+    pushes = []
+    for n in range(3):
+        generation = stack.upload(f"incoming/p{n}.csv", [(n * 10 + i, f"p{n}") for i in range(10)])
+        data, attributes = gcs_notification(stack.bucket, f"incoming/p{n}.csv", generation)
+        pushes.append(wrapped_push(data, attributes, message_id=f"m{n}"))
+    with ThreadPoolExecutor(3) as pool:
+        responses = list(pool.map(lambda hb: stack.post("/pubsub", *hb), pushes))
+    assert [r.json()["status"] for r in responses] == ["loaded"] * 3
+    assert len(stack.rows()) == 30
