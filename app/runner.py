@@ -195,7 +195,7 @@ def _files_resource(
                 if progress:
                     progress(report)
 
-    resource = dlt.resource(batches, name=spec.destination.table)
+    resource = dlt.resource(batches, name=spec.destination.table, parallelized=True)
     hinted = _apply_hints(
         resource, spec.destination, settings, lineage=True, keyed_by_object=guard is None
     )
