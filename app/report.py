@@ -21,6 +21,7 @@ class FileReport:
     status: FileStatus = "loaded"
     rows_read: int = 0
     rows_loaded: int = 0
+    rows_rejected: int = 0
     reason: str | None = None
 
 
@@ -38,7 +39,10 @@ class RunReport:
     tables: dict[str, int] = field(default_factory=dict)
     """Rows loaded per destination table (dlt's own tables excluded)."""
     rows_read: int = 0
+    """Input rows, rejected ones included: rows_read = loaded + rejected + filtered out."""
     rows_loaded: int = 0
+    rows_rejected: int = 0
+    """Rows kept in `<table>__rejects` (source.on_bad_rows: reject)."""
     bytes_read: int = 0
     files: list[FileReport] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)

@@ -68,6 +68,12 @@ class FilesSource(Strict):
     csv: CsvOptions = Field(default_factory=CsvOptions)
     columns: dict[str, ArrowTypeName] = Field(default_factory=dict)
     """Declared source column types; undeclared columns are inferred from the first block."""
+    on_bad_rows: Literal["fail", "reject"] = "fail"
+    """`fail`: a malformed row fails the file. `reject`: ragged CSV rows and values that do
+    not convert to a declared type are kept in `<table>__rejects`; the rest loads."""
+    max_rejected_rows: int = Field(default=10_000, ge=0)
+    """With `reject`: a file with more bad rows than this fails instead (it is likely the
+    wrong format, not a few bad rows)."""
 
     @field_validator("uri")
     @classmethod

@@ -5,8 +5,11 @@ from __future__ import annotations
 from .helpers import shard
 from .objects import SourceObject, StorageClientFactory, get_object, list_objects
 from .readers import read_batches
+from .rejects import RejectedRow, Rejects
 
 __all__ = [
+    "RejectedRow",
+    "Rejects",
     "SourceObject",
     "StorageClientFactory",
     "get_object",

@@ -10,6 +10,8 @@ import pyarrow.compute as pc
 from app.errors import BadDataError
 from app.spec import ArrowTypeName
 
+from .rejects import RejectedRow, Rejects, row_text
+
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 ARROW_TYPES: dict[ArrowTypeName, pa.DataType] = {
@@ -56,12 +58,20 @@ def cast_to(array: pa.Array, type_name: ArrowTypeName) -> pa.Array:
 
 
 def cast_batch(
-    batch: pa.RecordBatch, columns: Mapping[str, ArrowTypeName], *, uri: str, rows_before: int
+    batch: pa.RecordBatch,
+    columns: Mapping[str, ArrowTypeName],
+    *,
+    uri: str,
+    rows_before: int,
+    rejects: Rejects | None = None,
 ) -> pa.RecordBatch:
     """Cast the declared columns present in `batch`; others pass through untouched.
 
-    A value that does not convert raises BadDataError naming the column, value and data row.
+    A value that does not convert raises BadDataError naming the column, value and data row,
+    or, given `rejects`, moves its row there and the rest of the batch goes on.
     """
+    if rejects is not None:
+        batch = _without_unconvertible_rows(batch, columns, rejects, rows_before)
     arrays = list(batch.columns)
     changed = False
     for index, name in enumerate(batch.schema.names):
@@ -82,6 +92,51 @@ def cast_batch(
     if not changed:
         return batch
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+REJECT_SCAN_CHUNK = 1024
+
+
+def _without_unconvertible_rows(
+    batch: pa.RecordBatch,
+    columns: Mapping[str, ArrowTypeName],
+    rejects: Rejects,
+    rows_before: int,
+) -> pa.RecordBatch:
+    """Drop (into `rejects`) the rows holding a value that does not convert.
+
+    Cast chunk by chunk and bisect only the chunks that fail, so clean data costs one cast.
+    """
+    bad: dict[int, tuple[str, str]] = {}
+    for index, name in enumerate(batch.schema.names):
+        type_name = columns.get(name)
+        if type_name is None or batch.column(index).type == ARROW_TYPES[type_name]:
+            continue
+        array = batch.column(index)
+        for start in range(0, len(array), REJECT_SCAN_CHUNK):
+            chunk = array.slice(start, REJECT_SCAN_CHUNK)
+            while True:
+                try:
+                    cast_to(chunk, type_name)
+                    break
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    row = _first_failing_row(chunk, type_name)
+                    value = chunk[row].as_py()
+                    reason = f"column '{name}': {value!r} is not {type_name}"
+                    bad.setdefault(start + row, (reason, name))
+                    mask = pa.array([i == row for i in range(len(chunk))])
+                    chunk = pc.if_else(mask, pa.scalar(None, chunk.type), chunk)
+    if not bad:
+        return batch
+    for row in sorted(bad):
+        reason, column = bad[row]
+        rejects.add(
+            RejectedRow(
+                row=rows_before + row + 1, reason=reason, raw=row_text(batch, row), column=column
+            )
+        )
+    keep = pa.array([i not in bad for i in range(batch.num_rows)])
+    return batch.filter(keep)
 
 
 def _first_failing_row(array: pa.Array, type_name: ArrowTypeName) -> int:

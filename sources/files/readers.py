@@ -32,6 +32,7 @@ from app.spec import FilesSource
 from .columns import ARROW_TYPES, cast_batch
 from .helpers import FileKind, detect_kind
 from .objects import SourceObject, StorageClientFactory, gcs_errors, open_seekable, open_stream
+from .rejects import RejectedRow, Rejects
 from .settings import (
     DEFAULT_BATCH_BYTES,
     GZIP_MAGIC,
@@ -62,6 +63,7 @@ class _Read:
     storage_client: StorageClientFactory
     batch_bytes: int
     max_uncompressed_bytes: int | None
+    rejects: Rejects | None
 
     @property
     def uri(self) -> str:
@@ -81,12 +83,17 @@ def read_batches(
     storage_client: StorageClientFactory,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     max_uncompressed_bytes: int | None = None,
+    rejects: Rejects | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream `obj` as record batches of about `batch_bytes` input each, one schema per file.
 
     An empty file (or one with only a CSV header) yields nothing. Unreadable data raises
-    BadDataError naming the file, and where known the column, value and row.
+    BadDataError naming the file, and where known the column, value and row. With
+    `source.on_bad_rows: reject`, ragged CSV rows and unconvertible values go to `rejects`
+    (read it after each batch) and the file goes on.
     """
+    if source.on_bad_rows == "reject" and rejects is None:
+        rejects = Rejects(obj.uri, source.max_rejected_rows)
     read = _Read(
         obj,
         source,
@@ -94,6 +101,7 @@ def read_batches(
         storage_client,
         batch_bytes,
         max_uncompressed_bytes,
+        rejects if source.on_bad_rows == "reject" else None,
     )
     if obj.size == 0:
         return
@@ -183,18 +191,33 @@ def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.Rec
         pending_bytes += batch.nbytes
         if pending_bytes >= read.batch_bytes:
             joined = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
-            yield cast_batch(joined, read.source.columns, uri=read.uri, rows_before=rows_out)
+            yield _cast(joined, read, rows_out)
             rows_out += joined.num_rows
             pending, pending_bytes = [], 0
     if pending:
         joined = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
-        yield cast_batch(joined, read.source.columns, uri=read.uri, rows_before=rows_out)
+        yield _cast(joined, read, rows_out)
+
+
+def _cast(batch: pa.RecordBatch, read: _Read, rows_before: int) -> pa.RecordBatch:
+    return cast_batch(
+        batch, read.source.columns, uri=read.uri, rows_before=rows_before, rejects=read.rejects
+    )
 
 
 def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]:
     bad_rows: list[Any] = []
 
     def on_invalid_row(row: Any) -> str:
+        if read.rejects is not None:
+            read.rejects.add(
+                RejectedRow(
+                    row=row.number,
+                    reason=f"expected {row.expected_columns} fields, got {row.actual_columns}",
+                    raw=row.text,
+                )
+            )
+            return "skip"
         bad_rows.append(row)
         return "error"
 
@@ -202,8 +225,12 @@ def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]
     parse_options.invalid_row_handler = on_invalid_row
     # Declared timestamps are read as text: Arrow's CSV parser rejects a value without a
     # zone offset for a zoned type, and the other way round; cast_batch accepts both.
+    # With rejects, every declared column is read as text so that one bad value rejects its
+    # row in cast_batch instead of failing the whole parse.
     column_types = {
-        name: pa.string() if type_name == "timestamp" else ARROW_TYPES[type_name]
+        name: pa.string()
+        if type_name == "timestamp" or read.rejects is not None
+        else ARROW_TYPES[type_name]
         for name, type_name in read.source.columns.items()
     }
     convert_options = pa_csv.ConvertOptions(
@@ -400,7 +427,7 @@ def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
         rows = 0
         for batch in parquet.iter_batches(batch_size=batch_rows):
             if batch.num_rows:
-                yield cast_batch(batch, read.source.columns, uri=read.uri, rows_before=rows)
+                yield _cast(batch, read, rows)
                 rows += batch.num_rows
 
 

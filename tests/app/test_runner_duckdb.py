@@ -262,3 +262,44 @@ def test_a_run_racing_another_on_the_same_new_file_aborts_instead_of_duplicating
     retry = run(RunRequest("orders"), settings, catalog)
     assert [f.status for f in retry.files] == ["already_loaded"]
     assert count(settings, "orders") == 2
+
+
+@pytest.mark.parametrize("disposition", ["append", "merge"])
+def test_rejected_rows_are_kept_and_counted(tmp_path: Path, disposition: str) -> None:
+    keys = "primary_key: [id]" if disposition == "merge" else ""
+    catalog = write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: typed
+            source:
+              uri: "in/*.csv"
+              columns: {{id: int64, amount: float64, day: date}}
+              on_bad_rows: reject
+            destination: {{table: typed, write_disposition: {disposition}, {keys}}}
+        """,
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text(
+        "id,amount,day\n1,2.5,2026-01-01\n2,abc,2026-01-02\n3,4,5,6\n4,7,not-a-day\n5,1e3,2026-01-05\n",
+        encoding="utf-8",
+    )
+    settings = duckdb_settings(tmp_path)
+
+    report = run(RunRequest("typed"), settings, catalog)
+    again = run(RunRequest("typed"), settings, catalog)
+
+    assert report.rows_read == 5
+    assert report.rows_loaded == 2
+    assert report.rows_rejected == 3
+    assert report.rows_read == report.rows_loaded + report.rows_rejected
+    assert query(settings, "select id from ferry.typed order by id") == [(1,), (5,)]
+    rejects = query(settings, "select reason, raw from ferry.typed__rejects order by reason")
+    assert [reason for reason, _ in rejects] == [
+        "column 'amount': 'abc' is not float64",
+        "column 'day': 'not-a-day' is not date",
+        "expected 3 fields, got 4",
+    ]
+    assert rejects[2][1] == "3,4,5,6"
+    assert again.status == "skipped"
+    assert count(settings, "typed__rejects") == 3

@@ -1,0 +1,41 @@
+"""An API pipeline's dlt resource: pages from dlt's REST client -> pandas transform -> Arrow."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from app.batches import RunSchema, apply_transform
+from app.hints import apply_hints, key_columns
+from app.request import RunContext
+from app.spec import ApiSource
+
+
+def api_resource(run: RunContext, source: ApiSource) -> Any:
+    import dlt
+
+    from sources.api import api_pages
+
+    destination = run.spec.destination
+    pages = api_pages(source, resource_name=f"{destination.table}_pages", params=run.request.params)
+    run_schema = RunSchema(key_columns(destination))
+    report = run.report
+
+    def to_table(page: list[dict[str, Any]]) -> Iterator[pa.Table]:
+        report.rows_read += len(page)
+        if not page:
+            return
+        started = time.perf_counter()
+        table_out = run_schema.conform(
+            apply_transform(pa.Table.from_pylist(page), run.transform), source.base_url
+        )
+        report.add_time("transform", time.perf_counter() - started)
+        run.checkpoint()
+        if table_out.num_rows:
+            yield table_out
+
+    resource = pages | dlt.transformer(to_table, name=destination.table)
+    return apply_hints(resource, destination, run.settings, lineage=False, keyed_by_object=False)

@@ -1,0 +1,188 @@
+"""A file pipeline's dlt resource: pick the objects, skip what is loaded, stream the rest."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from functools import cache
+from typing import Any
+
+import pyarrow as pa
+
+from app.batches import RunSchema, add_lineage, apply_transform
+from app.destination import destination_lock
+from app.errors import DestinationUnavailableError
+from app.hints import apply_hints, key_columns, rejects_hints
+from app.ledger import loaded_generations
+from app.report import FileReport
+from app.request import CommitGuard, RunContext
+from app.settings import Settings
+from app.spec import FilesSource
+from app.targets import is_glob, narrowed_uri, requested_generation, resolve_pattern
+
+log = logging.getLogger("ferry.files")
+
+
+def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGuard | None]:
+    """The resource to extract (None when every object is already loaded) and its guard."""
+    import dlt
+
+    from sources.files import Rejects, read_batches
+
+    storage_client = storage_client_factory(run.settings)
+    with run.report.timed("list"):
+        objects = _select_objects(run, source, storage_client)
+        ledger: dict[str, int] = {}
+        if run.spec.destination.write_disposition != "replace":
+            with destination_lock(run.settings):
+                ledger = loaded_generations(
+                    run.pipeline, run.spec.destination.table, (o.uri for o in objects)
+                )
+    pending = _not_yet_loaded(run, objects, ledger)
+    if not pending:
+        return None, None
+    guard = _append_guard(run, [obj.uri for obj, _ in pending], ledger)
+    keyed_by_object = guard is None
+    run_schema = RunSchema(key_columns(run.spec.destination))
+    rejects_table_hints = dlt.mark.make_hints(
+        **rejects_hints(run.spec.destination, keyed_by_object=keyed_by_object)
+    )
+    settings, report, transform = run.settings, run.report, run.transform
+
+    def batches() -> Iterator[Any]:
+        for obj, entry in pending:
+            log.info("read %s (generation %s, %s bytes)", obj.uri, obj.generation, obj.size)
+            report.bytes_read += obj.size
+            rejects = Rejects(obj.uri, source.max_rejected_rows)
+            for batch in read_batches(
+                obj,
+                source,
+                storage_client=storage_client,
+                batch_bytes=settings.batch_bytes,
+                max_uncompressed_bytes=settings.max_uncompressed_bytes,
+                rejects=rejects,
+            ):
+                entry.rows_read += batch.num_rows
+                report.rows_read += batch.num_rows
+                started = time.perf_counter()
+                table_out = apply_transform(batch, transform)
+                table_out = add_lineage(table_out, obj.uri, obj.generation)
+                table_out = run_schema.conform(table_out, obj.uri)
+                report.add_time("transform", time.perf_counter() - started)
+                entry.rows_loaded += table_out.num_rows
+                if table_out.num_rows:
+                    yield table_out
+                yield from _rejected(rejects, obj, entry, run, rejects_table_hints)
+                run.checkpoint()
+            yield from _rejected(rejects, obj, entry, run, rejects_table_hints)
+
+    resource = dlt.resource(batches, name=run.spec.destination.table, parallelized=True)
+    hinted = apply_hints(
+        resource, run.spec.destination, settings, lineage=True, keyed_by_object=keyed_by_object
+    )
+    return hinted, guard
+
+
+def _rejected(
+    rejects: Any, obj: Any, entry: FileReport, run: RunContext, hints: Any
+) -> Iterator[Any]:
+    """Rejected rows so far, as a table for `<table>__rejects` in the same load."""
+    import dlt
+
+    rows = rejects.take()
+    if not rows:
+        return
+    entry.rows_rejected += len(rows)
+    entry.rows_read += len(rows)
+    run.report.rows_read += len(rows)
+    run.report.rows_rejected += len(rows)
+    table = pa.table(
+        {
+            "row": pa.array([r.row for r in rows], pa.int64()),
+            "column": pa.array([r.column for r in rows], pa.string()),
+            "reason": pa.array([r.reason for r in rows], pa.string()),
+            "raw": pa.array([r.raw for r in rows], pa.string()),
+        }
+    )
+    yield dlt.mark.with_hints(add_lineage(table, obj.uri, obj.generation), hints)
+
+
+def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -> list[Any]:
+    from sources.files import get_object, list_objects, shard
+
+    request, base_dir = run.request, run.catalog.base_dir
+    pattern = resolve_pattern(source.uri, base_dir)
+    if request.source_uri is None:
+        objects = list_objects(pattern, base_dir=base_dir, storage_client=storage_client)
+    else:
+        target = narrowed_uri(run.spec.name, pattern, request.source_uri, base_dir)
+        if request.generation is not None or not is_glob(target):
+            live = get_object(target, None, storage_client=storage_client)
+            objects = [requested_generation(live, request.generation, run.report)]
+        else:
+            objects = list_objects(target, base_dir=base_dir, storage_client=storage_client)
+    present = [obj for obj in objects if obj is not None]
+    return shard(present, request.shard_index, request.shard_count)
+
+
+def _not_yet_loaded(
+    run: RunContext, objects: list[Any], ledger: dict[str, int]
+) -> list[tuple[Any, FileReport]]:
+    pending = []
+    for obj in objects:
+        entry = FileReport(uri=obj.uri, generation=obj.generation, bytes=obj.size)
+        run.report.files.append(entry)
+        loaded = ledger.get(obj.uri)
+        if loaded is not None and loaded >= obj.generation:
+            entry.status = "already_loaded" if loaded == obj.generation else "stale_generation"
+            entry.reason = f"destination holds generation {loaded}"
+            log.info("skip %s (generation %s): %s", obj.uri, obj.generation, entry.reason)
+            continue
+        pending.append((obj, entry))
+    return pending
+
+
+def _append_guard(run: RunContext, uris: list[str], ledger: dict[str, int]) -> CommitGuard | None:
+    """The DuckDB fast path: objects never loaded are appended instead of merged.
+
+    A merge copies every row twice (staging, then the table). On DuckDB all writers queue on
+    one lock, so re-reading the ledger under that lock right before the commit makes a plain
+    append exactly as safe: if another run loaded one of these objects meanwhile, this run
+    aborts (retriable) and its retry skips them. BigQuery has no such lock: always merge.
+    """
+    destination = run.spec.destination
+    if not (
+        not any(uri in ledger for uri in uris)
+        and run.settings.destination_kind == "duckdb"
+        and destination.write_disposition == "append"
+        and not destination.merge_key
+    ):
+        return None
+
+    def check() -> None:
+        raced = loaded_generations(run.pipeline, destination.table, uris)
+        if raced:
+            raise DestinationUnavailableError(
+                f"another run loaded {sorted(raced)[0]} while this one was extracting; "
+                "retry to skip it",
+                pipeline=run.spec.name,
+            )
+
+    return check
+
+
+def storage_client_factory(settings: Settings) -> Callable[[], Any]:
+    @cache
+    def build() -> Any:
+        from google.cloud import storage
+
+        if settings.storage_emulator_host:
+            from google.auth.credentials import AnonymousCredentials
+
+            return storage.Client(
+                project=settings.gcs_project or "local", credentials=AnonymousCredentials()
+            )
+        return storage.Client(project=settings.gcs_project)
+
+    return build

@@ -1,0 +1,49 @@
+"""Rows a file could not give in the declared shape, kept instead of failing the file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from app.errors import BadDataError
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    row: int | None
+    """1-based data row (CSV: physical line when Arrow knows it); None when unknown."""
+    reason: str
+    raw: str
+    column: str | None = None
+
+
+@dataclass
+class Rejects:
+    """Collects one file's rejected rows, up to a cap."""
+
+    uri: str
+    limit: int
+    rows: list[RejectedRow] = field(default_factory=list)
+
+    def add(self, row: RejectedRow) -> None:
+        self.rows.append(row)
+        if len(self.rows) > self.limit:
+            raise BadDataError(
+                f"{self.uri}: more than {self.limit} rejected rows (last: {row.reason}); the file "
+                "is probably not in the declared format (see source.max_rejected_rows)",
+                details={"uri": self.uri},
+            )
+
+    def take(self) -> list[RejectedRow]:
+        taken, self.rows = self.rows, []
+        return taken
+
+
+def row_text(batch: pa.RecordBatch, index: int) -> str:
+    """A rejected typed row, as the JSON object of its (still textual) values."""
+    return json.dumps(
+        {name: batch.column(i)[index].as_py() for i, name in enumerate(batch.schema.names)},
+        default=str,
+    )
