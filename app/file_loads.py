@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from app import failpoints
 from app.batches import RunSchema, add_lineage, apply_transform
 from app.destination import destination_lock
 from app.errors import DestinationUnavailableError
@@ -73,6 +74,7 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
                 entry.rows_loaded += table_out.num_rows
                 if table_out.num_rows:
                     yield table_out
+                failpoints.hit("after_first_batch")
                 yield from _rejected(rejects, obj, entry, run, rejects_table_hints)
                 run.checkpoint()
             yield from _rejected(rejects, obj, entry, run, rejects_table_hints)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from app import failpoints
 from app.api_loads import api_resource
 from app.catalog import Catalog
 from app.destination import destination_lock, run_pipeline_for
@@ -79,7 +80,9 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     with report.timed("load"), destination_lock(run.settings):
         if guard is not None:
             guard()
+        failpoints.hit("during_load")
         load_info = pipeline.load()
+    failpoints.hit("after_commit")
     load_info.raise_on_failed_jobs()
     report.load_ids = list(load_info.loads_ids)
     counts = normalize_info.row_counts if normalize_info else {}

@@ -11,6 +11,7 @@ from app.auth import require_push_identity
 from app.deps import ServiceDep, VerifierDep
 from app.events import parse_cloudevent
 from app.push import dispatch_cloudevent, respond
+from app.routes.schemas import PUSH_RESPONSES
 
 router = APIRouter(tags=["push"])
 
@@ -18,7 +19,7 @@ router = APIRouter(tags=["push"])
 @router.post(
     "/",
     summary="Eventarc CloudEvent (binary or structured mode)",
-    responses={503: {"description": "retriable failure: the event is retried"}},
+    responses=PUSH_RESPONSES,
 )
 async def cloudevent(
     request: Request,

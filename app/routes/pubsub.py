@@ -11,6 +11,7 @@ from app.auth import require_push_identity
 from app.deps import ServiceDep, VerifierDep
 from app.events import parse_push
 from app.push import dispatch_message, respond
+from app.routes.schemas import PUSH_RESPONSES
 
 router = APIRouter(tags=["push"])
 
@@ -18,7 +19,7 @@ router = APIRouter(tags=["push"])
 @router.post(
     "/pubsub",
     summary="Pub/Sub push: a Cloud Storage notification runs the matching pipeline",
-    responses={503: {"description": "retriable failure: the message is nacked"}},
+    responses=PUSH_RESPONSES,
 )
 async def pubsub_push(
     request: Request,

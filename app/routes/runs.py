@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import ServiceDep
 from app.errors import RequestError
+from app.routes.schemas import ERROR_RESPONSES
 from app.runner import RunRequest
 
 router = APIRouter(tags=["runs"])
@@ -33,7 +34,11 @@ class RunBody(BaseModel):
     )
 
 
-@router.post("/runs", summary="Run a pipeline to completion and return its report")
+@router.post(
+    "/runs",
+    summary="Run a pipeline to completion and return its report",
+    responses=ERROR_RESPONSES,
+)
 def create_run(
     body: RunBody,
     service: ServiceDep,

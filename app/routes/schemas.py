@@ -1,0 +1,39 @@
+"""Response shapes shared by the routes, so the OpenAPI document says what really comes back."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    recovery: Literal["terminal", "retriable"]
+    pipeline: str | None = None
+    run_id: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+    report: dict[str, Any] | None = None
+
+
+class PushResponse(BaseModel):
+    status: Literal["loaded", "skipped", "ignored", "dead_lettered", "failed_terminal", "retry"]
+    reports: list[dict[str, Any]]
+    detail: str | None = None
+    error: dict[str, Any] | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse}
+    for status in (400, 401, 403, 404, 413, 422, 424, 429, 500, 503)
+}
+PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    200: {"model": PushResponse, "description": "acknowledged"},
+    503: {"model": PushResponse, "description": "retriable failure: nacked, redelivered"},
+}
