@@ -32,6 +32,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="API query parameter override (repeatable)",
     )
+    drain = commands.add_parser(
+        "drain", help="pull waiting GCS notifications and load them in one run per pipeline"
+    )
+    drain.add_argument("--subscription", required=True, help="projects/P/subscriptions/S (pull)")
+    drain.add_argument("--max-objects", type=int, default=5000, help="objects per drain")
+    drain.add_argument("--max-bytes", type=int, default=50 << 30, help="object bytes per drain")
+    drain.add_argument(
+        "--lease-seconds", type=int, default=120, help="ack deadline held while loading"
+    )
     commands.add_parser("validate", help="validate the pipelines file and list pipelines")
     serve = commands.add_parser("serve", help="serve HTTP on $PORT (Cloud Run service)")
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Cloud Run routes to the container
@@ -85,6 +94,33 @@ def command_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_drain(args: argparse.Namespace) -> int:
+    from app.catalog import load_catalog
+    from app.drain import DrainLimits, drain
+    from app.errors import EXIT_RETRIABLE
+    from app.settings import load_settings
+
+    settings = load_settings()
+    catalog = load_catalog(settings.pipelines_file)
+    limits = DrainLimits(
+        max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
+    )
+    report = drain(args.subscription, settings, catalog, limits)
+    log.info(
+        "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
+        report.messages,
+        report.objects,
+        len(report.runs),
+        report.acked,
+        report.nacked,
+        report.dead_lettered,
+        extra={"drain_report": report.to_dict()},
+    )
+    sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    # nacked messages come back by themselves; a non-zero exit also makes the job retry
+    return EXIT_RETRIABLE if report.nacked else EXIT_OK
+
+
 def command_validate() -> int:
     from app.catalog import load_catalog
     from app.settings import load_settings
@@ -118,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args)
         if args.command == "validate":
             return command_validate()
+        if args.command == "drain":
+            return command_drain(args)
         return command_serve(args)
     except FerryError as error:
         outcome = outcome_of(error)

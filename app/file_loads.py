@@ -107,7 +107,11 @@ def _rejected(
             "raw": pa.array([r.raw for r in rows], pa.string()),
         }
     )
-    yield dlt.mark.with_hints(add_lineage(table, obj.uri, obj.generation), hints)
+    # a table variant: without it the hints stick to the resource and later batches of
+    # data would be routed to the rejects table too
+    yield dlt.mark.with_hints(
+        add_lineage(table, obj.uri, obj.generation), hints, create_table_variant=True
+    )
 
 
 def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -> list[Any]:
@@ -115,7 +119,20 @@ def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -
 
     request, base_dir = run.request, run.catalog.base_dir
     pattern = resolve_pattern(source.uri, base_dir)
-    if request.source_uri is None:
+    if request.objects:
+        objects = [
+            requested_generation(
+                get_object(
+                    narrowed_uri(run.spec.name, pattern, ref.uri, base_dir),
+                    None,
+                    storage_client=storage_client,
+                ),
+                ref.generation,
+                run.report,
+            )
+            for ref in request.objects
+        ]
+    elif request.source_uri is None:
         objects = list_objects(pattern, base_dir=base_dir, storage_client=storage_client)
     else:
         target = narrowed_uri(run.spec.name, pattern, request.source_uri, base_dir)

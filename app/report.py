@@ -36,6 +36,8 @@ class RunReport:
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     finished_at: str | None = None
     load_ids: list[str] = field(default_factory=list)
+    load_jobs: dict[str, int] = field(default_factory=dict)
+    """Destination load jobs per table (BigQuery allows 1,500 per table per day)."""
     tables: dict[str, int] = field(default_factory=dict)
     """Rows loaded per destination table (dlt's own tables excluded)."""
     rows_read: int = 0

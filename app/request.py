@@ -43,6 +43,14 @@ class RunRequest:
     trigger: str = "cli"
     idempotency_key: str | None = None
     """Orchestrator-supplied: a repeated key returns the first run's report (app/idempotency)."""
+    objects: tuple[ObjectRef, ...] = ()
+    """Exactly these objects (drain mode: a batch of notifications), each inside the pattern."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    uri: str
+    generation: int | None = None
 
 
 @dataclass

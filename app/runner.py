@@ -85,6 +85,12 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     failpoints.hit("after_commit")
     load_info.raise_on_failed_jobs()
     report.load_ids = list(load_info.loads_ids)
+    for package in load_info.load_packages:
+        for job in package.jobs.get("completed_jobs", []):
+            table, file_format = job.job_file_info.table_name, job.job_file_info.file_format
+            # merge follow-ups are SQL (DML) jobs, not load jobs
+            if not table.startswith("_dlt") and file_format != "sql":
+                report.load_jobs[table] = report.load_jobs.get(table, 0) + 1
     counts = normalize_info.row_counts if normalize_info else {}
     report.tables = {table: rows for table, rows in counts.items() if not table.startswith("_dlt")}
     report.rows_loaded = sum(
