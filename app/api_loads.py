@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from app.batches import RunSchema, apply_transform
 from app.hints import apply_hints, key_columns
+from app.quality import FileChecks, has_checks
 from app.request import RunContext
 from app.spec import ApiSource
 
@@ -23,15 +24,19 @@ def api_resource(run: RunContext, source: ApiSource) -> Any:
     pages = api_pages(source, resource_name=f"{destination.table}_pages", params=run.request.params)
     run_schema = RunSchema(key_columns(destination))
     report = run.report
+    checks = FileChecks(run.spec.checks, run.spec.name, source.base_url + source.path)
+    if has_checks(run.spec.checks):
+        run.before_load.append(checks.finish)
 
     def to_table(page: list[dict[str, Any]]) -> Iterator[pa.Table]:
         report.rows_read += len(page)
         if not page:
             return
         started = time.perf_counter()
-        table_out = run_schema.conform(
-            apply_transform(pa.Table.from_pylist(page), run.transform), source.base_url
-        )
+        transformed = apply_transform(pa.Table.from_pylist(page), run.transform)
+        if has_checks(run.spec.checks):
+            checks.batch(transformed)
+        table_out = run_schema.conform(transformed, source.base_url)
         report.add_time("transform", time.perf_counter() - started)
         run.checkpoint()
         if table_out.num_rows:

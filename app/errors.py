@@ -109,6 +109,13 @@ class UnknownPipelineError(TerminalError):
     http_status = 404
 
 
+class RunNotFoundError(TerminalError):
+    """No run with this id is in the run log (`GET /runs/{run_id}`)."""
+
+    code = "run_not_found"
+    http_status = 404
+
+
 class RequestError(TerminalError):
     """A request (HTTP body, CLI arguments, override) is malformed or not allowed."""
 
@@ -163,6 +170,13 @@ class SchemaContractError(TerminalError):
     """The data breaks the pipeline's frozen schema contract."""
 
     code = "schema_contract_violated"
+    http_status = 422
+
+
+class QualityCheckError(TerminalError):
+    """A data-quality gate failed: the file is not loaded (and quarantined if configured)."""
+
+    code = "quality_check_failed"
     http_status = 422
 
 

@@ -13,9 +13,11 @@ import pyarrow as pa
 from app import failpoints
 from app.batches import RunSchema, add_lineage, apply_transform
 from app.destination import destination_lock
-from app.errors import DestinationUnavailableError
+from app.errors import BadDataError, DestinationUnavailableError, FerryError, QualityCheckError
 from app.hints import apply_hints, key_columns, rejects_hints
 from app.ledger import loaded_generations
+from app.quality import FileChecks, has_checks
+from app.quarantine import quarantine
 from app.report import FileReport
 from app.request import CommitGuard, RunContext
 from app.settings import Settings
@@ -50,33 +52,44 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
         **rejects_hints(run.spec.destination, keyed_by_object=keyed_by_object)
     )
     settings, report, transform = run.settings, run.report, run.transform
+    checks_spec = run.spec.checks
+    gated = has_checks(checks_spec)
 
     def batches() -> Iterator[Any]:
         for obj, entry in pending:
             log.info("read %s (generation %s, %s bytes)", obj.uri, obj.generation, obj.size)
             report.bytes_read += obj.size
             rejects = Rejects(obj.uri, source.max_rejected_rows)
-            for batch in read_batches(
-                obj,
-                source,
-                storage_client=storage_client,
-                batch_bytes=settings.batch_bytes,
-                max_uncompressed_bytes=settings.max_uncompressed_bytes,
-                rejects=rejects,
-            ):
-                entry.rows_read += batch.num_rows
-                report.rows_read += batch.num_rows
-                started = time.perf_counter()
-                table_out = apply_transform(batch, transform)
-                table_out = add_lineage(table_out, obj.uri, obj.generation)
-                table_out = run_schema.conform(table_out, obj.uri)
-                report.add_time("transform", time.perf_counter() - started)
-                entry.rows_loaded += table_out.num_rows
-                if table_out.num_rows:
-                    yield table_out
-                failpoints.hit("after_first_batch")
-                yield from _rejected(rejects, obj, entry, run, rejects_table_hints)
-                run.checkpoint()
+            checks = FileChecks(checks_spec, run.spec.name, obj.uri) if gated else None
+            try:
+                for batch in read_batches(
+                    obj,
+                    source,
+                    storage_client=storage_client,
+                    batch_bytes=settings.batch_bytes,
+                    max_uncompressed_bytes=settings.max_uncompressed_bytes,
+                    rejects=rejects,
+                ):
+                    entry.rows_read += batch.num_rows
+                    report.rows_read += batch.num_rows
+                    started = time.perf_counter()
+                    table_out = apply_transform(batch, transform)
+                    if checks:
+                        checks.batch(table_out)
+                    table_out = add_lineage(table_out, obj.uri, obj.generation)
+                    table_out = run_schema.conform(table_out, obj.uri)
+                    report.add_time("transform", time.perf_counter() - started)
+                    entry.rows_loaded += table_out.num_rows
+                    if table_out.num_rows:
+                        yield table_out
+                    failpoints.hit("after_first_batch")
+                    yield from _rejected(rejects, obj, entry, run, rejects_table_hints)
+                    run.checkpoint()
+                if checks:
+                    checks.finish()
+            except (QualityCheckError, BadDataError) as error:
+                _set_aside(run, obj, entry, error, storage_client)
+                raise
             yield from _rejected(rejects, obj, entry, run, rejects_table_hints)
 
     resource = dlt.resource(batches, name=run.spec.destination.table, parallelized=True)
@@ -84,6 +97,28 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
         resource, run.spec.destination, settings, lineage=True, keyed_by_object=keyed_by_object
     )
     return hinted, guard
+
+
+def _set_aside(
+    run: RunContext, obj: Any, entry: FileReport, error: FerryError, storage_client: Any
+) -> None:
+    """Mark the file failed and, if the pipeline says so, copy it to quarantine."""
+    entry.status = "failed"
+    entry.reason = error.message
+    prefix = run.spec.checks.quarantine_prefix
+    if prefix:
+        copied = quarantine(
+            obj.uri,
+            obj.generation,
+            prefix,
+            pipeline=run.spec.name,
+            reason=error.message,
+            storage_client=storage_client,
+            base_dir=run.catalog.base_dir,
+        )
+        if copied:
+            error.details["quarantined_to"] = copied
+            log.warning("quarantined %s to %s: %s", obj.uri, copied, error.message)
 
 
 def _rejected(

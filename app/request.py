@@ -66,6 +66,8 @@ class RunContext:
     pipeline: Any
     """The run's dlt pipeline (its own working dir)."""
     progress: ProgressCallback | None = None
+    before_load: list[Callable[[], None]] = field(default_factory=list)
+    """Whole-run checks that can only run once every item is extracted."""
 
     def checkpoint(self) -> None:
         if self.progress:

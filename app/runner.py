@@ -76,6 +76,8 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     )
     with report.timed("normalize"):
         normalize_info = pipeline.normalize()
+    for check in run.before_load:
+        check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly
     with report.timed("load"), destination_lock(run.settings):
         if guard is not None:

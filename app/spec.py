@@ -224,6 +224,32 @@ TransformStep = (
 )
 
 
+class RangeBound(Strict):
+    min: float | None = None
+    max: float | None = None
+
+
+class Freshness(Strict):
+    column: str
+    max_age_hours: float = Field(gt=0)
+
+
+class ChecksSpec(Strict):
+    """Data-quality gates, run on the transformed rows of each file before anything commits."""
+
+    not_null: list[str] = Field(default_factory=list)
+    unique: list[str] = Field(default_factory=list)
+    """Columns that together are unique within each file."""
+    accepted_values: dict[str, list[Any]] = Field(default_factory=dict)
+    range: dict[str, RangeBound] = Field(default_factory=dict)
+    min_rows: int = Field(default=0, ge=0)
+    """Per file (per run for API sources)."""
+    freshness: Freshness | None = None
+    """The newest value of a timestamp column must be at most this old."""
+    quarantine_prefix: str | None = None
+    """A failing file is copied here (`gs://bucket/prefix/` or a local folder) with the reason."""
+
+
 class DestinationSpec(Strict):
     table: str
     write_disposition: Literal["append", "replace", "merge"] = "append"
@@ -259,6 +285,7 @@ class PipelineSpec(Strict):
     description: str = ""
     source: SourceSpec
     transform: list[TransformStep] = Field(default_factory=list)
+    checks: ChecksSpec = Field(default_factory=ChecksSpec)
     destination: DestinationSpec
 
     @field_validator("name")

@@ -303,3 +303,72 @@ def test_rejected_rows_are_kept_and_counted(tmp_path: Path, disposition: str) ->
     assert rejects[2][1] == "3,4,5,6"
     assert again.status == "skipped"
     assert count(settings, "typed__rejects") == 3
+
+
+CHECKED = """
+pipelines:
+  - name: checked
+    source: {uri: "in/*.csv", columns: {id: int64, amount: float64}}
+    checks:
+      not_null: [id]
+      unique: [id]
+      accepted_values: {status: [paid, shipped]}
+      range: {amount: {min: 0, max: 1000}}
+      min_rows: 2
+      quarantine_prefix: quarantine
+    destination: {table: checked}
+"""
+
+
+@pytest.mark.parametrize(
+    ("rows", "check"),
+    [
+        pytest.param("1,paid,5\n,paid,6\n", "not_null on 'id'", id="not-null"),
+        pytest.param("1,paid,5\n1,paid,6\n", "unique on 'id'", id="unique"),
+        pytest.param("1,paid,5\n2,lost,6\n", "accepted_values on 'status'", id="accepted-values"),
+        pytest.param("1,paid,5\n2,paid,-1\n", "range on 'amount'", id="range"),
+        pytest.param("1,paid,5\n", "min_rows", id="min-rows"),
+    ],
+)
+def test_failing_quality_gate_loads_nothing_of_the_file_and_quarantines_it(
+    tmp_path: Path, rows: str, check: str
+) -> None:
+    from app.errors import QualityCheckError
+
+    catalog = write_catalog(tmp_path, CHECKED)
+    settings = duckdb_settings(tmp_path)
+    (tmp_path / "in").mkdir()
+    good = tmp_path / "in" / "a.csv"
+    good.write_text("id,status,amount\n10,paid,1\n11,shipped,2\n", encoding="utf-8")
+    assert run(RunRequest("checked"), settings, catalog).rows_loaded == 2
+    bad = tmp_path / "in" / "b.csv"
+    bad.write_text("id,status,amount\n" + rows, encoding="utf-8")
+
+    with pytest.raises(QualityCheckError, match=f"check {check}") as caught:
+        run(RunRequest("checked"), settings, catalog)
+
+    assert count(settings, "checked") == 2, "nothing of the failing file is visible"
+    copied = Path(caught.value.details["quarantined_to"])
+    assert copied.read_text(encoding="utf-8") == bad.read_text(encoding="utf-8")
+    assert check.split()[0] in copied.with_name(copied.name + ".reason.json").read_text()
+    failed = [f for f in caught.value.details["report"]["files"] if f["status"] == "failed"]
+    assert [Path(f["uri"]).name for f in failed] == ["b.csv"]
+
+
+def test_freshness_gate(tmp_path: Path) -> None:
+    from app.errors import QualityCheckError
+
+    catalog = write_catalog(
+        tmp_path,
+        """
+        pipelines:
+          - name: fresh
+            source: {uri: "in/*.csv", columns: {at: timestamp}}
+            checks: {freshness: {column: at, max_age_hours: 24}}
+            destination: {table: fresh}
+        """,
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("id,at\n1,2020-01-01T00:00:00Z\n", encoding="utf-8")
+    with pytest.raises(QualityCheckError, match="check freshness on 'at'"):
+        run(RunRequest("fresh"), duckdb_settings(tmp_path), catalog)
