@@ -41,6 +41,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     drain.add_argument(
         "--lease-seconds", type=int, default=120, help="ack deadline held while loading"
     )
+    replay = commands.add_parser(
+        "replay", help="re-load a pipeline's raw-zone inputs archived on a range of days"
+    )
+    replay.add_argument("pipeline")
+    replay.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD")
+    replay.add_argument("--to", dest="last", help="YYYY-MM-DD (default: --from)")
     commands.add_parser("validate", help="validate the pipelines file and list pipelines")
     serve = commands.add_parser("serve", help="serve HTTP on $PORT (Cloud Run service)")
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Cloud Run routes to the container
@@ -72,6 +78,7 @@ def shard_from_env() -> tuple[int, int]:
 def command_run(args: argparse.Namespace) -> int:
     from app.catalog import load_catalog
     from app.progress import TerminalProgress
+    from app.run_events import after_run
     from app.runner import RunRequest, run
     from app.settings import load_settings
 
@@ -87,8 +94,13 @@ def command_run(args: argparse.Namespace) -> int:
         shard_count=count,
         trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
     )
-    with TerminalProgress.for_stderr() as progress:
-        report = run(request, settings, catalog, progress=progress)
+    try:
+        with TerminalProgress.for_stderr() as progress:
+            report = run(request, settings, catalog, progress=progress)
+    except FerryError as error:
+        after_run(settings, error.details.get("report"), error.to_dict())
+        raise
+    after_run(settings, report.to_dict())
     log.info(report.summary(), extra={"run_report": report.to_dict()})
     sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     return EXIT_OK
@@ -98,6 +110,7 @@ def command_drain(args: argparse.Namespace) -> int:
     from app.catalog import load_catalog
     from app.drain import DrainLimits, drain
     from app.errors import EXIT_RETRIABLE
+    from app.run_events import after_run
     from app.settings import load_settings
 
     settings = load_settings()
@@ -106,6 +119,10 @@ def command_drain(args: argparse.Namespace) -> int:
         max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
     )
     report = drain(args.subscription, settings, catalog, limits)
+    for run_report in report.runs:
+        after_run(settings, run_report)
+    for error in report.errors:  # terminal failures of single objects carry their run's report
+        after_run(settings, (error.get("details") or {}).get("report"), error)
     log.info(
         "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
         report.messages,
@@ -119,6 +136,30 @@ def command_drain(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     # nacked messages come back by themselves; a non-zero exit also makes the job retry
     return EXIT_RETRIABLE if report.nacked else EXIT_OK
+
+
+def command_replay(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from app.catalog import load_catalog
+    from app.runner import RunRequest, run
+    from app.settings import load_settings
+
+    try:
+        first = date.fromisoformat(args.first)
+        last = date.fromisoformat(args.last or args.first)
+    except ValueError as error:
+        raise RequestError(f"--from/--to must be YYYY-MM-DD: {error}") from None
+    settings = load_settings()
+    catalog = load_catalog(settings.pipelines_file)
+    report = run(
+        RunRequest(pipeline=args.pipeline, replay=(first, last), trigger="replay"),
+        settings,
+        catalog,
+    )
+    log.info(report.summary(), extra={"run_report": report.to_dict()})
+    sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    return EXIT_OK
 
 
 def command_validate() -> int:
@@ -156,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_validate()
         if args.command == "drain":
             return command_drain(args)
+        if args.command == "replay":
+            return command_replay(args)
         return command_serve(args)
     except FerryError as error:
         outcome = outcome_of(error)

@@ -11,8 +11,10 @@ import pyarrow as pa
 from app.batches import RunSchema, apply_transform
 from app.hints import apply_hints, key_columns
 from app.quality import FileChecks, has_checks
+from app.raw_zone import archive_page
 from app.request import RunContext
 from app.spec import ApiSource
+from app.storage import storage_client_factory
 
 
 def api_resource(run: RunContext, source: ApiSource) -> Any:
@@ -28,10 +30,23 @@ def api_resource(run: RunContext, source: ApiSource) -> Any:
     if has_checks(run.spec.checks):
         run.before_load.append(checks.finish)
 
+    pages_seen = 0
+
     def to_table(page: list[dict[str, Any]]) -> Iterator[pa.Table]:
+        nonlocal pages_seen
         report.rows_read += len(page)
         if not page:
             return
+        pages_seen += 1
+        if run.spec.raw is not None:
+            archive_page(
+                page,
+                run.spec.raw.prefix,
+                run.spec.name,
+                f"{run.request.run_id}-{pages_seen:05d}",
+                storage_client_factory(run.settings),
+                run.catalog.base_dir,
+            )
         started = time.perf_counter()
         transformed = apply_transform(pa.Table.from_pylist(page), run.transform)
         if has_checks(run.spec.checks):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from functools import cache
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -13,15 +13,23 @@ import pyarrow as pa
 from app import failpoints
 from app.batches import RunSchema, add_lineage, apply_transform
 from app.destination import destination_lock
-from app.errors import BadDataError, DestinationUnavailableError, FerryError, QualityCheckError
+from app.errors import (
+    BadDataError,
+    DestinationUnavailableError,
+    FerryError,
+    QualityCheckError,
+    RequestError,
+    SourceNotFoundError,
+)
 from app.hints import apply_hints, key_columns, rejects_hints
 from app.ledger import loaded_generations
 from app.quality import FileChecks, has_checks
 from app.quarantine import quarantine
+from app.raw_zone import archive_object, days, origin_of, partition
 from app.report import FileReport
 from app.request import CommitGuard, RunContext
-from app.settings import Settings
 from app.spec import FilesSource
+from app.storage import storage_client_factory
 from app.targets import is_glob, narrowed_uri, requested_generation, resolve_pattern
 
 log = logging.getLogger("ferry.files")
@@ -34,19 +42,29 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
     from sources.files import Rejects, read_batches
 
     storage_client = storage_client_factory(run.settings)
+    replaying = run.request.replay is not None
     with run.report.timed("list"):
-        objects = _select_objects(run, source, storage_client)
+        if replaying:
+            planned = _replayed_objects(run, storage_client)
+        else:
+            planned = [
+                Planned(obj, obj.uri, obj.generation)
+                for obj in _select_objects(run, source, storage_client)
+            ]
         ledger: dict[str, int] = {}
-        if run.spec.destination.write_disposition != "replace":
+        if run.spec.destination.write_disposition != "replace" and not replaying:
             with destination_lock(run.settings):
                 ledger = loaded_generations(
-                    run.pipeline, run.spec.destination.table, (o.uri for o in objects)
+                    run.pipeline, run.spec.destination.table, (p.uri for p in planned)
                 )
-    pending = _not_yet_loaded(run, objects, ledger)
+    pending = _not_yet_loaded(run, planned, ledger)
     if not pending:
         return None, None
-    guard = _append_guard(run, [obj.uri for obj, _ in pending], ledger)
-    keyed_by_object = guard is None
+    # a replay replaces each object's rows, so it always merges by object
+    guard = None if replaying else _append_guard(run, [p.uri for p, _ in pending], ledger)
+    by_object = all(plan.lineage for plan, _ in pending)
+    raw = run.spec.raw
+    keyed_by_object = guard is None and by_object
     run_schema = RunSchema(key_columns(run.spec.destination))
     rejects_table_hints = dlt.mark.make_hints(
         **rejects_hints(run.spec.destination, keyed_by_object=keyed_by_object)
@@ -56,9 +74,19 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
     gated = has_checks(checks_spec)
 
     def batches() -> Iterator[Any]:
-        for obj, entry in pending:
+        for plan, entry in pending:
+            obj = plan.obj
             log.info("read %s (generation %s, %s bytes)", obj.uri, obj.generation, obj.size)
             report.bytes_read += obj.size
+            if raw is not None and not replaying:
+                archive_object(
+                    obj.uri,
+                    obj.generation,
+                    raw.prefix,
+                    run.spec.name,
+                    storage_client,
+                    run.catalog.base_dir,
+                )
             rejects = Rejects(obj.uri, source.max_rejected_rows)
             checks = FileChecks(checks_spec, run.spec.name, obj.uri) if gated else None
             try:
@@ -76,21 +104,22 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
                     table_out = apply_transform(batch, transform)
                     if checks:
                         checks.batch(table_out)
-                    table_out = add_lineage(table_out, obj.uri, obj.generation)
+                    if plan.lineage:
+                        table_out = add_lineage(table_out, plan.uri, plan.generation)
                     table_out = run_schema.conform(table_out, obj.uri)
                     report.add_time("transform", time.perf_counter() - started)
                     entry.rows_loaded += table_out.num_rows
                     if table_out.num_rows:
                         yield table_out
                     failpoints.hit("after_first_batch")
-                    yield from _rejected(rejects, obj, entry, run, rejects_table_hints)
+                    yield from _rejected(rejects, plan, entry, run, rejects_table_hints)
                     run.checkpoint()
                 if checks:
                     checks.finish()
             except (QualityCheckError, BadDataError) as error:
                 _set_aside(run, obj, entry, error, storage_client)
                 raise
-            yield from _rejected(rejects, obj, entry, run, rejects_table_hints)
+            yield from _rejected(rejects, plan, entry, run, rejects_table_hints)
 
     resource = dlt.resource(batches, name=run.spec.destination.table, parallelized=True)
     hinted = apply_hints(
@@ -122,7 +151,7 @@ def _set_aside(
 
 
 def _rejected(
-    rejects: Any, obj: Any, entry: FileReport, run: RunContext, hints: Any
+    rejects: Any, plan: Planned, entry: FileReport, run: RunContext, hints: Any
 ) -> Iterator[Any]:
     """Rejected rows so far, as a table for `<table>__rejects` in the same load."""
     import dlt
@@ -145,7 +174,7 @@ def _rejected(
     # a table variant: without it the hints stick to the resource and later batches of
     # data would be routed to the rejects table too
     yield dlt.mark.with_hints(
-        add_lineage(table, obj.uri, obj.generation), hints, create_table_variant=True
+        add_lineage(table, plan.uri, plan.generation), hints, create_table_variant=True
     )
 
 
@@ -180,20 +209,64 @@ def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -
     return shard(present, request.shard_index, request.shard_count)
 
 
-def _not_yet_loaded(
-    run: RunContext, objects: list[Any], ledger: dict[str, int]
-) -> list[tuple[Any, FileReport]]:
-    pending = []
-    for obj in objects:
-        entry = FileReport(uri=obj.uri, generation=obj.generation, bytes=obj.size)
-        run.report.files.append(entry)
-        loaded = ledger.get(obj.uri)
-        if loaded is not None and loaded >= obj.generation:
-            entry.status = "already_loaded" if loaded == obj.generation else "stale_generation"
-            entry.reason = f"destination holds generation {loaded}"
-            log.info("skip %s (generation %s): %s", obj.uri, obj.generation, entry.reason)
+@dataclass(frozen=True)
+class Planned:
+    """An object to read, and the object its rows are lineage of (differs when replaying)."""
+
+    obj: Any
+    uri: str
+    generation: int
+    lineage: bool = True
+    """False for archived API pages: API rows carry no object lineage (keyed by primary key)."""
+
+
+def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:
+    from sources.files import list_objects
+
+    request, spec = run.request, run.spec
+    if spec.raw is None or request.replay is None:
+        raise RequestError(
+            f"pipeline '{spec.name}' keeps no raw zone to replay", pipeline=spec.name
+        )
+    prefix = resolve_pattern(spec.raw.prefix, run.catalog.base_dir)
+    planned = []
+    for day in days(*request.replay):
+        folder = partition(prefix, spec.name, day)
+        try:
+            found = list_objects(
+                folder + "/**", base_dir=run.catalog.base_dir, storage_client=storage_client
+            )
+        except SourceNotFoundError:
             continue
-        pending.append((obj, entry))
+        for obj in found:
+            origin = origin_of(obj.uri, folder)
+            from_api = origin.origin_uri == obj.uri
+            planned.append(Planned(obj, origin.origin_uri, origin.generation, not from_api))
+    if not planned:
+        first, last = request.replay
+        raise SourceNotFoundError(
+            f"the raw zone holds nothing for '{spec.name}' from {first} to {last}",
+            pipeline=spec.name,
+        )
+    return planned
+
+
+def _not_yet_loaded(
+    run: RunContext, planned: list[Planned], ledger: dict[str, int]
+) -> list[tuple[Planned, FileReport]]:
+    pending = []
+    for plan in planned:
+        entry = FileReport(uri=plan.uri, generation=plan.generation, bytes=plan.obj.size)
+        run.report.files.append(entry)
+        if plan.obj.uri != plan.uri:
+            entry.reason = f"replayed from {plan.obj.uri}"
+        loaded = ledger.get(plan.uri)
+        if loaded is not None and loaded >= plan.generation:
+            entry.status = "already_loaded" if loaded == plan.generation else "stale_generation"
+            entry.reason = f"destination holds generation {loaded}"
+            log.info("skip %s (generation %s): %s", plan.uri, plan.generation, entry.reason)
+            continue
+        pending.append((plan, entry))
     return pending
 
 
@@ -224,19 +297,3 @@ def _append_guard(run: RunContext, uris: list[str], ledger: dict[str, int]) -> C
             )
 
     return check
-
-
-def storage_client_factory(settings: Settings) -> Callable[[], Any]:
-    @cache
-    def build() -> Any:
-        from google.cloud import storage
-
-        if settings.storage_emulator_host:
-            from google.auth.credentials import AnonymousCredentials
-
-            return storage.Client(
-                project=settings.gcs_project or "local", credentials=AnonymousCredentials()
-            )
-        return storage.Client(project=settings.gcs_project)
-
-    return build

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from app.catalog import Catalog
@@ -45,6 +46,9 @@ class RunRequest:
     """Orchestrator-supplied: a repeated key returns the first run's report (app/idempotency)."""
     objects: tuple[ObjectRef, ...] = ()
     """Exactly these objects (drain mode: a batch of notifications), each inside the pattern."""
+    replay: tuple[date, date] | None = None
+    """Re-load the raw zone's inputs archived on these dates (inclusive), replacing the rows
+    each original object loaded."""
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from app import failpoints
 from app.api_loads import api_resource
 from app.catalog import Catalog
 from app.destination import destination_lock, run_pipeline_for
-from app.errors import classify
+from app.errors import RequestError, classify
 from app.file_loads import files_resource
 from app.hints import REJECTS_SUFFIX
 from app.report import RunReport
 from app.request import CommitGuard, ProgressCallback, RunContext, RunRequest, new_run_id
 from app.settings import Settings
-from app.spec import FilesSource
+from app.spec import FilesSource, PipelineSpec
 from app.transform import compile_transform
 
 __all__ = ["ProgressCallback", "RunRequest", "new_run_id", "run"]
@@ -48,7 +48,9 @@ def run(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
             guard: CommitGuard | None = None
-            if isinstance(spec.source, FilesSource):
+            if request.replay is not None:
+                resource, guard = files_resource(context, _replay_source(spec))
+            elif isinstance(spec.source, FilesSource):
                 resource, guard = files_resource(context, spec.source)
             else:
                 resource = api_resource(context, spec.source)
@@ -64,6 +66,19 @@ def run(
         raise error from raw
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
+
+
+def _replay_source(spec: PipelineSpec) -> FilesSource:
+    """How archived inputs are read back: as the files they were, or API pages as JSONL."""
+    if isinstance(spec.source, FilesSource):
+        return spec.source
+    if not spec.destination.primary_key:
+        raise RequestError(
+            "replaying an API pipeline needs destination.primary_key (its rows carry no "
+            "object lineage, so only the key can keep a replay from duplicating them)",
+            pipeline=spec.name,
+        )
+    return FilesSource(uri="raw", format="jsonl")
 
 
 def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:

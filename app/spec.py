@@ -250,6 +250,14 @@ class ChecksSpec(Strict):
     """A failing file is copied here (`gs://bucket/prefix/` or a local folder) with the reason."""
 
 
+class RawZoneSpec(Strict):
+    """Keep every input untouched, so any load can be replayed (`main.py replay`)."""
+
+    prefix: str
+    """`gs://raw-bucket/raw` or a local folder: inputs land under
+    `<prefix>/pipeline=<name>/dt=<YYYY-MM-DD>/...` before they are transformed."""
+
+
 class DestinationSpec(Strict):
     table: str
     write_disposition: Literal["append", "replace", "merge"] = "append"
@@ -271,6 +279,11 @@ class DestinationSpec(Strict):
     def column_identifiers(cls, value: list[str]) -> list[str]:
         return [check_identifier(column) for column in value]
 
+    @field_validator("partition")
+    @classmethod
+    def partition_identifier(cls, value: str | None) -> str | None:
+        return None if value is None else check_identifier(value)
+
     @model_validator(mode="after")
     def keys_fit_disposition(self) -> DestinationSpec:
         if self.write_disposition == "merge" and not (self.primary_key or self.merge_key):
@@ -286,6 +299,7 @@ class PipelineSpec(Strict):
     source: SourceSpec
     transform: list[TransformStep] = Field(default_factory=list)
     checks: ChecksSpec = Field(default_factory=ChecksSpec)
+    raw: RawZoneSpec | None = None
     destination: DestinationSpec
 
     @field_validator("name")
