@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from app.batches import RunSchema, apply_transform
+from app.errors import RequestError
 from app.hints import apply_hints, key_columns
 from app.quality import FileChecks, has_checks
 from app.raw_zone import archive_page
@@ -22,6 +23,12 @@ def api_resource(run: RunContext, source: ApiSource) -> Any:
 
     from sources.api import api_pages
 
+    if run.request.source_uri is not None or run.request.generation is not None:
+        # silently loading the configured API instead would hide a mis-aimed request
+        raise RequestError(
+            "'source' and 'generation' narrow a file pipeline; an API pipeline only takes 'params'",
+            pipeline=run.spec.name,
+        )
     destination = run.spec.destination
     pages = api_pages(source, resource_name=f"{destination.table}_pages", params=run.request.params)
     run_schema = RunSchema(key_columns(destination))

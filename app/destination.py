@@ -135,6 +135,8 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
     """
     import dlt
 
+    # every row records its dlt load id: the ledger counts only loads that completed
+    os.environ["NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"] = "true"
     root = settings.data_dir / "runs"
     root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=root))

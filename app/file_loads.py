@@ -21,8 +21,8 @@ from app.errors import (
     RequestError,
     SourceNotFoundError,
 )
-from app.hints import apply_hints, key_columns, rejects_hints
-from app.ledger import loaded_generations
+from app.hints import REJECTS_SUFFIX, apply_hints, key_columns, rejects_hints
+from app.ledger import Ledger, read_ledger
 from app.quality import FileChecks, has_checks
 from app.quarantine import quarantine
 from app.raw_zone import archive_object, days, origin_of, partition
@@ -51,13 +51,13 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
                 Planned(obj, obj.uri, obj.generation)
                 for obj in _select_objects(run, source, storage_client)
             ]
-        ledger: dict[str, int] = {}
+        ledger = Ledger({}, frozenset())
         if run.spec.destination.write_disposition != "replace" and not replaying:
             with destination_lock(run.settings):
-                ledger = loaded_generations(
+                ledger = read_ledger(
                     run.pipeline, run.spec.destination.table, (p.uri for p in planned)
                 )
-    pending = _not_yet_loaded(run, planned, ledger)
+    pending = _not_yet_loaded(run, planned, ledger.committed)
     if not pending:
         return None, None
     # a replay replaces each object's rows, so it always merges by object
@@ -270,30 +270,40 @@ def _not_yet_loaded(
     return pending
 
 
-def _append_guard(run: RunContext, uris: list[str], ledger: dict[str, int]) -> CommitGuard | None:
+def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGuard | None:
     """The DuckDB fast path: objects never loaded are appended instead of merged.
 
     A merge copies every row twice (staging, then the table). On DuckDB all writers queue on
     one lock, so re-reading the ledger under that lock right before the commit makes a plain
     append exactly as safe: if another run loaded one of these objects meanwhile, this run
-    aborts (retriable) and its retry skips them. BigQuery has no such lock: always merge.
+    aborts (retriable) and its retry skips them. Only objects with no rows at all (in the
+    table or its rejects) qualify: rows left by a killed load must be merged over. BigQuery
+    has no such lock: always merge.
     """
     destination = run.spec.destination
     if not (
-        not any(uri in ledger for uri in uris)
-        and run.settings.destination_kind == "duckdb"
+        run.settings.destination_kind == "duckdb"
         and destination.write_disposition == "append"
         and not destination.merge_key
+        and not _any_rows(run, uris, ledger)
     ):
         return None
 
     def check() -> None:
-        raced = loaded_generations(run.pipeline, destination.table, uris)
-        if raced:
+        if _any_rows(run, uris, None):
             raise DestinationUnavailableError(
-                f"another run loaded {sorted(raced)[0]} while this one was extracting; "
-                "retry to skip it",
+                "another run loaded some of these objects while this one was extracting; "
+                "retry to skip them",
                 pipeline=run.spec.name,
             )
 
     return check
+
+
+def _any_rows(run: RunContext, uris: list[str], ledger: Ledger | None) -> bool:
+    table = run.spec.destination.table
+    data = ledger or read_ledger(run.pipeline, table, uris)
+    if any(uri in data.present for uri in uris):
+        return True
+    rejects = read_ledger(run.pipeline, table + REJECTS_SUFFIX, uris)
+    return any(uri in rejects.present for uri in uris)

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.catalog import load_catalog
@@ -23,7 +24,7 @@ log = logging.getLogger("ferry.server")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
     from app.auth import PushTokenVerifier
-    from app.routes import events, health, pubsub, runs
+    from app.routes import events, health, history, pubsub, runs
 
     settings = settings or load_settings()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
@@ -37,10 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verifier = PushTokenVerifier.from_settings(settings)
     app.include_router(health.router)
     app.include_router(runs.router)
+    app.include_router(history.router)
     app.include_router(pubsub.router)
     app.include_router(events.router)
     app.add_exception_handler(FerryError, _ferry_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     return app
 
@@ -81,6 +84,21 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's own refusals (unparsable JSON body, unknown path, wrong method) in the same
+    `{"error": ...}` shape as every other error, as the OpenAPI document declares."""
+    assert isinstance(error, HTTPException)
+    status = error.status_code
+    body = {
+        "error": {
+            "code": "request_invalid" if status == 400 else f"http_{status}",
+            "message": str(error.detail),
+            "recovery": "retriable" if status == 429 or status >= 500 else "terminal",
+        }
+    }
+    return JSONResponse(body, status_code=status, headers=error.headers)
+
+
 class BodyLimit:
     """413 for bodies over the limit, by Content-Length or while streaming (chunked)."""
 
@@ -96,20 +114,24 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._too_large(send)
             return
+        # read the (chunked or unknown-length) body up to the limit before the app sees it,
+        # so an oversized body is a 413 everywhere, not a body-parsing error in a route
+        messages: list[Message] = []
         seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
+            messages.append(message)
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _BodyTooLargeError
-            return message
+                await self._too_large(send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLargeError:
-            await self._too_large(send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
         response = JSONResponse(
@@ -123,10 +145,6 @@ class BodyLimit:
             status_code=413,
         )
         await response({"type": "http"}, _no_receive, send)
-
-
-class _BodyTooLargeError(Exception):
-    pass
 
 
 async def _no_receive() -> Message:

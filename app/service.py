@@ -1,5 +1,6 @@
 """What the HTTP edges share: one runner call per request, never two loads of one object at
-once, idempotency keys, and a stop flag that abandons runs cleanly on SIGTERM."""
+once, idempotency keys, a run log and run events, and a stop flag that abandons runs cleanly
+on SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.catalog import Catalog
-from app.errors import ShuttingDownError
+from app.errors import FerryError, ShuttingDownError
 from app.idempotency import IdempotencyStore
 from app.report import RunReport
+from app.run_events import after_run
 from app.runner import RunRequest, run
 from app.settings import Settings
 
@@ -43,15 +45,31 @@ class RunService:
             )
         key = request.idempotency_key
         if key is None:
-            return self._run_once_per_object(request).to_dict()
+            return self._run_and_tell(request)
         with self.idempotency.hold(key):
             replay = self.idempotency.lookup(key, request.pipeline)
             if replay is not None:
                 log.info("idempotency key %s: returning run %s", key, replay.get("run_id"))
                 return {**replay, "replayed": True}
-            report = self._run_once_per_object(request).to_dict()
+            report = self._run_and_tell(request)
             self.idempotency.record(key, report)
             return report
+
+    def _run_and_tell(self, request: RunRequest) -> dict[str, Any]:
+        """Run, then record the report in the run log and publish its event (best effort)."""
+        try:
+            report = self._run_once_per_object(request).to_dict()
+        except FerryError as error:
+            self._after_run(error.details.get("report"), error.to_dict())
+            raise
+        self._after_run(report, None)
+        return report
+
+    def _after_run(self, report: dict[str, Any] | None, error: dict[str, Any] | None) -> None:
+        # after SIGTERM the grace period is for the response; an abandoned run is retried
+        # by its trigger, and that run is the one recorded
+        if not self.stopping.is_set():
+            after_run(self.settings, report, error)
 
     def _run_once_per_object(self, request: RunRequest) -> RunReport:
         # A redelivery that arrives while the same object is loading waits here, then finds

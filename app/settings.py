@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     so a bad config or bad file is logged as an error but not retried."""
     dead_letter_topic: str | None = None
     """`projects/P/topics/T`: terminal push failures are published here, then acknowledged."""
+    run_events_topic: str | None = None
+    """`projects/P/topics/T`: every run publishes a completion or failure event here."""
+    run_log: bool = True
+    """Record every run's report in a `_ferry_runs` table in the destination (one small
+    load per run); read back by `GET /runs`."""
     max_request_bytes: int = 10 << 20
     """Larger request bodies get 413 (a Pub/Sub message is at most 10 MB)."""
     shutdown_grace_seconds: float = 8.0

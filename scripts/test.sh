@@ -87,6 +87,8 @@ check_pubsub_emulator() {
 setup_app_venv
 setup_bigquery_emulator
 check_pubsub_emulator
+# headless Chromium renders the run-history page (tests/e2e/test_history_page.py); root (CI) installs it
+command -v chromium >/dev/null 2>&1 || { [[ "$(id -u)" == 0 ]] && log "installing chromium" && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || die "chromium not found: apt-get install -y chromium (needed by tests/e2e/test_history_page.py)"
 
 log "ruff check ."
 .venv/bin/ruff check .

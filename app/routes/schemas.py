@@ -35,5 +35,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
     200: {"model": PushResponse, "description": "acknowledged"},
-    503: {"model": PushResponse, "description": "retriable failure: nacked, redelivered"},
+    # a run's retriable failure is a PushResponse; certificates that cannot be fetched to
+    # verify the caller's token (before any run) answer the common ErrorResponse
+    503: {
+        "model": PushResponse | ErrorResponse,
+        "description": "retriable failure: nacked, redelivered",
+    },
 }

@@ -55,7 +55,7 @@ def fetch_pages(
             f"{where}: response is not valid JSON ({exc.msg} at line {exc.lineno})",
             details={"resource": resource_name},
         ) from None
-    except (http.InvalidURL, http.MissingSchema, http.TooManyRedirects) as exc:
+    except (http.InvalidURL, http.InvalidSchema, http.MissingSchema, http.TooManyRedirects) as exc:
         raise RequestError(
             f"{where}: {type(exc).__name__}", details={"resource": resource_name}
         ) from None
