@@ -12,8 +12,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from app.errors import EXIT_OK, EXIT_TERMINAL, FerryError, RequestError, outcome_of
+
+if TYPE_CHECKING:
+    from app.catalog import Catalog
+    from app.runner import RunRequest
+    from app.settings import Settings
 
 log = logging.getLogger("ferry")
 
@@ -77,9 +83,7 @@ def shard_from_env() -> tuple[int, int]:
 
 def command_run(args: argparse.Namespace) -> int:
     from app.catalog import load_catalog
-    from app.progress import TerminalProgress
-    from app.run_events import after_run
-    from app.runner import RunRequest, run
+    from app.runner import RunRequest
     from app.settings import load_settings
 
     settings = load_settings()
@@ -94,6 +98,15 @@ def command_run(args: argparse.Namespace) -> int:
         shard_count=count,
         trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
     )
+    return execute(request, settings, catalog)
+
+
+def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
+    """Run, record the run (history, event), print its report."""
+    from app.progress import TerminalProgress
+    from app.run_events import after_run
+    from app.runner import run
+
     try:
         with TerminalProgress.for_stderr() as progress:
             report = run(request, settings, catalog, progress=progress)
@@ -142,7 +155,7 @@ def command_replay(args: argparse.Namespace) -> int:
     from datetime import date
 
     from app.catalog import load_catalog
-    from app.runner import RunRequest, run
+    from app.runner import RunRequest
     from app.settings import load_settings
 
     try:
@@ -152,14 +165,8 @@ def command_replay(args: argparse.Namespace) -> int:
         raise RequestError(f"--from/--to must be YYYY-MM-DD: {error}") from None
     settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
-    report = run(
-        RunRequest(pipeline=args.pipeline, replay=(first, last), trigger="replay"),
-        settings,
-        catalog,
-    )
-    log.info(report.summary(), extra={"run_report": report.to_dict()})
-    sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
-    return EXIT_OK
+    request = RunRequest(pipeline=args.pipeline, replay=(first, last), trigger="replay")
+    return execute(request, settings, catalog)
 
 
 def command_validate() -> int:

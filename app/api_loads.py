@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from app.batches import RunSchema, apply_transform
+from app.destination import destination_types
 from app.errors import RequestError
 from app.hints import apply_hints, key_columns
 from app.quality import FileChecks, has_checks
@@ -31,7 +32,9 @@ def api_resource(run: RunContext, source: ApiSource) -> Any:
         )
     destination = run.spec.destination
     pages = api_pages(source, resource_name=f"{destination.table}_pages", params=run.request.params)
-    run_schema = RunSchema(key_columns(destination))
+    run_schema = RunSchema(
+        key_columns(destination), destination_types(run.pipeline, destination.table)
+    )
     report = run.report
     checks = FileChecks(run.spec.checks, run.spec.name, source.base_url + source.path)
     if has_checks(run.spec.checks):

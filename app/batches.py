@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from app.errors import BadDataError
+from app.errors import BadDataError, SchemaContractError
 from app.transform import Transform
 
 SOURCE_URI_COLUMN = "_ferry_source_uri"
@@ -59,9 +59,13 @@ class RunSchema:
     float in the next), so every batch of a run is brought to one schema before it is yielded.
     """
 
-    def __init__(self, key_columns: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, key_columns: tuple[str, ...] = (), destination_types: dict[str, str] | None = None
+    ) -> None:
         self.types: dict[str, pa.DataType] = {}
         self.key_columns = frozenset(key_columns) | set(LINEAGE_COLUMNS)
+        self.destination_types = destination_types or {}
+        """dlt data types of the columns the destination table already has."""
 
     def conform(self, table: pa.Table, where: str) -> pa.Table:
         """Cast to the run's column types; key columns must be present and never null."""
@@ -70,6 +74,7 @@ class RunSchema:
             known = self.types.get(name)
             if known is None:
                 if not pa.types.is_null(column.type):
+                    self._check_destination_type(name, column.type, where)
                     self.types[name] = column.type
                 columns.append(column)
             elif column.type == known:
@@ -96,3 +101,28 @@ class RunSchema:
                     details={"column": name, "uri": where},
                 )
         return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+    def _check_destination_type(self, name: str, arrow: pa.DataType, where: str) -> None:
+        """A value of another kind than the destination column would be cast on load (2.5 into
+        a bigint column becomes 2): refuse it instead of changing data silently."""
+        existing = self.destination_types.get(name)
+        accepts = DESTINATION_ACCEPTS.get(existing or "")
+        if accepts is None or accepts(arrow):
+            return
+        raise SchemaContractError(
+            f"{where}: column '{name}' is {existing} in the destination but {arrow} here; "
+            "declare its type under source.columns or cast it in a transform step (the "
+            "destination column cannot change type, and a silent cast would change values)",
+            details={"column": name, "uri": where},
+        )
+
+
+DESTINATION_ACCEPTS = {
+    "bigint": pa.types.is_integer,
+    "double": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
+    "bool": pa.types.is_boolean,
+    "text": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+    "timestamp": pa.types.is_timestamp,
+    "date": pa.types.is_date,
+    "decimal": lambda t: pa.types.is_decimal(t) or pa.types.is_integer(t),
+}

@@ -155,3 +155,13 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
                 _drop_staging_dataset(created)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def destination_types(pipeline: Any, table: str) -> dict[str, str]:
+    """Column -> dlt data type of `table` as the destination has it (restored by dlt)."""
+    if not pipeline.default_schema_name:
+        return {}
+    columns = pipeline.default_schema.get_table_columns(table)
+    return {
+        name: str(column["data_type"]) for name, column in columns.items() if "data_type" in column
+    }

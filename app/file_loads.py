@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from app import failpoints
 from app.batches import RunSchema, add_lineage, apply_transform
-from app.destination import destination_lock
+from app.destination import destination_lock, destination_types
 from app.errors import (
     BadDataError,
     DestinationUnavailableError,
@@ -65,7 +65,10 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
     by_object = all(plan.lineage for plan, _ in pending)
     raw = run.spec.raw
     keyed_by_object = guard is None and by_object
-    run_schema = RunSchema(key_columns(run.spec.destination))
+    run_schema = RunSchema(
+        key_columns(run.spec.destination),
+        destination_types(run.pipeline, run.spec.destination.table),
+    )
     rejects_table_hints = dlt.mark.make_hints(
         **rejects_hints(run.spec.destination, keyed_by_object=keyed_by_object)
     )

@@ -60,4 +60,3 @@ def read_ledger(pipeline: Any, table: str, uris: Iterable[str]) -> Ledger:
     except DatabaseUndefinedRelation:
         return Ledger({}, frozenset())
     return Ledger(committed, frozenset(present))
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -83,6 +84,23 @@ class Settings(BaseSettings):
         if isinstance(items, list):
             return [str(item).strip() for item in items if str(item).strip()]
         return items
+
+    @field_validator("bigquery_dataset", "duckdb_dataset")
+    @classmethod
+    def dataset_identifier(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$", value):
+            raise ValueError(f"'{value}' is not a valid dataset name (letters, digits, underscore)")
+        return value
+
+    @model_validator(mode="after")
+    def duckdb_file_is_not_named_like_the_dataset(self) -> Settings:
+        # DuckDB calls the catalog after the file: 'ferry.duckdb' + dataset 'ferry' is ambiguous
+        if self.resolved_duckdb_path.stem == self.duckdb_dataset:
+            raise ValueError(
+                "FERRY_DUCKDB_PATH's file name must differ from the dataset "
+                f"'{self.duckdb_dataset}'"
+            )
+        return self
 
     @model_validator(mode="after")
     def destination_is_configured(self) -> Settings:

@@ -137,18 +137,10 @@ def test_a_new_column_under_a_frozen_contract_fails_and_loads_nothing(tmp_path: 
 
 # --- a changed type ---------------------------------------------------------------------
 
-SILENT_CAST = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: schema_contract evolve, undeclared column first loaded as BIGINT: a later "
-    "run's Arrow batch with another type is not checked against the destination schema "
-    "(dlt makes no variant column for Arrow items) and DuckDB casts it on load, changing "
-    "the value silently (2.5 -> 2, true -> 1)",
-)
-
 TYPE_CHANGES = [
     pytest.param("abc", "abc", id="text-into-bigint"),
-    pytest.param("2.5", 2.5, id="fraction-into-bigint", marks=SILENT_CAST),
-    pytest.param("true", True, id="bool-into-bigint", marks=SILENT_CAST),
+    pytest.param("2.5", 2.5, id="fraction-into-bigint"),
+    pytest.param("true", True, id="bool-into-bigint"),
 ]
 
 
@@ -177,12 +169,6 @@ def test_evolve_never_changes_a_value_of_a_column_whose_type_changed(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the data table's load job fails (here: a changed type DuckDB cannot "
-    "cast), the rejects table's job of the same load has already committed; a retry on the "
-    "append fast path then adds the same rejects again (dlt commits jobs one by one)",
-)
 def test_a_load_that_fails_keeps_none_of_its_rejects(tmp_path: Path) -> None:
     catalog = drift_catalog(tmp_path, contract="evolve")
     settings = duckdb_settings(tmp_path)
