@@ -288,9 +288,11 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
         run.settings.destination_kind == "duckdb"
         and destination.write_disposition == "append"
         and not destination.merge_key
-        and not _any_rows(run, uris, ledger)
     ):
         return None
+    with destination_lock(run.settings):
+        if _any_rows(run, uris, ledger):
+            return None
 
     def check() -> None:
         if _any_rows(run, uris, None):
