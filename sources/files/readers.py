@@ -40,6 +40,7 @@ from .settings import (
     READ_BLOCKS_PER_BATCH,
 )
 
+MAX_PARQUET_BATCH_ROWS = 131_072
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 _CSV_COLUMN_ERROR = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?(.*)", re.DOTALL)
 _INFERRED_HINT = (
@@ -423,9 +424,17 @@ def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
                 f"{read.uri}: expands to {expanded} bytes, beyond the limit of {cap} bytes"
             )
         # iter_batches counts rows, not bytes: size batches from the average row width.
-        batch_rows = max(1024, read.batch_bytes * metadata.num_rows // max(expanded, 1))
-        rows = 0
+        # dictionary/RLE pages decode to far more than their encoded size: bound the batch
+        # in rows too, and count what is actually decoded against the cap
+        batch_rows = min(
+            max(1024, read.batch_bytes * metadata.num_rows // max(expanded, 1)),
+            MAX_PARQUET_BATCH_ROWS,
+        )
+        rows = decoded = 0
         for batch in parquet.iter_batches(batch_size=batch_rows):
+            decoded += batch.nbytes
+            if cap is not None and decoded > cap:
+                raise BadDataError(f"{read.uri}: decodes beyond the limit of {cap} bytes")
             if batch.num_rows:
                 yield _cast(batch, read, rows)
                 rows += batch.num_rows

@@ -113,14 +113,6 @@ def test_a_decompression_bomb_is_stopped_at_the_cap(tmp_path: Path, kind: str) -
     assert query(settings, "select id from ferry.orders") == [(1,)], "the earlier load is intact"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the Parquet cap compares max_uncompressed_bytes with the row groups' "
-    "total_byte_size, the size of the *encoded* pages: dictionary/RLE-encoded columns "
-    "decode to far more (here 24 MB from a 3 KB file, cap 16 MiB) and pass unchecked; the "
-    "batch size derived from that figure also makes each batch a whole row group "
-    "(sources/files/readers.py _parquet_batches)",
-)
 def test_a_parquet_file_that_decodes_far_beyond_the_cap_is_stopped(tmp_path: Path) -> None:
     catalog = orders_catalog(tmp_path)
     settings = duckdb_settings(tmp_path, max_uncompressed_bytes=16 * MiB, batch_bytes=4 * MiB)
