@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     duckdb_path: Path | None = None
     """Defaults to `<data_dir>/local.duckdb` (its name must differ from the dataset name)."""
     duckdb_dataset: str = "ferry"
-    duckdb_memory_limit: str = "256MB"
+    duckdb_memory_limit: str = "128MB"
     """DuckDB's own memory cap while loading (it spills to disk past it)."""
     gcs_project: str | None = None
     storage_emulator_host: str | None = Field(
