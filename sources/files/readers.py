@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -178,6 +179,8 @@ class _CappedReader(io.RawIOBase):
 class _Progress:
     rows_read: int = 0
     """Rows Arrow has parsed so far: where an error is, when Arrow cannot say."""
+    rows_yielded: int = 0
+    """Parsed rows already handed on (rejected ones included)."""
 
 
 def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.RecordBatch]:
@@ -194,6 +197,7 @@ def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.Rec
             joined = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
             yield _cast(joined, read, rows_out)
             rows_out += joined.num_rows
+            progress.rows_yielded = rows_out
             pending, pending_bytes = [], 0
     if pending:
         joined = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
@@ -375,6 +379,11 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
         message = str(error)
         if message == "Empty JSON stream":
             return
+        if read.rejects is not None:
+            # Arrow's JSON reader stops at the first value of the wrong type: read the rest
+            # line by line, so that only the bad rows are rejected
+            yield from _json_lines(read, skip=progress.rows_yielded)
+            return
         if "unexpected field" in message:
             hint = (
                 "a field first appears after the first block of the file; declare it "
@@ -390,6 +399,62 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
             f"{read.uri}: {message} (row counted within the block after data row {rows}); {hint}",
             details={"uri": read.uri},
         ) from error
+
+
+JSON_FALLBACK_ROWS = 10_000
+
+
+def _json_lines(read: _Read, skip: int) -> Iterator[pa.RecordBatch]:
+    """Python's JSON parser, one line at a time: slow, only for files with bad rows."""
+    assert read.rejects is not None
+    declared = read.source.columns
+    rows: list[dict[str, Any]] = []
+    seen = rows_before = skip
+    with _text_stream(read) as stream:
+        for number, line in enumerate(_lines(stream), start=1):
+            if not line.strip() or number <= skip:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                text = line.decode("utf-8", "replace")[:1000]
+                read.rejects.add(RejectedRow(row=number, reason="not a JSON object", raw=text))
+                continue
+            # declared columns travel as text, so cast_batch rejects exactly the bad rows
+            rows.append(
+                {
+                    key: value
+                    if key not in declared or value is None or isinstance(value, str)
+                    else json.dumps(value)
+                    for key, value in record.items()
+                }
+            )
+            seen += 1
+            if len(rows) >= JSON_FALLBACK_ROWS:
+                yield _cast(_text_declared(rows, declared), read, rows_before)
+                rows_before, rows = seen, []
+    if rows:
+        yield _cast(_text_declared(rows, declared), read, rows_before)
+
+
+def _text_declared(rows: list[dict[str, Any]], declared: dict[str, Any]) -> pa.RecordBatch:
+    table = pa.Table.from_pylist(rows)
+    for index, name in enumerate(table.column_names):
+        if name in declared and not pa.types.is_string(table.schema.field(index).type):
+            table = table.set_column(index, name, table.column(index).cast(pa.string()))
+    return table.combine_chunks().to_batches()[0]
+
+
+def _lines(stream: pa.NativeFile) -> Iterator[bytes]:
+    tail = b""
+    while chunk := stream.read(1 << 20):
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        yield from lines
+    if tail:
+        yield tail
 
 
 # --- Parquet --------------------------------------------------------------------------

@@ -384,13 +384,6 @@ def test_truncated_gzip_is_bad_data_and_loads_nothing(tmp_path: Path) -> None:
     assert count(settings, "typed__rejects") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: JSONL values that do not convert to a declared type fail the whole file "
-    "even with on_bad_rows: reject (sources/files/readers.py _json_batches parses declared "
-    "types in Arrow's JSON reader, before cast_batch could reject the row), and the hint "
-    "wrongly says the column is not declared",
-)
 def test_jsonl_wrong_type_in_a_declared_column_is_rejected(tmp_path: Path) -> None:
     catalog = write_catalog(
         tmp_path,
@@ -426,3 +419,29 @@ def test_a_typed_reject_after_a_ragged_row_names_its_own_row(tmp_path: Path) -> 
     run(RunRequest("typed"), settings, catalog)
     rows = query(settings, "select row from ferry.typed__rejects where \"column\" = 'id'")
     assert rows == [(4,)], "data row 4: two good rows, the ragged one, then this one"
+
+
+def test_jsonl_bad_value_after_batches_already_loaded_is_rejected_without_duplicates(
+    tmp_path: Path,
+) -> None:
+    """The line-by-line fallback takes over after the rows Arrow already handed on."""
+    catalog = write_catalog(
+        tmp_path,
+        """
+        pipelines:
+          - name: events
+            source: {uri: "in/*.jsonl", columns: {id: int64, n: int64}, on_bad_rows: reject}
+            destination: {table: events}
+        """,
+    )
+    (tmp_path / "in").mkdir()
+    good = "".join(f'{{"id": {i}, "n": {i}}}\n' for i in range(30_000))
+    tail = "".join(f'{{"id": {i}, "n": {i}}}\n' for i in range(30_001, 30_010))
+    (tmp_path / "in" / "a.jsonl").write_text(
+        good + '{"id": 30000, "n": "lots"}\nnot json\n' + tail, encoding="utf-8"
+    )
+    settings = duckdb_settings(tmp_path, batch_bytes=64 << 10)
+    report = run(RunRequest("events"), settings, catalog)
+    assert (report.rows_read, report.rows_loaded, report.rows_rejected) == (30_011, 30_009, 2)
+    assert ids(settings, "events") == [*range(30_000), *range(30_001, 30_010)]
+    assert count(settings, "events__rejects") == 2
