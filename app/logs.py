@@ -44,7 +44,3 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | N
     # dlt and the Google clients are chatty at INFO; their warnings still show
     for noisy in ("dlt", "google", "urllib3", "gcsfs", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def is_terminal(stream: TextIO | None = None) -> bool:
-    return (stream or sys.stderr).isatty()

@@ -26,20 +26,10 @@ from app.spec import (
     TimestampFormat,
     TransformStep,
 )
+from sources.files.columns import ARROW_TYPES
 
 Frame: TypeAlias = pd.DataFrame
 StepFunction: TypeAlias = Callable[[Frame], Frame]
-
-ARROW_TYPES: dict[ArrowTypeName, pa.DataType] = {
-    "string": pa.large_string(),
-    "int64": pa.int64(),
-    "int32": pa.int32(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "date": pa.date32(),
-    "decimal": pa.decimal128(38, 9),
-}
 
 
 def arrow_type(name: ArrowTypeName) -> pa.DataType:
