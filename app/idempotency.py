@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.destination import destination_lock, run_pipeline_for
 from app.errors import RequestError
 from app.settings import Settings
+from app.side_tables import merge_row, select
 
 log = logging.getLogger("ferry.idempotency")
 
@@ -67,18 +67,13 @@ class IdempotencyStore:
                 self._reports.popitem(last=False)
 
     def _read_destination(self, key: str) -> dict[str, Any] | None:
-        from dlt.destinations.exceptions import DatabaseUndefinedRelation
-
-        with run_pipeline_for(PIPELINE, self.settings, "idempotency-read") as pipeline:
-            try:
-                with destination_lock(self.settings), pipeline.sql_client() as client:
-                    table = client.make_qualified_table_name(TABLE)
-                    rows = client.execute_sql(
-                        f"SELECT report FROM {table} WHERE idempotency_key = %s",  # noqa: S608
-                        key,
-                    )
-            except DatabaseUndefinedRelation:
-                return None
+        rows = select(
+            self.settings,
+            PIPELINE,
+            TABLE,
+            "SELECT report FROM {table} WHERE idempotency_key = %s",
+            [key],
+        )
         if not rows:
             return None
         report: dict[str, Any] = json.loads(rows[0][0])
@@ -86,19 +81,17 @@ class IdempotencyStore:
         return report
 
     def _write_destination(self, key: str, report: dict[str, Any]) -> None:
-        import dlt
-
         row = {
             "idempotency_key": key,
             "pipeline": report["pipeline"],
             "run_id": report["run_id"],
             "report": json.dumps(report),
         }
-        with run_pipeline_for(PIPELINE, self.settings, f"idempotency-{report['run_id']}") as p:
-            resource = dlt.resource(
-                [row], name=TABLE, write_disposition="merge", primary_key="idempotency_key"
-            )
-            p.extract(resource)
-            p.normalize()
-            with destination_lock(self.settings):
-                p.load().raise_on_failed_jobs()
+        merge_row(
+            self.settings,
+            PIPELINE,
+            TABLE,
+            row,
+            "idempotency_key",
+            f"idempotency-{report['run_id']}",
+        )

@@ -11,9 +11,9 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from app.destination import destination_lock, run_pipeline_for
 from app.errors import classify
 from app.settings import Settings
+from app.side_tables import merge_row, select
 
 if TYPE_CHECKING:
     from dlt.common.schema.typing import TColumnSchema
@@ -96,39 +96,16 @@ class RunLog:
         return reports[0] if reports else None
 
     def _select(self, clause: str, args: list[str]) -> list[dict[str, Any]]:
-        from dlt.destinations.exceptions import DatabaseUndefinedRelation
-
+        # the clause holds placeholders only; the values are bound
+        query = "SELECT report FROM {table}" + clause  # noqa: S608
         try:
-            with run_pipeline_for(PIPELINE, self.settings, "runlog-read") as pipeline:
-                try:
-                    with destination_lock(self.settings), pipeline.sql_client() as client:
-                        table = client.make_qualified_table_name(TABLE)
-                        # the clause holds placeholders only; the values are bound
-                        sql = f"SELECT report FROM {table}{clause}"  # noqa: S608
-                        rows = client.execute_sql(sql, *args)
-                except DatabaseUndefinedRelation:  # no run recorded yet
-                    return []
+            rows = select(self.settings, PIPELINE, TABLE, query, args)
         except Exception as error:
             raise classify(error) from error
-        return [json.loads(row[0]) for row in rows or []]
+        return [json.loads(row[0]) for row in rows]
 
     def _write(self, report: dict[str, Any]) -> None:
-        import dlt
-
         run_id = report["run_id"]
-        with run_pipeline_for(PIPELINE, self.settings, f"runlog-{run_id}") as pipeline:
-            # no dlt state row: it would cost a load job on the shared `_dlt_pipeline_state`
-            # table per run, and this pipeline has no state worth keeping
-            pipeline.config.restore_from_destination = False
-            # merge on run_id: recording the same run twice keeps one row
-            resource = dlt.resource(
-                [run_row(report)],
-                name=TABLE,
-                write_disposition="merge",
-                primary_key="run_id",
-                columns=COLUMNS,
-            )
-            pipeline.extract(resource)
-            pipeline.normalize()
-            with destination_lock(self.settings):
-                pipeline.load().raise_on_failed_jobs()
+        merge_row(
+            self.settings, PIPELINE, TABLE, run_row(report), "run_id", f"runlog-{run_id}", COLUMNS
+        )
