@@ -264,14 +264,9 @@ def _call_kind(method: str, url: str, body: Any) -> str:
 
 def _ferry_api() -> tuple[Any, Any, Any, Any]:
     """(load_catalog, RunRequest, run, Settings) under the new module names (issue 10)."""
-    try:
-        from app.run.catalog import load_catalog
-        from app.run.runner import RunRequest, run
-        from core.settings import Settings
-    except ImportError:  # TEMP until issue 10 lands
-        from app.catalog import load_catalog  # type: ignore[no-redef]
-        from app.runner import RunRequest, run  # type: ignore[no-redef]
-        from app.settings import Settings  # type: ignore[no-redef]
+    from app.run.catalog import load_catalog
+    from app.run.runner import RunRequest, run
+    from core.settings import Settings
 
     return load_catalog, RunRequest, run, Settings
 
