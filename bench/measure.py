@@ -113,13 +113,9 @@ def run_process(
             start_new_session=True,
         )
         with TreeSampler(child.pid) as sampler:
-            try:
-                status: int | None = child.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-                status = None
+            status, usage = _wait(child, timeout_s)
         seconds = time.perf_counter() - started
+        child.returncode = -1 if status is None else status  # reaped by wait4
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
@@ -127,6 +123,9 @@ def run_process(
     return {
         "seconds": round(seconds, 3),
         "tree_peak_mib": sampler.peak_mib,
+        # CPU seconds of the child and its reaped descendants: steadier than wall time
+        # on a shared machine
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2) if usage else None,
         "status": status,
         "stdout": stdout,
         "stderr": stderr,
@@ -134,6 +133,19 @@ def run_process(
         "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpus": os.cpu_count(),
     }
+
+
+def _wait(child: subprocess.Popen[bytes], timeout_s: float) -> tuple[int | None, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            return os.waitstatus_to_exitcode(status), usage
+        if time.monotonic() > deadline:
+            os.killpg(child.pid, signal.SIGKILL)
+            _, status, usage = os.wait4(child.pid, 0)
+            return None, usage
+        time.sleep(POLL_S)
 
 
 def run_child(job: Job, timeout_s: float) -> dict[str, Any]:
@@ -157,6 +169,7 @@ def run_child(job: Job, timeout_s: float) -> dict[str, Any]:
 def _summary(process: dict[str, Any]) -> dict[str, Any]:
     return {
         "seconds": process["seconds"],
+        "cpu_seconds": process["cpu_seconds"],
         "peak_rss_mib": process["tree_peak_mib"],
         "loadavg": process["loadavg"],
         "cpus": process["cpus"],

@@ -30,7 +30,8 @@ def fmt(value: float | None, pattern: str) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     header = (
-        f"{'path':<34} {'format':<8} {'rows':>10} {'seconds':>8} {'work s':>7} {'rows/s':>9} "
+        f"{'path':<34} {'format':<8} {'rows':>10} {'seconds':>8} {'work s':>7} {'cpu s':>6} "
+        f"{'rows/s':>9} "
         f"{'MB/s':>6} {'peak MiB':>8} {'loaded':>10}  notes"
     )
     lines = [header, "-" * len(header)]
@@ -45,7 +46,8 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"{LABELS.get(result['path'], result['path']):<34} {result['format']:<8} "
             f"{result['rows']:>10,} {fmt(result.get('seconds'), '.2f'):>8} "
-            f"{fmt(result.get('work_seconds'), '.2f'):>7} {fmt(rows_per_s, ',.0f'):>9} "
+            f"{fmt(result.get('work_seconds'), '.2f'):>7} {fmt(result.get('cpu_seconds'), '.1f'):>6} "
+            f"{fmt(rows_per_s, ',.0f'):>9} "
             f"{fmt(mb_per_s, '.1f'):>6} {fmt(result.get('peak_rss_mib'), '.0f'):>8} "
             f"{result.get('rows_loaded', '-'):>10}  {note}"
         )
@@ -125,7 +127,7 @@ def stages_line(result: dict[str, Any]) -> str:
 def full_report(results: list[dict[str, Any]], extras: dict[str, Any], loader: str) -> str:
     out = [
         "== paths (seconds and rows/s: the whole process, imports included; work s: inside "
-        "the child after imports; peak MiB: the process tree's RSS; dlt_fs loads "
+        "the child after imports; cpu s: user+system CPU of the process tree; peak MiB: the process tree's RSS; dlt_fs loads "
         f"{loader} files)",
         table(results),
         "",
