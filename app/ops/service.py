@@ -15,11 +15,23 @@ from app.ops.idempotency import IdempotencyStore
 from app.ops.run_events import after_run
 from app.run.catalog import Catalog
 from app.run.report import RunReport
-from app.run.runner import RunRequest, run
+from app.run.request import RunRequest
 from core.errors import FerryError, ShuttingDownError
 from core.settings import Settings
 
 log = logging.getLogger("ferry.service")
+
+
+def warm_up_run_path() -> None:
+    """Import what a run needs (dlt, pyarrow, DuckDB): the first request then finds it loaded.
+    Meant for a background thread started once the server listens."""
+    try:
+        import dlt.destinations  # noqa: F401
+        import duckdb  # noqa: F401
+
+        import app.run.runner  # noqa: F401
+    except Exception:  # pragma: no cover - the request that needs it raises the real error
+        log.exception("warming up the run path failed")
 
 
 @dataclass
@@ -74,6 +86,10 @@ class RunService:
     def _run_once_per_object(self, request: RunRequest) -> RunReport:
         # A redelivery that arrives while the same object is loading waits here, then finds
         # the generation in the destination and skips it: one load, never two.
+        # imported here: the run path (dlt, pyarrow) is not needed to answer /healthz, and
+        # `serve` warms it up in the background right after start (`warm_up_run_path`)
+        from app.run.runner import run
+
         with self._object_lock(request):
             return run(request, self.settings, self.catalog, progress=self._checkpoint)
 

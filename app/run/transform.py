@@ -9,9 +9,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import pandas as pd
 import pyarrow as pa
 
 from app.run.arrow_steps import TableStep, compile_table_step
@@ -33,8 +32,13 @@ from core.spec import (
     TransformStep,
 )
 
-Frame: TypeAlias = pd.DataFrame
-StepFunction: TypeAlias = Callable[[Frame], Frame]
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported where a pandas step runs: a run whose steps all compile to Arrow (and
+# a server answering health checks) never pays its ~0.5 s import
+Frame: TypeAlias = "pd.DataFrame"
+StepFunction: TypeAlias = Callable[["pd.DataFrame"], "pd.DataFrame"]
 
 
 def arrow_type(name: ArrowTypeName) -> pa.DataType:
@@ -81,6 +85,8 @@ class Transform:
                 except Exception:  # noqa: S110 - pandas runs the step and reports
                     pass
             if frame is None:
+                import pandas as pd
+
                 frame = table.to_pandas(types_mapper=pd.ArrowDtype)
             frame = self._pandas_step(step, frame)
         return table if frame is None else pa.Table.from_pandas(frame, preserve_index=False)
@@ -177,6 +183,8 @@ def _cast(types: dict[str, ArrowTypeName]) -> StepFunction:
 
 
 def _cast_series(series: pd.Series, target: pa.DataType) -> pd.Series:
+    import pandas as pd
+
     if pa.types.is_timestamp(target) and not pd.api.types.is_datetime64_any_dtype(series):
         series = pd.to_datetime(series, utc=True)
     return series.astype(pd.ArrowDtype(target))
@@ -191,6 +199,8 @@ def _evaluate(frame: Frame, expression: str) -> Any:
 
 
 def _numeric_as_numpy(frame: Frame) -> Frame:
+    import pandas as pd
+
     numeric = {
         str(name): frame[name].convert_dtypes(dtype_backend="numpy_nullable")
         for name, dtype in frame.dtypes.items()
@@ -205,6 +215,8 @@ def _numeric_as_numpy(frame: Frame) -> Frame:
 
 
 def _filter(frame: Frame, expression: str) -> Frame:
+    import pandas as pd
+
     mask = _evaluate(frame, expression)
     if not isinstance(mask, pd.Series):
         raise ValueError(f"filter '{expression}' must evaluate to one boolean per row")
@@ -232,6 +244,8 @@ def _parse_timestamps(step: ParseTimestampsStep) -> StepFunction:
     }
 
     def apply(frame: Frame) -> Frame:
+        import pandas as pd
+
         frame = frame.copy(deep=False)
         for column, spec in formats.items():
             try:
@@ -258,6 +272,8 @@ def _import_function(pipeline: str, number: int, target: str) -> StepFunction:
         )
 
     def apply(frame: Frame) -> Frame:
+        import pandas as pd
+
         result = function(frame)
         if not isinstance(result, pd.DataFrame):
             raise TypeError(f"'{target}' returned {type(result).__name__}, not a DataFrame")
