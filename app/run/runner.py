@@ -42,8 +42,13 @@ def run(
         transform = compile_transform(spec.name, spec.transform)
         with run_pipeline_for(spec.name, settings, request.run_id) as pipeline:
             with report.timed("list"), destination_lock(settings):
-                # a fresh working dir: restore state (incremental cursors) from the destination
+                # a fresh working dir: restore state (incremental cursors) and the schema
+                # (the existing column types that checks compare against) from the destination
                 pipeline.sync_destination()
+            if request.replay is not None or isinstance(spec.source, FilesSource):
+                # file runs keep their ledger in the data, not in dlt state: writing the state
+                # back would cost a `_dlt_pipeline_state` load job on every run
+                pipeline.config.restore_from_destination = False
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
