@@ -19,7 +19,7 @@ _DONE = object()
 _POLL_S = 0.1
 
 
-def prefetched(items: Iterator[T], ahead: int = 2) -> Iterator[T]:
+def prefetched(items: Iterator[T], ahead: int = 1) -> Iterator[T]:
     """Yield what `items` yields, produced in a background thread up to `ahead` items early.
 
     An exception in the producer is raised here, at the point the consumer reaches it. If the

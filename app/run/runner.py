@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from app.destinations.pipeline import destination_lock, run_pipeline_for
 from app.run.api import api_resource
 from app.run.catalog import Catalog
@@ -96,6 +98,9 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     )
     with report.timed("normalize"):
         normalize_info = pipeline.normalize()
+    # Arrow keeps freed batch memory in its pool; give it back before DuckDB's load step
+    # needs its own (else the two add up to the run's peak)
+    pa.default_memory_pool().release_unused()
     for check in run.before_load:
         check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly
