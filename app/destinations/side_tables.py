@@ -22,42 +22,13 @@ def merge_row(
     columns: dict[str, TColumnSchema] | None = None,
 ) -> None:
     """Merge one row on `key`: writing the same row twice keeps one."""
-    _write_row(settings, pipeline, table, row, run_id, columns, key)
-
-
-def append_row(
-    settings: Settings,
-    pipeline: str,
-    table: str,
-    row: dict[str, Any],
-    run_id: str,
-    columns: dict[str, TColumnSchema] | None = None,
-) -> None:
-    """Append one row whose key is written once (a run's id): no staging dataset, no merge
-    statement, about half the cost of `merge_row`."""
-    _write_row(settings, pipeline, table, row, run_id, columns, None)
-
-
-def _write_row(
-    settings: Settings,
-    pipeline: str,
-    table: str,
-    row: dict[str, Any],
-    run_id: str,
-    columns: dict[str, TColumnSchema] | None,
-    key: str | None,
-) -> None:
     import dlt
 
     with run_pipeline_for(pipeline, settings, run_id) as dlt_pipeline:
         # no dlt state row: it would cost a load job on the shared `_dlt_pipeline_state`
         # table per write, and these pipelines have no state worth keeping
         dlt_pipeline.config.restore_from_destination = False
-        resource = (
-            dlt.resource([row], name=table, write_disposition="append")
-            if key is None
-            else dlt.resource([row], name=table, write_disposition="merge", primary_key=key)
-        )
+        resource = dlt.resource([row], name=table, write_disposition="merge", primary_key=key)
         if columns:
             resource.apply_hints(columns=columns)
         dlt_pipeline.extract(resource)

@@ -11,7 +11,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from app.destinations.side_tables import append_row, select
+from app.destinations.side_tables import merge_row, select
 from core.errors import classify
 from core.settings import Settings
 
@@ -65,7 +65,7 @@ class RunLog:
         self.settings = settings
 
     def record(self, report: dict[str, Any]) -> bool:
-        """Append one run; False, with a warning, when it could not."""
+        """Append (merge on run_id) one run; False, with a warning, when it could not."""
         try:
             self._write(report)
         except Exception as error:  # the run's data is committed; only its history row is lost
@@ -105,7 +105,7 @@ class RunLog:
         return [json.loads(row[0]) for row in rows]
 
     def _write(self, report: dict[str, Any]) -> None:
-        # appended, not merged: a run records its row once (after_run), so a merge on run_id
-        # would only add a staging dataset and a merge statement to every request
         run_id = report["run_id"]
-        append_row(self.settings, PIPELINE, TABLE, run_row(report), f"runlog-{run_id}", COLUMNS)
+        merge_row(
+            self.settings, PIPELINE, TABLE, run_row(report), "run_id", f"runlog-{run_id}", COLUMNS
+        )
