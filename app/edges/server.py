@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from types import FrameType
 from typing import Any
 
@@ -14,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.ops.service import RunService, warm_up_run_path
+from app.ops.service import RunService
 from app.run.catalog import load_catalog
 from core.errors import FerryError, outcome_of
 from core.settings import Settings, load_settings
@@ -175,6 +174,4 @@ def serve(host: str, port: int) -> None:
             service.stopping.set()
             super().handle_exit(sig, frame)
 
-    # healthy first, then import the run path off the request path (see warm_up_run_path)
-    threading.Thread(target=warm_up_run_path, name="ferry-warm-up", daemon=True).start()
     FerryServer(config).run()

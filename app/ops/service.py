@@ -22,18 +22,6 @@ from core.settings import Settings
 log = logging.getLogger("ferry.service")
 
 
-def warm_up_run_path() -> None:
-    """Import what a run needs (dlt, pyarrow, DuckDB): the first request then finds it loaded.
-    Meant for a background thread started once the server listens."""
-    try:
-        import dlt.destinations  # noqa: F401
-        import duckdb  # noqa: F401
-
-        import app.run.runner  # noqa: F401
-    except Exception:  # pragma: no cover - the request that needs it raises the real error
-        log.exception("warming up the run path failed")
-
-
 @dataclass
 class RunService:
     settings: Settings
@@ -86,8 +74,8 @@ class RunService:
     def _run_once_per_object(self, request: RunRequest) -> RunReport:
         # A redelivery that arrives while the same object is loading waits here, then finds
         # the generation in the destination and skips it: one load, never two.
-        # imported here: the run path (dlt, pyarrow) is not needed to answer /healthz, and
-        # `serve` warms it up in the background right after start (`warm_up_run_path`)
+        # imported on the first run, not at start: /healthz answers without dlt and pyarrow
+        # (a background warm-up thread was tried: under load it slowed the health checks)
         from app.run.runner import run
 
         with self._object_lock(request):
