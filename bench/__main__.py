@@ -35,6 +35,7 @@ from bench.paths import Job, write_pipelines_file
 from bench.tools import ensure_sling
 
 TABLE_PATHS = ("limit", "dlt_fs", "recipe", "sling", "ferry_plain", "ferry")
+SLOW_PEERS = ("dlt_fs", "sling")
 EXTRA_PATHS = ("small", "push", "push_bq", "cold_start", "imports")
 ALL_PATHS = TABLE_PATHS + EXTRA_PATHS
 PUSH_OBJECTS = 22
@@ -57,6 +58,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="interleaved rounds of every path (best is kept)"
     )
     parser.add_argument(
+        "--slow-peers-max",
+        type=lambda text: parse_size(text).rows,
+        default=1_000_000,
+        help="largest size dlt_fs and Sling run on (default 1M: at 5M they take minutes)",
+    )
+    parser.add_argument(
         "--peer-loader-format",
         default="parquet",
         choices=["parquet", "insert_values", "jsonl"],
@@ -70,7 +77,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     # children run in other folders (Sling in its workdir): every path absolute
     args.data_dir, args.out_dir, args.tools_dir = (
-        args.data_dir.resolve(), args.out_dir.resolve(), args.tools_dir.resolve()
+        args.data_dir.resolve(),
+        args.out_dir.resolve(),
+        args.tools_dir.resolve(),
     )
     if args.quick:
         args.sizes, args.formats = "1M", "csv"
@@ -89,8 +98,14 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def _job(path: str, file_format: str, inputs: list[Path], glob: str, args: argparse.Namespace,
-         **extra: Any) -> Job:
+def _job(
+    path: str,
+    file_format: str,
+    inputs: list[Path],
+    glob: str,
+    args: argparse.Namespace,
+    **extra: Any,
+) -> Job:
     return Job(
         path=path,
         file_format=file_format,
@@ -103,12 +118,15 @@ def _job(path: str, file_format: str, inputs: list[Path], glob: str, args: argpa
     )
 
 
-def _measure(job: Job, label: dict[str, Any], args: argparse.Namespace, input_bytes: int,
-             sling: Any) -> dict[str, Any]:
+def _measure(
+    job: Job, label: dict[str, Any], args: argparse.Namespace, input_bytes: int, sling: Any
+) -> dict[str, Any]:
     say(f"  {job.path:<11} {job.file_format:<8} {label['size']:<6} ...")
+    result: dict[str, Any]
     if job.path == "sling":
         result = (
-            {"ok": False, "skipped": sling} if isinstance(sling, str)
+            {"ok": False, "skipped": sling}
+            if isinstance(sling, str)
             else run_sling(sling, job, args.timeout)
         )
     else:
@@ -175,6 +193,8 @@ def main(argv: list[str]) -> int:
             # interleaved rounds: every path once, then again, so drift hits all alike
             for _ in range(args.rounds):
                 for path in (p for p in TABLE_PATHS if p in paths):
+                    if path in SLOW_PEERS and size.rows > args.slow_peers_max:
+                        continue
                     job = _job(path, file_format, [file], str(file.resolve()), args)
                     measured = _measure(job, label, args, file.stat().st_size, sling)
                     by_path.setdefault(path, []).append(measured)
@@ -184,8 +204,10 @@ def main(argv: list[str]) -> int:
     small_glob = str((small_dir(args.data_dir) / "*.csv").resolve())
     if "small" in paths:
         say(f"small files: {SMALL_FILES} x {SMALL_FILE_ROWS} rows, ferry with the transform")
-        if not any(r["path"] == "ferry" and r["rows"] == one_million.rows
-                   and r["format"] == "csv" for r in results):
+        if not any(
+            r["path"] == "ferry" and r["rows"] == one_million.rows and r["format"] == "csv"
+            for r in results
+        ):
             file = table_path(args.data_dir, one_million, "csv")
             job = _job("ferry", "csv", [file], str(file.resolve()), args)
             label = {"size": one_million.label, "rows": one_million.rows}
@@ -212,7 +234,11 @@ def main(argv: list[str]) -> int:
             say("push on the BigQuery emulator: API calls for one small object")
             one = small_files[0]
             job = _job(
-                "ferry_bq", "csv", [one], str(one.resolve()), args,
+                "ferry_bq",
+                "csv",
+                [one],
+                str(one.resolve()),
+                args,
                 emulator_endpoint=emulator.endpoint,
                 bigquery_dataset=f"bench_{uuid.uuid4().hex[:8]}",
             )

@@ -27,6 +27,9 @@ from typing import Any
 from bench.paths import RESULT_PREFIX, Job
 
 REPO = Path(__file__).resolve().parents[1]
+CODE = Path(os.environ.get("BENCH_CODE_DIR") or REPO)
+"""Where children run ferry from: BENCH_CODE_DIR=/tmp/old-export measures another version of
+the code (holding this bench/) against the same data, for before/after figures."""
 CHILD_ENV = {
     "RUNTIME__DLTHUB_TELEMETRY": "false",  # no network here, and not part of any path's cost
     "PYTHONUNBUFFERED": "1",
@@ -97,7 +100,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def run_process(
-    command: list[str], env: dict[str, str], timeout_s: float, cwd: Path = REPO
+    command: list[str], env: dict[str, str], timeout_s: float, cwd: Path = CODE
 ) -> dict[str, Any]:
     """Run a command to completion: wall seconds, tree peak, exit status, stdout/stderr."""
     load_before = os.getloadavg()[0]
@@ -221,7 +224,8 @@ def run_sling(tools: Any, job: Job, timeout_s: float) -> dict[str, Any]:
         result.update({"ok": False, "error": _failure(process)})
     else:
         with duckdb.connect(str(database), read_only=True) as connection:
-            row = connection.execute(f"select count(*) from {DATASET_SLING}.orders").fetchone()
+            sql = f"select count(*) from {DATASET_SLING}.orders"  # noqa: S608 - our names
+            row = connection.execute(sql).fetchone()
         result.update({"ok": True, "rows_loaded": int(row[0]) if row else 0, "work_seconds": None})
     shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -236,7 +240,7 @@ DATASET_SLING = "main"
 def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "main.py", "serve", "--host", "127.0.0.1"],
-        cwd=REPO,
+        cwd=CODE,
         env={**os.environ, **CHILD_ENV, **env, "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -321,7 +325,7 @@ def push_latency(
             )
             started = time.perf_counter()
             try:
-                with urllib.request.urlopen(request, timeout=120) as response:
+                with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
                     answer = json.loads(response.read())
             except urllib.error.HTTPError as error:
                 answer = {"status": f"http {error.code}: {error.read()[:300]!r}"}
@@ -360,7 +364,8 @@ def job_import_time(pipelines_file: Path, source: Path, workdir: Path) -> dict[s
         "FERRY_DESTINATION": "duckdb",
         "FERRY_LOG_FORMAT": "json",
     }
-    command = [sys.executable, "-X", "importtime", "main.py", "run", "bench", "--source", str(source)]
+    command = [sys.executable, "-X", "importtime", "main.py", "run", "bench"]
+    command += ["--source", str(source)]
     process = run_process(command, env, 300.0)
     shutil.rmtree(workdir / "job-data", ignore_errors=True)
     total_us = 0

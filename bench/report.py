@@ -46,7 +46,8 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"{LABELS.get(result['path'], result['path']):<34} {result['format']:<8} "
             f"{result['rows']:>10,} {fmt(result.get('seconds'), '.2f'):>8} "
-            f"{fmt(result.get('work_seconds'), '.2f'):>7} {fmt(result.get('cpu_seconds'), '.1f'):>6} "
+            f"{fmt(result.get('work_seconds'), '.2f'):>7} "
+            f"{fmt(result.get('cpu_seconds'), '.1f'):>6} "
             f"{fmt(rows_per_s, ',.0f'):>9} "
             f"{fmt(mb_per_s, '.1f'):>6} {fmt(result.get('peak_rss_mib'), '.0f'):>8} "
             f"{result.get('rows_loaded', '-'):>10}  {note}"
@@ -127,8 +128,8 @@ def stages_line(result: dict[str, Any]) -> str:
 def full_report(results: list[dict[str, Any]], extras: dict[str, Any], loader: str) -> str:
     out = [
         "== paths (seconds and rows/s: the whole process, imports included; work s: inside "
-        "the child after imports; cpu s: user+system CPU of the process tree; peak MiB: the process tree's RSS; dlt_fs loads "
-        f"{loader} files)",
+        "the child after imports; cpu s: user+system CPU of the process tree; peak MiB: the "
+        f"process tree's RSS; dlt_fs loads {loader} files)",
         table(results),
         "",
         "== ferry over the others (same run)",
