@@ -314,9 +314,12 @@ def push_latency(
     server = _serve(env, port)
     samples: list[float] = []
     statuses: list[str] = []
+    cpu_start = 0.0
     try:
         _until_healthy(port, server, time.perf_counter(), 60.0)
         for index, obj in enumerate(objects):
+            if index == warm_up:
+                cpu_start = _cpu_seconds(server.pid)
             body = json.dumps({"pipeline": "bench", "source": str(obj)}).encode()
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/runs",
@@ -334,6 +337,7 @@ def push_latency(
             if index >= warm_up:
                 samples.append(seconds)
         rss = round(_rss_kib(server.pid) / 1024, 1)
+        cpu = _cpu_seconds(server.pid) - cpu_start
     finally:
         _stop(server)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -344,7 +348,16 @@ def push_latency(
         "statuses": sorted(set(statuses)),
         "warm_up": warm_up,
         "server_rss_mib": rss,
+        # the server's own CPU per measured request: steadier than wall time when the
+        # machine is shared
+        "cpu_seconds_per_request": round(cpu / max(len(samples), 1), 3),
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- job process import time ------------------------------------------------------------------

@@ -163,7 +163,8 @@ def full_report(results: list[dict[str, Any]], extras: dict[str, Any], loader: s
         out.append(
             f"median {fmt(push['median_seconds'], '.3f')} s (target <= 0.3), p90 "
             f"{fmt(push['p90_seconds'], '.3f')} s over {len(push['samples'])} requests; "
-            f"statuses {push['statuses']}; server RSS after {push['server_rss_mib']} MiB"
+            f"statuses {push['statuses']}; server CPU {push.get('cpu_seconds_per_request')} s "
+            f"per request; server RSS after {push['server_rss_mib']} MiB"
         )
     push_bq = extras.get("push_bigquery")
     if push_bq:
