@@ -71,6 +71,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["https://accounts.google.com", "accounts.google.com"]
     )
     """Accepted `iss` claims (comma-separated or a JSON list)."""
+    staging_max_age_hours: float = Field(default=24.0, gt=0)
+    """Staging datasets of runs that started longer ago than this were left by killed runs
+    and are dropped (at the start of a run and by `main.py gc`). Keep it above the longest
+    run: a live run's staging dataset must never be swept."""
     docs: bool | None = None
     """Serve the OpenAPI pages `/docs` and `/redoc` (their scripts come from a CDN). Unset:
     on, except on Cloud Run (`K_SERVICE` set) or with `FERRY_ENV=production`."""

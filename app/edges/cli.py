@@ -1,4 +1,4 @@
-"""ferry's command line, called by main.py: run, drain, replay, validate, serve.
+"""ferry's command line, called by main.py: run, drain, replay, validate, gc, serve.
 
 Exit codes: 0 success; 1 retriable failure (network, 5xx, quota: run again);
 2 terminal failure (bad config or data: fix it first; FERRY_TERMINAL_EXIT_CODE overrides).
@@ -54,6 +54,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     replay.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD")
     replay.add_argument("--to", dest="last", help="YYYY-MM-DD (default: --from)")
     commands.add_parser("validate", help="validate the pipelines file and list pipelines")
+    commands.add_parser(
+        "gc",
+        help="drop staging datasets left by killed runs (older than FERRY_STAGING_MAX_AGE_HOURS)",
+    )
     serve = commands.add_parser("serve", help="serve HTTP on $PORT (Cloud Run service)")
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Cloud Run routes to the container
     return parser.parse_args(argv)
@@ -183,6 +187,15 @@ def command_validate() -> int:
     return EXIT_OK
 
 
+def command_gc() -> int:
+    from app.destinations.staging import sweep_now
+    from core.settings import load_settings
+
+    dropped = sweep_now(load_settings())
+    sys.stdout.write(json.dumps({"dropped_staging_datasets": dropped}) + "\n")
+    return EXIT_OK
+
+
 def command_serve(args: argparse.Namespace) -> int:
     from app.edges.server import serve
 
@@ -206,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_drain(args)
         if args.command == "replay":
             return command_replay(args)
+        if args.command == "gc":
+            return command_gc()
         return command_serve(args)
     except FerryError as error:
         outcome = outcome_of(error)

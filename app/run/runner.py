@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from app.destinations.pipeline import destination_lock, run_pipeline_for
+from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
 from app.run.catalog import Catalog
 from app.run.files import files_resource
@@ -44,6 +45,7 @@ def run(
             with report.timed("list"), destination_lock(settings):
                 # a fresh working dir: restore state (incremental cursors) from the destination
                 pipeline.sync_destination()
+                sweep_if_due(pipeline, settings)
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
