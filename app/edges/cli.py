@@ -125,7 +125,6 @@ def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
 
 def command_drain(args: argparse.Namespace) -> int:
     from app.edges.drain import DrainLimits, drain
-    from app.ops.run_events import after_run
     from app.run.catalog import load_catalog
     from core.errors import EXIT_RETRIABLE
     from core.settings import load_settings
@@ -135,11 +134,8 @@ def command_drain(args: argparse.Namespace) -> int:
     limits = DrainLimits(
         max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
     )
+    # each run is recorded and published by drain itself, before its messages are acked
     report = drain(args.subscription, settings, catalog, limits)
-    for run_report in report.runs:
-        after_run(settings, run_report)
-    for error in report.errors:  # terminal failures of single objects carry their run's report
-        after_run(settings, (error.get("details") or {}).get("report"), error)
     log.info(
         "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
         report.messages,

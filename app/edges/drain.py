@@ -2,8 +2,9 @@
 
 BigQuery allows 1,500 load jobs per table per day; push mode spends one per object. Drain
 (a scheduled Cloud Run Job) groups a batch of notifications per pipeline, so a batch costs
-one load job per table. Messages are acknowledged only after their load committed: a crash
-before the ack means redelivery, and the destination ledger turns that into a no-op.
+one load job per table. Messages are acknowledged only after their load committed and the
+run was recorded (run log) and told (run event): a crash before the ack means redelivery,
+and the destination ledger turns that into a no-op; a crash after it loses nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_message
 from app.ops.deadletter import dead_letter
+from app.ops.run_events import after_run
 from app.run.catalog import Catalog
 from app.run.request import ObjectRef, RunRequest
 from app.run.runner import run
@@ -180,11 +182,12 @@ def _load_group(
 ) -> None:
     """One run for the whole group; if it fails terminally, isolate the bad objects."""
     try:
-        _run(pipeline, members, settings, catalog, report)
+        result = _run(pipeline, members, settings, catalog, report)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
         if error.retriable:
             report.errors.append(error.to_dict())
+            after_run(settings, error.details.get("report"), error.to_dict())
             _nack(client, subscription, members, report)
             return
         if len(members) == 1:
@@ -194,13 +197,16 @@ def _load_group(
         for member in members:
             _load_group(pipeline, [member], settings, catalog, client, subscription, report)
         return
+    # record and publish before the ack: the run log merges on run_id, so a kill here and
+    # a redelivery cost one more (skipped) run row, never a lost one
+    after_run(settings, result)
     failpoints.hit("before_ack")
     _ack(client, subscription, members, report)
 
 
 def _run(
     pipeline: str, members: list[Held], settings: Settings, catalog: Catalog, report: DrainReport
-) -> None:
+) -> dict[str, Any]:
     newest: dict[str, int | None] = {}
     for member in members:
         assert member.event is not None
@@ -213,8 +219,9 @@ def _run(
         objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
         trigger="drain",
     )
-    result = run(request, settings, catalog)
-    report.runs.append(result.to_dict())
+    result = run(request, settings, catalog).to_dict()
+    report.runs.append(result)
+    return result
 
 
 def _terminal(
@@ -226,6 +233,7 @@ def _terminal(
     report: DrainReport,
 ) -> None:
     report.errors.append(error.to_dict())
+    after_run(settings, error.details.get("report"), error.to_dict())
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error
