@@ -10,14 +10,26 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from core.errors import EXIT_OK, EXIT_TERMINAL, FerryError, RequestError, outcome_of
+from core.errors import (
+    EXIT_OK,
+    EXIT_TERMINAL,
+    FerryError,
+    RequestError,
+    ShuttingDownError,
+    outcome_of,
+)
 
 if TYPE_CHECKING:
     from app.run.catalog import Catalog
+    from app.run.report import RunReport
+    from app.run.request import ProgressCallback
     from app.run.runner import RunRequest
     from core.settings import Settings
 
@@ -101,8 +113,18 @@ def command_run(args: argparse.Namespace) -> int:
         shard_index=index,
         shard_count=count,
         trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+        **execution_from_env(),
     )
     return execute(request, settings, catalog)
+
+
+def execution_from_env() -> dict[str, Any]:
+    """Cloud Run Jobs name the execution and the task's attempt; kept in the run log."""
+    attempt = os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "")
+    return {
+        "execution": os.environ.get("CLOUD_RUN_EXECUTION") or None,
+        "task_attempt": int(attempt) if attempt.isdigit() else None,
+    }
 
 
 def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
@@ -111,16 +133,54 @@ def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
     from app.ops.run_events import after_run
     from app.run.runner import run
 
+    stop = StopOnSigterm.install()
     try:
         with TerminalProgress.for_stderr() as progress:
-            report = run(request, settings, catalog, progress=progress)
+            report = run(request, settings, catalog, progress=stop.checking(progress))
     except FerryError as error:
-        after_run(settings, error.details.get("report"), error.to_dict())
+        # abandoned on SIGTERM: the grace period is short and the retried task is the run
+        # that counts, as in the service
+        if not stop.requested.is_set():
+            after_run(settings, error.details.get("report"), error.to_dict())
         raise
     after_run(settings, report.to_dict())
     log.info(report.summary(), extra={"run_report": report.to_dict()})
     sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     return EXIT_OK
+
+
+class StopOnSigterm:
+    """Job mode: Cloud Run sends SIGTERM on task timeout and on cancel. The run is abandoned
+    at its next batch or before its load commits (nothing visible), like the service does;
+    a load already committing finishes."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    @classmethod
+    def install(cls) -> StopOnSigterm:
+        stop = cls()
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.warning("SIGTERM: abandoning the run at its next checkpoint")
+            stop.requested.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handle)
+        return stop
+
+    def checking(self, progress: ProgressCallback) -> ProgressCallback:
+        def checkpoint(report: RunReport) -> None:
+            if self.requested.is_set():
+                raise ShuttingDownError(
+                    "SIGTERM: run abandoned before its load committed (nothing is visible); "
+                    "the task's retry will load it",
+                    pipeline=report.pipeline,
+                    run_id=report.run_id,
+                )
+            progress(report)
+
+        return checkpoint
 
 
 def command_drain(args: argparse.Namespace) -> int:

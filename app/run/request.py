@@ -49,6 +49,10 @@ class RunRequest:
     replay: tuple[date, date] | None = None
     """Re-load the raw zone's inputs archived on these dates (inclusive), replacing the rows
     each original object loaded."""
+    execution: str | None = None
+    """The Cloud Run Jobs execution running this task (CLOUD_RUN_EXECUTION)."""
+    task_attempt: int | None = None
+    """Which attempt of the task this is, from 0 (CLOUD_RUN_TASK_ATTEMPT)."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ def run(
         destination=settings.destination_kind,
         dataset=settings.dataset_name,
         shard=f"{request.shard_index}/{request.shard_count}" if request.shard_count > 1 else None,
+        execution=request.execution,
+        task_attempt=request.task_attempt,
     )
     started = time.perf_counter()
     try:
