@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "128MB"
     """DuckDB's own memory cap while loading (it spills to disk past it)."""
     gcs_project: str | None = None
+    google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
+    """The project whose Cloud Trace the request traces belong to (log lines name it)."""
     storage_emulator_host: str | None = Field(
         default=None, validation_alias="STORAGE_EMULATOR_HOST"
     )
@@ -159,6 +161,11 @@ class Settings(BaseSettings):
         if self.destination == "auto":
             return "bigquery" if self.bigquery_project else "duckdb"
         return self.destination
+
+    @property
+    def trace_project(self) -> str | None:
+        """The project in `projects/P/traces/T` of log lines."""
+        return self.google_cloud_project or self.bigquery_project or self.gcs_project
 
     @property
     def docs_enabled(self) -> bool:

@@ -1,13 +1,16 @@
-"""Security headers on every response: no MIME sniffing, no referrer, and a CSP that lets
-nothing load or frame the response unless a route sets a narrower one of its own."""
+"""Header middleware: security headers on every response (no MIME sniffing, no referrer, and
+a CSP that lets nothing load or frame the response unless a route sets a narrower one), and
+the request's trace header bound to its log lines."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core import log_context
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 """JSON answers load nothing and are never framed."""
@@ -53,3 +56,23 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class TraceContext:
+    """ASGI middleware: every log line of a request carries its trace (from
+    `X-Cloud-Trace-Context` or `traceparent`), so Cloud Logging groups them."""
+
+    def __init__(self, app: ASGIApp, project: str | None) -> None:
+        self.app = app
+        self.project = project
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.project:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        fields = log_context.trace_fields(
+            self.project, headers.get("x-cloud-trace-context"), headers.get("traceparent")
+        )
+        with log_context.bound(**fields):
+            await self.app(scope, receive, send)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.edges.headers import SecurityHeaders
+from app.edges.headers import SecurityHeaders, TraceContext
 from app.ops.service import RunService
 from app.run.catalog import load_catalog
 from core.errors import FerryError, outcome_of
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(TraceContext, project=settings.trace_project)
     return app
 
 

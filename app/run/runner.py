@@ -13,7 +13,7 @@ from app.run.files import files_resource
 from app.run.report import RunReport
 from app.run.request import CommitGuard, ProgressCallback, RunContext, RunRequest, new_run_id
 from app.run.transform import compile_transform
-from core import failpoints
+from core import failpoints, log_context
 from core.errors import RequestError, classify
 from core.lineage import REJECTS_SUFFIX
 from core.settings import Settings
@@ -29,6 +29,17 @@ def run(
     progress: ProgressCallback | None = None,
 ) -> RunReport:
     """Run one pipeline to completion. Raises FerryError (report attached) on failure."""
+    # every log line of the run is labelled with its run id (and pipeline)
+    with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
+        return _run(request, settings, catalog, progress)
+
+
+def _run(
+    request: RunRequest,
+    settings: Settings,
+    catalog: Catalog,
+    progress: ProgressCallback | None,
+) -> RunReport:
     spec = catalog.get(request.pipeline)
     report = RunReport(
         run_id=request.run_id,
