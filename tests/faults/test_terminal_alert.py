@@ -29,7 +29,9 @@ def documented_filter() -> list[str]:
 
 def matches(condition: str, entry: dict[str, Any], resource_type: str) -> bool:
     """One Cloud Logging filter condition against an entry built from a JSON log line."""
-    field, operator, value = re.fullmatch(r'([\w.]+)\s*(>=|=)\s*"?([^"]*)"?', condition).groups()  # type: ignore[union-attr]
+    parsed = re.fullmatch(r'([\w.]+)\s*(>=|=)\s*"?([^"]*)"?', condition)
+    assert parsed, f"unsupported filter condition: {condition}"
+    field, operator, value = parsed.groups()
     if field == "resource.type":
         return resource_type == value
     if field == "severity":
