@@ -16,5 +16,3 @@ MIN_GCS_CHUNK_BYTES = 1 << 20
 """Smallest ranged GET issued to Cloud Storage; smaller requests are latency-bound."""
 
 GZIP_MAGIC = b"\x1f\x8b"
-
-GLOB_CHARS = frozenset("*?[")

@@ -17,14 +17,9 @@ from core.errors import (
     SourceNotFoundError,
 )
 from core.spec import FilesSource
+from core.uris import split_gs_uri
 from sources.files import SourceObject, get_object, list_objects, read_batches, shard
-from sources.files.helpers import (
-    detect_kind,
-    glob_regex,
-    literal_prefix,
-    split_glob,
-    split_gs_uri,
-)
+from sources.files.helpers import detect_kind
 from tests.emulators import GcsEmulator
 
 
@@ -58,31 +53,6 @@ def read_local(
 
 
 # --- pure helpers -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("pattern", "name", "matches"),
-    [
-        ("*.csv", "a.csv", True),
-        ("*.csv", "dir/a.csv", False),
-        ("**/*.csv", "a.csv", True),
-        ("**/*.csv", "x/y/a.csv", True),
-        ("in/**", "in/x/y.json", True),
-        ("in/2024-??.csv", "in/2024-01.csv", True),
-        ("in/[!b]*.csv", "in/b1.csv", False),
-        ("in/[ab]*.csv", "in/b1.csv", True),
-        ("a.b+(c).csv", "a.b+(c).csv", True),
-    ],
-    ids=lambda value: str(value),
-)
-def test_glob_regex(pattern: str, name: str, matches: bool) -> None:
-    assert bool(glob_regex(pattern).fullmatch(name)) is matches
-
-
-def test_glob_splitting() -> None:
-    assert split_glob("data/in/**/*.csv") == ("data/in", "**/*.csv")
-    assert split_glob("data/a.csv") == ("data/a.csv", "")
-    assert literal_prefix("exports/2024-*/part.csv") == "exports/2024-"
 
 
 @pytest.mark.parametrize(
