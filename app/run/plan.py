@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.destinations.ledger import Ledger, read_ledger
-from app.destinations.pipeline import destination_lock
+from app.destinations.pipeline import destination_for, destination_lock
 from app.run.raw_zone import days, origin_of, partition
 from app.run.report import FileReport
 from app.run.request import CommitGuard, RunContext
@@ -174,7 +174,7 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     """
     destination = run.spec.destination
     if not (
-        run.settings.destination_kind == "duckdb"
+        destination_for(run.settings).APPEND_UNDER_LOCK
         and destination.write_disposition == "append"
         and not destination.merge_key
     ):
