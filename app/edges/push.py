@@ -120,12 +120,11 @@ def handle_object_event(
             trigger="pubsub" if event.message_id else "eventarc",
         )
         try:
-            outcome.reports.append(service.execute(request))
+            outcome.reports.append(service.execute(request).to_dict())
         except BaseException as raw:
             error = classify(raw, pipeline=spec.name)
-            report = error.details.pop("report", None)
-            if report:
-                outcome.reports.append(report)
+            if error.report is not None:
+                outcome.reports.append(error.report.to_dict())
             if error.retriable:
                 log.warning("nack %s: %s", event.uri, error, extra={"error": error.to_dict()})
                 return PushOutcome("retry", NACK_STATUS, outcome.reports, error=error.to_dict())
