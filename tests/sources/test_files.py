@@ -402,6 +402,42 @@ def test_gcs_listing_with_glob_across_prefixes(gcs_env: GcsEmulator, unique_name
 
 
 @pytest.mark.emulators
+def test_gcs_pattern_without_a_glob_is_that_object_or_that_folder(
+    gcs_env: GcsEmulator, unique_name: str
+) -> None:
+    upload(
+        gcs_env,
+        unique_name,
+        {"land/a.csv": b"a\n1\n", "land/x/b.csv": b"a\n2\n", "land-secrets/s.csv": b"a\n3\n"},
+    )
+
+    def listed(pattern: str) -> list[str]:
+        found = list_objects(pattern, base_dir=Path("/nonexistent"), storage_client=gcs_env.client)
+        return [obj.uri.removeprefix(f"gs://{unique_name}/") for obj in found]
+
+    assert listed(f"gs://{unique_name}/land") == ["land/a.csv", "land/x/b.csv"]
+    assert listed(f"gs://{unique_name}/land/") == ["land/a.csv", "land/x/b.csv"]
+    assert listed(f"gs://{unique_name}/land/a.csv") == ["land/a.csv"]
+    with pytest.raises(SourceNotFoundError):
+        listed(f"gs://{unique_name}/lan")
+
+
+def test_local_pattern_without_a_glob_is_that_file_or_that_folder(tmp_path: Path) -> None:
+    for name in ("land/a.csv", "land/x/b.csv", "land-secrets/s.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a\n1\n")
+
+    def listed(pattern: str) -> list[str]:
+        found = list_objects(pattern, base_dir=tmp_path, storage_client=no_gcs)
+        return [Path(obj.uri).relative_to(tmp_path.resolve()).as_posix() for obj in found]
+
+    assert listed("land") == ["land/a.csv", "land/x/b.csv"]
+    assert listed("land/a.csv") == ["land/a.csv"]
+    with pytest.raises(SourceNotFoundError):
+        listed("lan")
+
+
+@pytest.mark.emulators
 def test_gcs_reads_gzip_csv_and_parquet_by_streaming(
     gcs_env: GcsEmulator, unique_name: str
 ) -> None:
