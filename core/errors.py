@@ -378,6 +378,17 @@ def classify(
     types are recognised with isinstance, imported here (on failure) to keep start-up cheap.
     `party` says who answered an HTTP error that carries no side of its own.
     """
+    found = recognise(error, party=party)
+    if found is None:
+        # unknown failures are retried: a bug shows up as repeated nacks, never as lost data
+        found = RetriableError(f"unexpected error: {_describe(_chain(error)[-1])}")
+    if pipeline and not found.pipeline:
+        found.pipeline = pipeline
+    return found
+
+
+def recognise(error: BaseException, *, party: Party = Party.DESTINATION) -> FerryError | None:
+    """classify() for exceptions of a known type; None for anything else."""
     chain = _chain(error)
     # a dlt wrapper recognised only by its terminal/transient marker is described by what
     # it wraps: its own message repeats that, with a traceback
@@ -385,11 +396,8 @@ def classify(
     for inner in reversed(chain):
         found = _recognise(inner, party, cause)
         if found is not None:
-            if pipeline and not found.pipeline:
-                found.pipeline = pipeline
             return found
-    # unknown failures are retried: a bug shows up as repeated nacks, never as lost data
-    return RetriableError(f"unexpected error: {cause}", pipeline=pipeline)
+    return None
 
 
 def _describe(error: BaseException) -> str:

@@ -19,7 +19,7 @@ from core.errors import (
     SourceAccessDeniedError,
     SourceNotFoundError,
     SourceUnavailableError,
-    classify,
+    recognise,
 )
 
 from .helpers import glob_regex, has_glob, is_gcs, literal_prefix, split_glob, split_gs_uri
@@ -122,7 +122,9 @@ def gcs_errors(what: str) -> Iterator[None]:
     except FerryError:
         raise
     except Exception as error:
-        failure = classify(error, party=Party.SOURCE)
+        failure = recognise(error, party=Party.SOURCE)
+        if failure is None:
+            raise
         raise type(failure)(f"Cloud Storage, '{what}': {failure.message}") from error
 
 
