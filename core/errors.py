@@ -8,10 +8,13 @@ edges (CLI, HTTP routes, Pub/Sub push) never decide this themselves: they read `
 from __future__ import annotations
 
 import errno
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
+
+log = logging.getLogger("ferry.errors")
 
 
 class Recovery(StrEnum):
@@ -378,12 +381,19 @@ def classify(
     types are recognised with isinstance, imported here (on failure) to keep start-up cheap.
     `party` says who answered an HTTP error that carries no side of its own.
     """
+    found = error if isinstance(error, FerryError) else _from_library(error, party)
+    if pipeline and not found.pipeline:
+        found.pipeline = pipeline
+    return found
+
+
+def _from_library(error: BaseException, party: Party) -> FerryError:
     found = recognise(error, party=party)
     if found is None:
         # unknown failures are retried: a bug shows up as repeated nacks, never as lost data
         found = RetriableError(f"unexpected error: {_describe(_chain(error)[-1])}")
-    if pipeline and not found.pipeline:
-        found.pipeline = pipeline
+    # the traceback goes to the log, once, and never into a message
+    log.warning("%s <- %s", found, type(error).__name__, exc_info=error)
     return found
 
 

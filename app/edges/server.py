@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ops.service import RunService
 from app.run.catalog import load_catalog
-from core.errors import FerryError, RequestError, outcome_of
+from core.errors import FerryError, RequestError, error_for_status, outcome_of
 from core.settings import Settings, load_settings
 
 log = logging.getLogger("ferry.server")
@@ -99,7 +99,7 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         "error": {
             "code": "request_invalid" if status == 400 else f"http_{status}",
             "message": str(error.detail),
-            "recovery": "retriable" if status == 429 or status >= 500 else "terminal",
+            "recovery": error_for_status(status).recovery.value,
         }
     }
     return JSONResponse(body, status_code=status, headers=headers)
