@@ -66,6 +66,10 @@ async def respond(
     """Parse at the edge (a malformed delivery is terminal), then run off the event loop."""
     try:
         parsed = parse()
+    except RecursionError:
+        # parsing never recurses unboundedly on purpose; a delivery that makes it is bad input
+        refused = RequestError("the delivery is nested too deeply to read")
+        outcome = await run_in_threadpool(terminal, service, body, {}, refused)
     except FerryError as error:
         outcome = await run_in_threadpool(terminal, service, body, {}, error)
     else:

@@ -96,6 +96,7 @@ class FileExtractor:
                 batch_bytes=run.settings.batch_bytes,
                 max_uncompressed_bytes=run.settings.max_uncompressed_bytes,
                 rejects=rejects,
+                max_columns=run.settings.max_columns,
             ):
                 entry.rows_read += batch.num_rows
                 run.report.rows_read += batch.num_rows
