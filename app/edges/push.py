@@ -20,6 +20,7 @@ from app.ops.deadletter import dead_letter
 from app.ops.service import RunService
 from app.run.runner import RunRequest
 from core.errors import FerryError, RequestError, classify, outcome_of
+from core.spec import FilesSource, PipelineSpec
 
 log = logging.getLogger("ferry.push")
 
@@ -101,13 +102,19 @@ def handle_message(service: RunService, message: PubSubMessage) -> PushOutcome:
 def handle_object_event(
     service: RunService, event: GcsObjectEvent, data: bytes, attributes: dict[str, str]
 ) -> PushOutcome:
-    if not event.is_finalize:
+    if not (event.is_finalize or event.is_delete):
         log.info("ignored %s for %s", event.event_type, event.uri)
         return PushOutcome("ignored", detail=f"event type {event.event_type} is not loaded")
     if event.is_suspicious_name:
         refused = RequestError(f"object name '{event.name}' contains a path traversal form")
         return terminal(service, data, attributes, refused)
     pipelines = service.catalog.match_uri(event.uri)
+    if event.is_delete:
+        # only pipelines that asked for it remove a deleted object's rows
+        pipelines = [spec for spec in pipelines if _removes_deleted_rows(spec)]
+        if not pipelines or event.generation is None:
+            log.info("ignored %s for %s", event.event_type, event.uri)
+            return PushOutcome("ignored", detail=f"no pipeline removes rows of {event.uri}")
     if not pipelines:
         log.warning("ignored %s: no pipeline is configured for it", event.uri)
         return PushOutcome("ignored", detail=f"no pipeline is configured for {event.uri}")
@@ -118,6 +125,7 @@ def handle_object_event(
             source_uri=event.uri,
             generation=event.generation,
             trigger="pubsub" if event.message_id else "eventarc",
+            object_deleted=event.is_delete,
         )
         try:
             outcome.reports.append(service.execute(request))
@@ -133,6 +141,10 @@ def handle_object_event(
     if all(report.get("status") == "skipped" for report in outcome.reports):
         outcome.status = "skipped"
     return outcome
+
+
+def _removes_deleted_rows(spec: PipelineSpec) -> bool:
+    return isinstance(spec.source, FilesSource) and spec.source.on_object_delete == "delete_rows"
 
 
 def terminal(

@@ -101,6 +101,9 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
         load_info = pipeline.load()
     failpoints.hit("after_commit")
     load_info.raise_on_failed_jobs()
+    for clean_up in run.after_commit:
+        with destination_lock(run.settings):
+            clean_up()
     report.load_ids = list(load_info.loads_ids)
     for package in load_info.load_packages:
         for job in package.jobs.get("completed_jobs", []):
