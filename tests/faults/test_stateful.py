@@ -21,6 +21,7 @@ from app.run.catalog import Catalog
 from app.run.request import ObjectRef
 from app.run.runner import RunRequest, run
 from core.settings import Settings
+from tests.emulators import BigQueryEmulator
 from tests.faults.stateful_model import (
     ChangeFile,
     change_files,
@@ -427,3 +428,38 @@ def test_hive_partition_segments_become_typed_columns(tmp_path: Path) -> None:
         )
     )
     assert types == {"dt": "DATE", "hour": "BIGINT"}
+
+
+# --- the same on BigQuery (the emulator): few cases, they are slow ----------------------------
+
+
+@pytest.mark.parametrize("seed", [19])
+def test_cdc_feed_on_bigquery_ends_as_applied_in_sequence(
+    tmp_path: Path,
+    bigquery_env: BigQueryEmulator,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+) -> None:
+    monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
+    settings = Settings(
+        destination="bigquery",
+        bigquery_project=bigquery_env.project,
+        bigquery_dataset=unique_name,
+        bigquery_emulator_host=bigquery_env.endpoint,
+        storage_emulator_host=None,
+        data_dir=tmp_path / "data",
+    )
+    rng = random.Random(seed)
+    files = change_files(rng, files=5, keys=20, per_file=20)
+    feed = Feed(tmp_path, settings, write_catalog(tmp_path, CDC_PIPELINE.format(deletes="hard")))
+    for source in files:
+        feed.write(source)
+
+    for batch in deliveries(rng, files, duplicates=0.4, runs=4):
+        feed.deliver(batch)
+
+    table = f"`{bigquery_env.project}.{unique_name}.accounts`"
+    rows = bigquery_env.client().query(f"select id, seq, v from {table}").result()
+    found = {int(r.id): (int(r.seq), str(r.v)) for r in rows}
+    assert found == expected_table(files), f"seed {seed}"
