@@ -360,6 +360,13 @@ class PipelineSpec(Strict):
     raw: RawZoneSpec | None = None
     destination: DestinationSpec
 
+    @property
+    def removes_deleted_rows(self) -> bool:
+        """An OBJECT_DELETE of one of its objects removes that object's rows."""
+        return (
+            isinstance(self.source, FilesSource) and self.source.on_object_delete == "delete_rows"
+        )
+
     @model_validator(mode="after")
     def ordering_needs_files(self) -> PipelineSpec:
         destination = self.destination

@@ -20,7 +20,6 @@ from app.ops.deadletter import dead_letter
 from app.ops.service import RunService
 from app.run.runner import RunRequest
 from core.errors import FerryError, RequestError, classify, outcome_of
-from core.spec import FilesSource, PipelineSpec
 
 log = logging.getLogger("ferry.push")
 
@@ -111,7 +110,7 @@ def handle_object_event(
     pipelines = service.catalog.match_uri(event.uri)
     if event.is_delete:
         # only pipelines that asked for it remove a deleted object's rows
-        pipelines = [spec for spec in pipelines if _removes_deleted_rows(spec)]
+        pipelines = [spec for spec in pipelines if spec.removes_deleted_rows]
         if not pipelines or event.generation is None:
             log.info("ignored %s for %s", event.event_type, event.uri)
             return PushOutcome("ignored", detail=f"no pipeline removes rows of {event.uri}")
@@ -141,10 +140,6 @@ def handle_object_event(
     if all(report.get("status") == "skipped" for report in outcome.reports):
         outcome.status = "skipped"
     return outcome
-
-
-def _removes_deleted_rows(spec: PipelineSpec) -> bool:
-    return isinstance(spec.source, FilesSource) and spec.source.on_object_delete == "delete_rows"
 
 
 def terminal(
