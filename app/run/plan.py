@@ -201,11 +201,17 @@ def _not_yet_loaded(
     run: RunContext, planned: list[Planned], ledger: Ledger
 ) -> list[tuple[Planned, FileReport]]:
     pending = []
+    seen: set[tuple[str, int, bool]] = set()
     for plan in planned:
         entry = FileReport(uri=plan.uri, generation=plan.generation, bytes=plan.size)
         run.report.files.append(entry)
         if plan.obj is not None and plan.obj.uri != plan.uri:
             entry.reason = f"replayed from {plan.obj.uri}"
+        if (plan.uri, plan.generation, plan.deleted) in seen:
+            # named twice in one request (a drain batch with duplicate notifications)
+            entry.status, entry.reason = "already_loaded", "named twice in this run"
+            continue
+        seen.add((plan.uri, plan.generation, plan.deleted))
         loaded = ledger.committed.get(plan.uri)
         status = ledger.status.get(plan.uri)
         done = loaded is not None and (
