@@ -336,16 +336,28 @@ def test_a_crash_after_the_commit_is_repaired_by_the_redelivery(tmp_path: Path) 
 def cli_run(
     tmp_path: Path, settings: Settings, args: list[str], *, failpoints: str = ""
 ) -> subprocess.CompletedProcess[str]:
+    """`main.py run` in its own process, on the destination `settings` name."""
     env = {
         **os.environ,
         "FERRY_PIPELINES_FILE": str(tmp_path / "pipelines.yaml"),
         "FERRY_DATA_DIR": str(settings.data_dir),
-        "FERRY_DUCKDB_PATH": str(settings.resolved_duckdb_path),
-        "FERRY_DESTINATION": "duckdb",
         "FERRY_FAILPOINTS": failpoints,
         "FERRY_LOG_FORMAT": "json",
     }
-    env.pop("FERRY_BIGQUERY_PROJECT", None)
+    if settings.destination_kind == "bigquery":
+        assert settings.bigquery_project and settings.bigquery_emulator_host
+        env |= {
+            "FERRY_DESTINATION": "bigquery",
+            "FERRY_BIGQUERY_PROJECT": settings.bigquery_project,
+            "FERRY_BIGQUERY_DATASET": settings.dataset_name,
+            "BIGQUERY_EMULATOR_HOST": settings.bigquery_emulator_host,
+        }
+    else:
+        env |= {
+            "FERRY_DESTINATION": "duckdb",
+            "FERRY_DUCKDB_PATH": str(settings.resolved_duckdb_path),
+        }
+        env.pop("FERRY_BIGQUERY_PROJECT", None)
     return subprocess.run(
         [sys.executable, str(REPO / "main.py"), "run", *args],
         env=env,
@@ -357,6 +369,27 @@ def cli_run(
 
 
 # --- SIGKILL mid-load ------------------------------------------------------------------------
+
+
+def deliver_with_kills(
+    rng: random.Random, feed: Feed, files: list[ChangeFile], tmp_path: Path, delays: list[str]
+) -> int:
+    """Deliver in random runs; before some, a CLI run of the same objects is SIGKILLed a
+    random delay into its load. Returns how many runs died."""
+    killed = 0
+    for batch in deliveries(rng, files, duplicates=0.3, runs=4):
+        if killed < 3 and rng.random() < 0.7:
+            delay = rng.choice(delays)
+            for uri in sorted({str(feed.folder / f.name) for f in batch}):
+                result = cli_run(
+                    tmp_path,
+                    feed.settings,
+                    ["cdc", "--source", uri],
+                    failpoints=f"during_load:{delay}",
+                )
+                killed += result.returncode == -9
+        feed.deliver(batch)  # the redelivery (or the first delivery)
+    return killed
 
 
 @pytest.mark.parametrize("seed", [3])
@@ -372,20 +405,8 @@ def test_cdc_feed_with_kills_mid_load_ends_as_applied_in_sequence(
     feed = cdc_feed(tmp_path)
     for source in files:
         feed.write(source)
-    killed = 0
-    for batch in deliveries(rng, files, duplicates=0.3, runs=6):
-        if killed < 3 and rng.random() < 0.7:
-            delay = rng.choice(["0", "0.02", "0.05", "0.1", "0.2"])
-            sources = sorted({str(feed.folder / f.name) for f in batch})
-            for uri in sources:
-                result = cli_run(
-                    tmp_path,
-                    feed.settings,
-                    ["cdc", "--source", uri],
-                    failpoints=f"during_load:{delay}",
-                )
-                killed += result.returncode == -9
-        feed.deliver(batch)  # the redelivery (or the first delivery)
+
+    killed = deliver_with_kills(rng, feed, files, tmp_path, ["0", "0.02", "0.05", "0.1", "0.2"])
 
     assert killed, "at least one run died mid-load"
     assert live_rows(feed.settings) == expected_table(files), f"seed {seed}"
@@ -433,6 +454,29 @@ def test_hive_partition_segments_become_typed_columns(tmp_path: Path) -> None:
 # --- the same on BigQuery (the emulator): few cases, they are slow ----------------------------
 
 
+def bigquery_feed(
+    tmp_path: Path, bigquery: BigQueryEmulator, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> Feed:
+    monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
+    settings = Settings(
+        destination="bigquery",
+        bigquery_project=bigquery.project,
+        bigquery_dataset=dataset,
+        bigquery_emulator_host=bigquery.endpoint,
+        storage_emulator_host=None,
+        data_dir=tmp_path / "data",
+    )
+    return Feed(tmp_path, settings, write_catalog(tmp_path, CDC_PIPELINE.format(deletes="hard")))
+
+
+def bigquery_rows(bigquery: BigQueryEmulator, dataset: str) -> dict[int, tuple[int, str]]:
+    table = f"`{bigquery.project}.{dataset}.accounts`"
+    rows = list(bigquery.client().query(f"select id, seq, v from {table}").result())
+    found = {int(r.id): (int(r.seq), str(r.v)) for r in rows}
+    assert len(found) == len(rows), "one row per key"
+    return found
+
+
 @pytest.mark.parametrize("seed", [19])
 def test_cdc_feed_on_bigquery_ends_as_applied_in_sequence(
     tmp_path: Path,
@@ -441,25 +485,33 @@ def test_cdc_feed_on_bigquery_ends_as_applied_in_sequence(
     monkeypatch: pytest.MonkeyPatch,
     seed: int,
 ) -> None:
-    monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
-    settings = Settings(
-        destination="bigquery",
-        bigquery_project=bigquery_env.project,
-        bigquery_dataset=unique_name,
-        bigquery_emulator_host=bigquery_env.endpoint,
-        storage_emulator_host=None,
-        data_dir=tmp_path / "data",
-    )
     rng = random.Random(seed)
     files = change_files(rng, files=5, keys=20, per_file=20)
-    feed = Feed(tmp_path, settings, write_catalog(tmp_path, CDC_PIPELINE.format(deletes="hard")))
+    feed = bigquery_feed(tmp_path, bigquery_env, unique_name, monkeypatch)
     for source in files:
         feed.write(source)
 
     for batch in deliveries(rng, files, duplicates=0.4, runs=4):
         feed.deliver(batch)
 
-    table = f"`{bigquery_env.project}.{unique_name}.accounts`"
-    rows = bigquery_env.client().query(f"select id, seq, v from {table}").result()
-    found = {int(r.id): (int(r.seq), str(r.v)) for r in rows}
-    assert found == expected_table(files), f"seed {seed}"
+    assert bigquery_rows(bigquery_env, unique_name) == expected_table(files), f"seed {seed}"
+
+
+@pytest.mark.parametrize("seed", [29])
+def test_cdc_feed_on_bigquery_with_kills_mid_load_ends_as_applied_in_sequence(
+    tmp_path: Path,
+    bigquery_env: BigQueryEmulator,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    files = change_files(rng, files=4, keys=20, per_file=25)
+    feed = bigquery_feed(tmp_path, bigquery_env, unique_name, monkeypatch)
+    for source in files:
+        feed.write(source)
+
+    killed = deliver_with_kills(rng, feed, files, tmp_path, ["0.3", "0.8", "1.5"])
+
+    assert killed, "at least one run died mid-load"
+    assert bigquery_rows(bigquery_env, unique_name) == expected_table(files), f"seed {seed}"
