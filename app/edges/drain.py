@@ -20,6 +20,7 @@ from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_messa
 from app.ops.deadletter import dead_letter
 from app.ops.run_events import after_run
 from app.run.catalog import Catalog
+from app.run.report import RunReport
 from app.run.request import ObjectRef, RunRequest
 from app.run.runner import run
 from core import failpoints
@@ -58,8 +59,9 @@ class DrainReport:
     nacked: int = 0
     dead_lettered: int = 0
     ignored: int = 0
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[RunReport] = field(default_factory=list)
+    failures: list[FerryError] = field(default_factory=list)
+    """Each failed run's error (its report on `error.report`), or a message's own error."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,9 +72,16 @@ class DrainReport:
             "dead_lettered": self.dead_lettered,
             "ignored": self.ignored,
             "load_jobs_runs": len(self.runs),
-            "runs": self.runs,
-            "errors": self.errors,
+            "runs": [run.to_dict() for run in self.runs],
+            "errors": [_error_entry(error) for error in self.failures],
         }
+
+
+def _error_entry(error: FerryError) -> dict[str, Any]:
+    entry = error.to_dict()
+    if error.report is not None:  # the drain's JSON kept each failed run's report here
+        entry["details"] = {**entry.get("details", {}), "report": error.report.to_dict()}
+    return entry
 
 
 def drain(
@@ -154,10 +163,12 @@ def _group(
             error = RequestError("malformed or unsafe Cloud Storage notification")
             _terminal(item, error, settings, client, subscription, report)
             continue
-        if not event.is_finalize:
+        if not (event.is_finalize or event.is_delete):
             _ack(client, subscription, [item], report, ignored=True)
             continue
         pipelines = catalog.match_uri(event.uri)
+        if event.is_delete:
+            pipelines = [spec for spec in pipelines if spec.removes_deleted_rows]
         if not pipelines:
             log.warning("ignored %s: no pipeline is configured for it", event.uri)
             _ack(client, subscription, [item], report, ignored=True)
@@ -182,12 +193,12 @@ def _load_group(
 ) -> None:
     """One run for the whole group; if it fails terminally, isolate the bad objects."""
     try:
-        result = _run(pipeline, members, settings, catalog, report)
+        _run(pipeline, members, settings, catalog, report)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
         if error.retriable:
-            report.errors.append(error.to_dict())
-            after_run(settings, error.details.get("report"), error.to_dict())
+            report.failures.append(error)
+            after_run(settings, error)
             _nack(client, subscription, members, report)
             return
         if len(members) == 1:
@@ -197,30 +208,52 @@ def _load_group(
         for member in members:
             _load_group(pipeline, [member], settings, catalog, client, subscription, report)
         return
-    # record and publish before the ack: the run log merges on run_id, so a kill here and
-    # a redelivery cost one more (skipped) run row, never a lost one
-    after_run(settings, result)
     failpoints.hit("before_ack")
     _ack(client, subscription, members, report)
 
 
 def _run(
     pipeline: str, members: list[Held], settings: Settings, catalog: Catalog, report: DrainReport
-) -> dict[str, Any]:
+) -> list[RunReport]:
     newest: dict[str, int | None] = {}
+    deleted = []
     for member in members:
         assert member.event is not None
         uri, generation = member.event.uri, member.event.generation
+        if member.event.is_delete:
+            deleted.append((uri, generation))
+            continue
         known = newest.get(uri)
         if uri not in newest or (generation or 0) > (known or 0):
             newest[uri] = generation
-    request = RunRequest(
-        pipeline=pipeline,
-        objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
-        trigger="drain",
-    )
-    result = run(request, settings, catalog).to_dict()
-    report.runs.append(result)
+    results: list[RunReport] = []
+    if newest:
+        request = RunRequest(
+            pipeline=pipeline,
+            objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
+            trigger="drain",
+        )
+        results.append(_run_and_record(request, settings, catalog))
+    # deletes after loads: a generation loaded and deleted in one batch ends deleted
+    for uri, generation in sorted(set(deleted)):
+        removal = RunRequest(
+            pipeline=pipeline,
+            source_uri=uri,
+            generation=generation,
+            trigger="drain",
+            object_deleted=True,
+        )
+        results.append(_run_and_record(removal, settings, catalog))
+    report.runs.extend(results)
+    return results
+
+
+def _run_and_record(request: RunRequest, settings: Settings, catalog: Catalog) -> RunReport:
+    """Run, then record and publish the run *before* its messages are acked: the run log
+    merges on run_id, so a kill before the ack and a redelivery cost one more (skipped) run
+    row, never a lost one. A failed run is told by the caller, which also decides the ack."""
+    result = run(request, settings, catalog)
+    after_run(settings, result)
     return result
 
 
@@ -232,8 +265,8 @@ def _terminal(
     subscription: str,
     report: DrainReport,
 ) -> None:
-    report.errors.append(error.to_dict())
-    after_run(settings, error.details.get("report"), error.to_dict())
+    report.failures.append(error)
+    after_run(settings, error)
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.edges.deps import RunsCaller, ServiceDep
 from app.edges.headers import page_csp
-from app.edges.routes.schemas import ERROR_RESPONSES
+from app.edges.routes.schemas import ERROR_RESPONSES, HTML_ROUTE_ERROR_RESPONSES
 from app.ops.runlog import MAX_LIMIT, RunLog
 from app.ops.service import RunService
 from core.errors import RunNotFoundError
@@ -106,7 +106,7 @@ def get_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
     "/ui/runs",
     summary="Recent runs as an HTML page",
     response_class=HTMLResponse,
-    responses=ERROR_RESPONSES,
+    responses=HTML_ROUTE_ERROR_RESPONSES,
 )
 def runs_page(
     service: ServiceDep,
