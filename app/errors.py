@@ -187,6 +187,22 @@ class DestinationRejectedError(TerminalError):
     http_status = 422
 
 
+
+class ModelFailedError(TerminalError):
+    """A post-load SQL model did not build (its SQL failed on the destination). The load
+    before it stays committed and the model's previous table stays in place; fix the SQL,
+    then `python main.py build MODEL` (or `POST /runs {"models": [...]}`)."""
+
+    code = "model_failed"
+    http_status = 422
+
+
+class ModelCheckError(ModelFailedError):
+    """A model built, but a check on its rows failed: the new rows were not swapped in."""
+
+    code = "model_check_failed"
+    http_status = 422
+
 # --- retriable ------------------------------------------------------------------------
 
 
@@ -225,6 +241,14 @@ class DeadLetterUnavailableError(RetriableError):
     code = "dead_letter_unavailable"
     http_status = 503
 
+
+
+class ModelUnavailableError(RetriableError):
+    """The destination failed while a model was building (network, 5xx, lock): the model's
+    previous table is in place and the load before it committed; build it again later."""
+
+    code = "model_unavailable"
+    http_status = 503
 
 class QuotaExceededError(RetriableError):
     code = "quota_exceeded"
