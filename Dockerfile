@@ -24,12 +24,13 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY main.py ./
 COPY app/ app/
+COPY core/ core/
 COPY sources/ sources/
 COPY examples/ examples/
 
 # Bytecode compiled at build time: the non-root user cannot write __pycache__ under /app,
 # and compiling on every cold start would cost time.
-RUN python -m compileall -q app sources examples \
+RUN python -m compileall -q core app sources examples \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /home/ferry ferry
 
 USER 10001:10001

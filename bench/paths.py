@@ -217,9 +217,9 @@ def _capture_load_info() -> list[Any]:
 
 
 def run_ferry(job: Job) -> Outcome:
-    from app.catalog import load_catalog
-    from app.runner import RunRequest, run
-    from app.settings import Settings
+    from app.run.catalog import load_catalog
+    from app.run.runner import RunRequest, run
+    from core.settings import Settings
 
     pipelines_file = write_pipelines_file(job)
     catalog = load_catalog(pipelines_file)
@@ -299,7 +299,7 @@ def _warm_up(path: str) -> None:
     if path == "dlt_fs":
         import dlt.sources.filesystem  # noqa: F401
     if path.startswith("ferry"):
-        import app.runner  # noqa: F401
+        import app.run.runner  # noqa: F401
 
 
 def peak_rss_mib() -> float:

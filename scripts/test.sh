@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command for a fresh machine: build what the tests need, then lint, type-check and test.
-# Usage: bash scripts/test.sh [pytest args...]
+# Usage: bash scripts/test.sh [--fast] [pytest args...]
+#   --fast: lint, types, layer contracts and the tests that need no emulator (under 2 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,11 +85,19 @@ check_pubsub_emulator() {
   log "Pub/Sub emulator: ${jars[0]}"
 }
 
+FAST=0
+if [[ "${1:-}" == "--fast" ]]; then
+  FAST=1
+  shift
+fi
+
 setup_app_venv
-setup_bigquery_emulator
-check_pubsub_emulator
+if [[ "$FAST" == 0 ]]; then
+  setup_bigquery_emulator
+  check_pubsub_emulator
+fi
 # headless Chromium renders the run-history page (tests/e2e/test_history_page.py); root (CI) installs it
-command -v chromium >/dev/null 2>&1 || { [[ "$(id -u)" == 0 ]] && log "installing chromium" && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || die "chromium not found: apt-get install -y chromium (needed by tests/e2e/test_history_page.py)"
+[[ "$FAST" == 1 ]] || command -v chromium >/dev/null 2>&1 || { [[ "$(id -u)" == 0 ]] && log "installing chromium" && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || die "chromium not found: apt-get install -y chromium (needed by tests/e2e/test_history_page.py)"
 
 log "ruff check ."
 .venv/bin/ruff check .
@@ -96,5 +105,12 @@ log "mypy ."
 .venv/bin/mypy .
 log "hadolint Dockerfile"
 .venv/bin/hadolint Dockerfile
-log "pytest $*"
-exec .venv/bin/pytest "$@"
+log "lint-imports (layer contracts, pyproject.toml)"
+.venv/bin/lint-imports --no-cache
+if [[ "$FAST" == 1 ]]; then
+  log "pytest -m 'not emulators and not slow' $*"
+  exec .venv/bin/pytest -n 2 -m "not emulators and not slow" "$@"
+fi
+# two workers: emulator-bound tests wait on I/O more than on the CPU, even on a busy machine
+log "pytest -n 2 $*"
+exec .venv/bin/pytest -n 2 "$@"

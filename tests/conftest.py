@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,22 @@ def pubsub_env(pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch)
 def unique_name() -> str:
     """A short lowercase name, valid as a bucket, dataset, topic or table name."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+# --- markers: `scripts/test.sh --fast` runs what needs no emulator and no subprocess suite --
+
+EMULATOR_FIXTURES = frozenset(
+    {"gcs_emulator", "bigquery_emulator", "pubsub_emulator"}
+    | {"gcs_env", "bigquery_env", "pubsub_env"}
+)
+SLOW_FOLDERS = ("deploy", "e2e", "faults")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_root = Path(__file__).resolve().parent
+    for item in items:
+        if EMULATOR_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.emulators)
+        relative = item.path.resolve().relative_to(tests_root)
+        if relative.parts and relative.parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

@@ -8,8 +8,8 @@ from typing import Any
 
 import duckdb
 
-from app.catalog import Catalog, load_catalog
-from app.settings import Settings
+from app.run.catalog import Catalog, load_catalog
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
 Cloud Storage notifications (``JSON_API_V1`` and ``NONE``), Pub/Sub push requests (wrapped
 envelope and unwrapped with write-metadata), and Eventarc CloudEvents (storage events in
 binary and structured mode, ``messagePublished`` wrapping a notification). Every builder
-returns plain bytes/dicts, so a test can feed them to `app.events` or post them with an
+returns plain bytes/dicts, so a test can feed them to `app.edges.events` or post them with an
 HTTP client unchanged.
 """
 

@@ -11,7 +11,7 @@ import dlt
 from dlt.extract import DltResource
 from dlt.extract.incremental import Incremental
 
-from app.spec import ApiSource
+from core.spec import ApiSource
 from sources.api.client import build_client, build_paginator
 from sources.api.guard import check_url
 from sources.api.helpers import merge_params

@@ -14,8 +14,8 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.rest_api.config_setup import create_auth, create_paginator
 from requests import HTTPError, Request, Response, Session
 
-from app.errors import ConfigError
-from app.spec import ApiAuth, ApiSource
+from core.errors import ConfigError
+from core.spec import ApiAuth, ApiSource
 from sources.api.guard import GuardedAdapter
 from sources.api.helpers import retry_after_seconds, safe_url
 from sources.api.settings import RETRY_STATUS

@@ -13,7 +13,7 @@ from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
-from app.errors import RequestError
+from core.errors import RequestError
 from sources.api.helpers import safe_url
 from sources.api.settings import BLOCKED_HOSTNAMES
 

@@ -9,7 +9,7 @@ from email.utils import mktime_tz, parsedate_tz
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from app.errors import (
+from core.errors import (
     FerryError,
     RequestError,
     SourceAccessDeniedError,

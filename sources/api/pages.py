@@ -10,7 +10,7 @@ from dlt.extract.incremental import Incremental
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import exceptions as http
 
-from app.errors import BadDataError, FerryError, RequestError, SourceUnavailableError
+from core.errors import BadDataError, FerryError, RequestError, SourceUnavailableError
 from sources.api.client import GuardedRESTClient, raise_for_status
 from sources.api.helpers import cursor_param_value, error_for_status, retry_after_seconds, safe_url
 

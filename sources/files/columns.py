@@ -7,29 +7,13 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from app.errors import BadDataError
-from app.spec import ArrowTypeName
+from core.arrow_types import ARROW_TYPES, UTC_TIMESTAMP
+from core.errors import BadDataError
+from core.spec import ArrowTypeName
 
 from .rejects import RejectedRow, Rejects, row_text
 
-UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
-
-ARROW_TYPES: dict[ArrowTypeName, pa.DataType] = {
-    "string": pa.string(),
-    "int64": pa.int64(),
-    "int32": pa.int32(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-    "timestamp": UTC_TIMESTAMP,
-    "date": pa.date32(),
-    "decimal": pa.decimal128(38, 9),  # BigQuery NUMERIC
-}
-
 _ZONE_OFFSET = r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
-
-
-def arrow_schema(columns: Mapping[str, ArrowTypeName]) -> pa.Schema:
-    return pa.schema([(name, ARROW_TYPES[type_name]) for name, type_name in columns.items()])
 
 
 def to_utc_timestamps(array: pa.Array) -> pa.Array:

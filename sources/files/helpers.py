@@ -7,8 +7,8 @@ import zlib
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, TypeVar
 
-from app.errors import ConfigError
-from app.spec import FileFormat
+from core.errors import ConfigError
+from core.spec import FileFormat
 
 from .settings import GLOB_CHARS
 

@@ -16,7 +16,7 @@ from google.api_core import exceptions as google_errors
 from google.auth import exceptions as auth_errors
 from google.cloud.storage.fileio import BlobReader
 
-from app.errors import (
+from core.errors import (
     ConfigError,
     FerryError,
     QuotaExceededError,

@@ -20,7 +20,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pa_parquet
 
-from app.errors import (
+from core.arrow_types import ARROW_TYPES
+from core.errors import (
     BadDataError,
     ConfigError,
     FerryError,
@@ -28,9 +29,9 @@ from app.errors import (
     SourceNotFoundError,
     SourceUnavailableError,
 )
-from app.spec import FilesSource
+from core.spec import FilesSource
 
-from .columns import ARROW_TYPES, cast_batch
+from .columns import cast_batch
 from .helpers import FileKind, detect_kind
 from .objects import SourceObject, StorageClientFactory, gcs_errors, open_seekable, open_stream
 from .rejects import RejectedRow, Rejects

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from app.errors import BadDataError
+from core.errors import BadDataError
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.auth import CertsCache, PushIdentity, PushTokenVerifier, require_push_identity
-from app.errors import (
+from app.edges.auth import CertsCache, PushIdentity, PushTokenVerifier, require_push_identity
+from core.errors import (
     AuthUnavailableError,
     ConfigError,
     FerryError,
@@ -17,7 +17,7 @@ from app.errors import (
     UnauthenticatedError,
     outcome_of,
 )
-from app.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from tests.emulators import free_port
 from tests.oidc import AUDIENCE, GOOGLE, PUSHER, CertsServer, SigningKey, claims, make_key
 

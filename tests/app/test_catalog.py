@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog import load_catalog, uri_matches
-from app.errors import ConfigError, RequestError, UnknownPipelineError
+from app.run.catalog import load_catalog, uri_matches
+from core.errors import ConfigError, RequestError, UnknownPipelineError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines.yaml"
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.errors import RequestError
-from app.events import (
+from app.edges.events import (
     UNKNOWN_EVENT_TYPE,
     GcsObjectEvent,
     PubSubMessage,
@@ -18,6 +17,7 @@ from app.events import (
     parse_cloudevent,
     parse_push,
 )
+from core.errors import RequestError
 from tests.pubsub_messages import (
     BUCKET,
     PUBLISH_TIME,

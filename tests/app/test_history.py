@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.routes.history import RunSummary, render_runs_page
-from app.runlog import TABLE, RunLog
-from app.server import create_app
-from app.settings import Settings
+from app.edges.routes.history import RunSummary, render_runs_page
+from app.edges.server import create_app
+from app.ops.runlog import TABLE, RunLog
+from core.settings import Settings
 from tests.helpers import count, duckdb_settings, write_catalog
 
 EVIL_FILE = "<img src=x onerror=alert(1)>.csv"

@@ -13,8 +13,8 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
-from app.server import create_app
-from app.service import RunService
+from app.edges.server import create_app
+from app.ops.service import RunService
 from tests.helpers import count, duckdb_settings, write_catalog
 from tests.oidc import AUDIENCE, PUSHER, CertsServer, SigningKey, claims
 from tests.pubsub_messages import gcs_notification, wrapped_push

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import RequestError, SourceNotFoundError
-from app.runner import RunRequest, run
+from app.run.runner import RunRequest, run
+from core.errors import RequestError, SourceNotFoundError
 from tests.helpers import count, duckdb_settings, query, write_catalog
 from tests.sources.api_server import Received, Reply, serve
 

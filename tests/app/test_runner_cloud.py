@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app.catalog import Catalog
-from app.runner import RunRequest, run
-from app.settings import Settings
+from app.run.catalog import Catalog
+from app.run.runner import RunRequest, run
+from core.settings import Settings
 from tests.emulators import BigQueryEmulator, GcsEmulator
 from tests.helpers import REPO, duckdb_settings, query, write_catalog
 from tests.sources.api_server import ApiServer, Received, Reply, serve
@@ -96,7 +96,7 @@ def test_generations_in_any_order_leave_the_newest(
 def test_deleted_object_is_a_terminal_not_found(
     tmp_path: Path, gcs_env: GcsEmulator, bucket: str
 ) -> None:
-    from app.errors import SourceNotFoundError
+    from core.errors import SourceNotFoundError
 
     catalog = people_catalog(tmp_path, f"gs://{bucket}/raw/*.csv")
     with pytest.raises(SourceNotFoundError, match=r"gone\.csv"):
@@ -122,7 +122,7 @@ def test_bigquery_destination_loads_and_stays_idempotent(
         storage_emulator_host=None,
         data_dir=tmp_path / "data",
     )
-    from app.catalog import load_catalog
+    from app.run.catalog import load_catalog
 
     catalog = load_catalog(REPO / "examples" / "pipelines.yaml")
     first = run(RunRequest("orders"), settings, catalog)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.server import create_app
+from app.edges.server import create_app
 from tests.helpers import count, duckdb_settings, write_catalog
 
 

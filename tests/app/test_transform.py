@@ -6,9 +6,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from app.errors import ConfigError, TransformError
-from app.spec import PipelineSpec
-from app.transform import compile_transform
+from app.run.transform import compile_transform
+from core.errors import ConfigError, TransformError
+from core.spec import PipelineSpec
 
 
 def frame(**columns: list[object]) -> pd.DataFrame:

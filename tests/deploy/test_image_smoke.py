@@ -226,7 +226,8 @@ def test_runtime_venv_has_no_test_tooling(image: ImageRoot) -> None:
 def test_image_root_holds_the_code_and_no_test_or_bench_files(image: ImageRoot) -> None:
     app = image.path(image.dockerfile.workdir)
     files = {p.relative_to(app).as_posix() for p in app.rglob("*") if p.is_file()}
-    assert {"main.py", "requirements.txt", "app/server.py", "examples/pipelines.yaml"} <= files
+    expected = {"main.py", "requirements.txt", "app/edges/server.py", "examples/pipelines.yaml"}
+    assert expected <= files
     sources = {f for f in files if "__pycache__" not in f}
     assert not {f for f in sources if f.startswith(("tests/", "bench/", "scripts/", "."))}
 

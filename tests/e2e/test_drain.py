@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog import Catalog
-from app.drain import DrainLimits, drain
-from app.settings import Settings
+from app.edges.drain import DrainLimits, drain
+from app.run.catalog import Catalog
+from core.settings import Settings
 from tests.emulators import BigQueryEmulator, GcsEmulator, PubSubEmulator
 from tests.helpers import REPO, write_catalog
 from tests.pubsub_messages import gcs_notification

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.runlog import RunLog
-from app.server import create_app
-from app.settings import Settings
+from app.edges.server import create_app
+from app.ops.runlog import RunLog
+from core.settings import Settings
 from tests.emulators import BigQueryEmulator, PubSubEmulator
 from tests.helpers import REPO, count, duckdb_settings, write_catalog
 

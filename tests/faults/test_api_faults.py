@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 
 import sources.api
-from app.catalog import Catalog
-from app.errors import (
+from app.run.catalog import Catalog
+from app.run.runner import RunRequest, run
+from core.errors import (
     FerryError,
     SourceAccessDeniedError,
     SourceNotFoundError,
     SourceUnavailableError,
     outcome_of,
 )
-from app.runner import RunRequest, run
-from app.settings import Settings
+from core.settings import Settings
 from tests.helpers import count, duckdb_settings, query, write_catalog
 from tests.sources.api_server import ApiServer, Received, Reply
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog import Catalog
-from app.errors import BadDataError, FerryError
-from app.runner import RunRequest, run
-from app.settings import Settings
+from app.run.catalog import Catalog
+from app.run.runner import RunRequest, run
+from core.errors import BadDataError, FerryError
+from core.settings import Settings
 from tests.helpers import count, duckdb_settings, query, write_catalog
 
 HEADER = "id,amount,day,paid,at\n"
@@ -408,7 +408,7 @@ def test_jsonl_wrong_type_in_a_declared_column_is_rejected(tmp_path: Path) -> No
 @pytest.mark.xfail(
     strict=True,
     reason="BUG (minor): the row number of a typed reject counts parsed rows only, so it is "
-    "short by the ragged rows skipped before it (sources/files/columns.py cast_batch "
+    "short by the ragged rows skipped before it (core/columns.py cast_batch "
     "rows_before + row + 1; RejectedRow.row promises the data row)",
 )
 def test_a_typed_reject_after_a_ragged_row_names_its_own_row(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ a cold instance; job tasks killed and retried. After each fault the request is r
 (or the task rerun) and the destination must hold exactly the source's rows: source rows ==
 loaded + quarantined, every key once.
 
-Kills come from `app/failpoints.py` (FERRY_FAILPOINTS), except the mid-load kill on DuckDB:
+Kills come from `core/failpoints.py` (FERRY_FAILPOINTS), except the mid-load kill on DuckDB:
 the test watches the run's dlt load package and SIGKILLs the worker the moment one load job
 has committed while the data job is still running, so "mid-load" is exact, not a timer.
 """

@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from app.errors import BadDataError
-from app.report import RunReport
-from app.runner import RunRequest, run
-from app.server import create_app
+from app.edges.server import create_app
+from app.run.report import RunReport
+from app.run.runner import RunRequest, run
+from core.errors import BadDataError
 from tests.helpers import REPO, count, duckdb_settings, query, write_catalog
 
 MiB = 1 << 20
@@ -146,8 +146,8 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 
-from app.runner import RunRequest, run
-from app.catalog import load_catalog
+from app.run.runner import RunRequest, run
+from app.run.catalog import load_catalog
 from tests.helpers import duckdb_settings
 
 tmp = Path(sys.argv[1])

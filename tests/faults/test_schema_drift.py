@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from app.catalog import Catalog
-from app.errors import BadDataError, FerryError, SchemaContractError, SourceNotFoundError
-from app.report import RunReport
-from app.runner import RunRequest, run
-from app.settings import Settings
+from app.run.catalog import Catalog
+from app.run.report import RunReport
+from app.run.runner import RunRequest, run
+from core.errors import BadDataError, FerryError, SchemaContractError, SourceNotFoundError
+from core.settings import Settings
 from tests.helpers import REPO, count, duckdb_settings, query, write_catalog
 
 PIPELINE = """

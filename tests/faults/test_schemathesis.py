@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.server import create_app
+from app.edges.server import create_app
 from tests.helpers import duckdb_settings, write_catalog
 from tests.oidc import AUDIENCE, PUSHER, CertsServer, SigningKey, claims
 from tests.pubsub_messages import (

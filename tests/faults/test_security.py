@@ -27,13 +27,13 @@ import pytest
 from dlt.common.versioned_state import decompress_state
 from fastapi.testclient import TestClient
 
-from app import service as app_service
-from app.catalog import Catalog
-from app.errors import ConfigError, FerryError
-from app.report import RunReport
-from app.runner import RunRequest, run
-from app.server import create_app
-from app.settings import Settings
+from app.edges.server import create_app
+from app.ops import service as app_service
+from app.run.catalog import Catalog
+from app.run.report import RunReport
+from app.run.runner import RunRequest, run
+from core.errors import ConfigError, FerryError
+from core.settings import Settings
 from tests.emulators import GcsEmulator
 from tests.helpers import count, duckdb_settings, query, write_catalog
 from tests.oidc import AUDIENCE, PUSHER, CertsServer, SigningKey, claims
@@ -82,7 +82,7 @@ def jail(monkeypatch: pytest.MonkeyPatch) -> Jail:
 
 @dataclass
 class RunLog:
-    """Every runner call the service made (patched into app.service)."""
+    """Every runner call the service made (patched into app.ops.service)."""
 
     requests: list[RunRequest] = field(default_factory=list)
 

@@ -19,7 +19,7 @@ from dlt.extract import DltResource
 from requests import PreparedRequest, Request
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
-from app.errors import (
+from core.errors import (
     BadDataError,
     ConfigError,
     FerryError,
@@ -28,7 +28,7 @@ from app.errors import (
     SourceNotFoundError,
     SourceUnavailableError,
 )
-from app.spec import ApiSource
+from core.spec import ApiSource
 from sources.api import api_pages, check_url
 from sources.api.guard import GuardedAdapter
 from sources.api.helpers import error_for_status, merge_params, retry_after_seconds, safe_url

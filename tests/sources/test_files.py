@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from app.errors import (
+from core.errors import (
     BadDataError,
     ConfigError,
     SourceNotFoundError,
 )
-from app.spec import FilesSource
+from core.spec import FilesSource
 from sources.files import SourceObject, get_object, list_objects, read_batches, shard
 from sources.files.helpers import (
     detect_kind,

@@ -1,0 +1,227 @@
+"""ferry's command line, called by main.py: run, drain, replay, validate, serve.
+
+Exit codes: 0 success; 1 retriable failure (network, 5xx, quota: run again);
+2 terminal failure (bad config or data: fix it first; FERRY_TERMINAL_EXIT_CODE overrides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from core.errors import EXIT_OK, EXIT_TERMINAL, FerryError, RequestError, outcome_of
+
+if TYPE_CHECKING:
+    from app.run.catalog import Catalog
+    from app.run.runner import RunRequest
+    from core.settings import Settings
+
+log = logging.getLogger("ferry")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ferry", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one pipeline to completion")
+    run.add_argument("pipeline")
+    run.add_argument("--source", help="narrow the pipeline's source to this URI or glob")
+    run.add_argument("--generation", type=int, help="load this object generation")
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="API query parameter override (repeatable)",
+    )
+    drain = commands.add_parser(
+        "drain", help="pull waiting GCS notifications and load them in one run per pipeline"
+    )
+    drain.add_argument("--subscription", required=True, help="projects/P/subscriptions/S (pull)")
+    drain.add_argument("--max-objects", type=int, default=5000, help="objects per drain")
+    drain.add_argument("--max-bytes", type=int, default=50 << 30, help="object bytes per drain")
+    drain.add_argument(
+        "--lease-seconds", type=int, default=120, help="ack deadline held while loading"
+    )
+    replay = commands.add_parser(
+        "replay", help="re-load a pipeline's raw-zone inputs archived on a range of days"
+    )
+    replay.add_argument("pipeline")
+    replay.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD")
+    replay.add_argument("--to", dest="last", help="YYYY-MM-DD (default: --from)")
+    commands.add_parser("validate", help="validate the pipelines file and list pipelines")
+    serve = commands.add_parser("serve", help="serve HTTP on $PORT (Cloud Run service)")
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Cloud Run routes to the container
+    return parser.parse_args(argv)
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RequestError(f"--param '{pair}' must look like KEY=VALUE")
+        params[key] = value
+    return params
+
+
+def shard_from_env() -> tuple[int, int]:
+    """Cloud Run Jobs tell each task its index and the task count."""
+    try:
+        index = int(os.environ.get("CLOUD_RUN_TASK_INDEX", "0"))
+        count = int(os.environ.get("CLOUD_RUN_TASK_COUNT", "1"))
+    except ValueError:
+        raise RequestError("CLOUD_RUN_TASK_INDEX / CLOUD_RUN_TASK_COUNT must be integers") from None
+    if count < 1 or not 0 <= index < count:
+        raise RequestError(f"task index {index} is outside task count {count}")
+    return index, count
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from app.run.catalog import load_catalog
+    from app.run.runner import RunRequest
+    from core.settings import load_settings
+
+    settings = load_settings()
+    catalog = load_catalog(settings.pipelines_file)
+    index, count = shard_from_env()
+    request = RunRequest(
+        pipeline=args.pipeline,
+        source_uri=args.source,
+        generation=args.generation,
+        params=parse_params(args.param),
+        shard_index=index,
+        shard_count=count,
+        trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+    )
+    return execute(request, settings, catalog)
+
+
+def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
+    """Run, record the run (history, event), print its report."""
+    from app.edges.progress import TerminalProgress
+    from app.ops.run_events import after_run
+    from app.run.runner import run
+
+    try:
+        with TerminalProgress.for_stderr() as progress:
+            report = run(request, settings, catalog, progress=progress)
+    except FerryError as error:
+        after_run(settings, error.details.get("report"), error.to_dict())
+        raise
+    after_run(settings, report.to_dict())
+    log.info(report.summary(), extra={"run_report": report.to_dict()})
+    sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    return EXIT_OK
+
+
+def command_drain(args: argparse.Namespace) -> int:
+    from app.edges.drain import DrainLimits, drain
+    from app.ops.run_events import after_run
+    from app.run.catalog import load_catalog
+    from core.errors import EXIT_RETRIABLE
+    from core.settings import load_settings
+
+    settings = load_settings()
+    catalog = load_catalog(settings.pipelines_file)
+    limits = DrainLimits(
+        max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
+    )
+    report = drain(args.subscription, settings, catalog, limits)
+    for run_report in report.runs:
+        after_run(settings, run_report)
+    for error in report.errors:  # terminal failures of single objects carry their run's report
+        after_run(settings, (error.get("details") or {}).get("report"), error)
+    log.info(
+        "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
+        report.messages,
+        report.objects,
+        len(report.runs),
+        report.acked,
+        report.nacked,
+        report.dead_lettered,
+        extra={"drain_report": report.to_dict()},
+    )
+    sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    # nacked messages come back by themselves; a non-zero exit also makes the job retry
+    return EXIT_RETRIABLE if report.nacked else EXIT_OK
+
+
+def command_replay(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from app.run.catalog import load_catalog
+    from app.run.runner import RunRequest
+    from core.settings import load_settings
+
+    try:
+        first = date.fromisoformat(args.first)
+        last = date.fromisoformat(args.last or args.first)
+    except ValueError as error:
+        raise RequestError(f"--from/--to must be YYYY-MM-DD: {error}") from None
+    settings = load_settings()
+    catalog = load_catalog(settings.pipelines_file)
+    request = RunRequest(pipeline=args.pipeline, replay=(first, last), trigger="replay")
+    return execute(request, settings, catalog)
+
+
+def command_validate() -> int:
+    from app.run.catalog import load_catalog
+    from core.settings import load_settings
+
+    settings = load_settings()
+    catalog = load_catalog(settings.pipelines_file)
+    for spec in catalog.pipelines.values():
+        sys.stdout.write(
+            f"{spec.name}: {spec.source.kind} -> {spec.destination.table} "
+            f"({spec.destination.write_disposition})\n"
+        )
+    return EXIT_OK
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    from app.edges.server import serve
+
+    serve(host=args.host, port=int(os.environ.get("PORT", "8080")))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from app.edges.logs import configure_logging
+
+    configure_logging(
+        os.environ.get("FERRY_LOG_FORMAT", "auto"), os.environ.get("FERRY_LOG_LEVEL", "INFO")
+    )
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "validate":
+            return command_validate()
+        if args.command == "drain":
+            return command_drain(args)
+        if args.command == "replay":
+            return command_replay(args)
+        return command_serve(args)
+    except FerryError as error:
+        outcome = outcome_of(error)
+        report = error.details.pop("report", None)
+        log.error(
+            "%s (%s, %s)", error, error.code, error.recovery.value, extra={"error": error.to_dict()}
+        )
+        if report is not None:
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        if outcome.exit_code == EXIT_TERMINAL:
+            return _terminal_exit_code()
+        return outcome.exit_code
+
+
+def _terminal_exit_code() -> int:
+    try:
+        return int(os.environ.get("FERRY_TERMINAL_EXIT_CODE", str(EXIT_TERMINAL)))
+    except ValueError:
+        return EXIT_TERMINAL

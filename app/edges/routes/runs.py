@@ -1,0 +1,58 @@
+"""`POST /runs`: an orchestrator runs a pipeline synchronously and gets the run report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.edges.deps import ServiceDep
+from app.edges.routes.schemas import ERROR_RESPONSES
+from app.run.runner import RunRequest
+from core.errors import RequestError
+
+router = APIRouter(tags=["runs"])
+
+
+class RunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str | None = Field(
+        default=None, description="Pipeline name; or omit and give `source`"
+    )
+    source: str | None = Field(
+        default=None,
+        description="Narrow the pipeline's source to this object/glob (must lie inside it); "
+        "alone, it selects the pipeline whose pattern matches it",
+        examples=["gs://data-bucket/raw-data.csv"],
+    )
+    generation: int | None = Field(default=None, description="Load this object generation")
+    params: dict[str, str] = Field(default_factory=dict, description="API query overrides")
+    idempotency_key: str | None = Field(
+        default=None, max_length=200, description="A repeated key returns the first run's report"
+    )
+
+
+@router.post(
+    "/runs",
+    summary="Run a pipeline to completion and return its report",
+    responses=ERROR_RESPONSES,
+)
+def create_run(
+    body: RunBody,
+    service: ServiceDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    if body.pipeline is None and body.source is None:
+        raise RequestError("give 'pipeline', 'source', or both")
+    pipeline = body.pipeline or service.catalog.pipeline_for_uri(str(body.source)).name
+    request = RunRequest(
+        pipeline=pipeline,
+        source_uri=body.source,
+        generation=body.generation,
+        params=body.params,
+        idempotency_key=body.idempotency_key or idempotency_key,
+        trigger="http",
+    )
+    return service.execute(request)

@@ -1,0 +1,177 @@
+"""The HTTP service (Cloud Run): app factory, error responses, body limit, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.ops.service import RunService
+from app.run.catalog import load_catalog
+from core.errors import FerryError, outcome_of
+from core.settings import Settings, load_settings
+
+log = logging.getLogger("ferry.server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; settings default to the environment (tests pass their own)."""
+    from app.edges.auth import PushTokenVerifier
+    from app.edges.routes import events, health, history, pubsub, runs
+
+    settings = settings or load_settings()
+    # validate the whole pipelines file at start: a bad deploy fails here, not per request
+    service = RunService(settings=settings, catalog=load_catalog(settings.pipelines_file))
+    app = FastAPI(
+        title="ferry",
+        description="ELT worker for Cloud Run: GCS / HTTP API -> pandas -> dlt -> BigQuery",
+        version="0.1.0",
+    )
+    app.state.service = service
+    app.state.verifier = PushTokenVerifier.from_settings(settings)
+    app.include_router(health.router)
+    app.include_router(runs.router)
+    app.include_router(history.router)
+    app.include_router(pubsub.router)
+    app.include_router(events.router)
+    app.add_exception_handler(FerryError, _ferry_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    return app
+
+
+async def _ferry_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, FerryError)
+    report = error.details.pop("report", None)
+    body: dict[str, Any] = {"error": error.to_dict()}
+    if report is not None:
+        body["report"] = report
+    status = outcome_of(error).http_status
+    level = logging.ERROR if status >= 500 else logging.WARNING
+    log.log(
+        level,
+        "%s %s -> %s: %s",
+        request.method,
+        request.url.path,
+        status,
+        error,
+        extra={"error": error.to_dict()},
+    )
+    return JSONResponse(body, status_code=status)
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in error.errors()
+    ]
+    body = {
+        "error": {
+            "code": "request_invalid",
+            "message": "; ".join(f"{p['field']}: {p['problem']}" for p in problems),
+            "recovery": "terminal",
+            "details": {"problems": problems},
+        }
+    }
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's own refusals (unparsable JSON body, unknown path, wrong method) in the same
+    `{"error": ...}` shape as every other error, as the OpenAPI document declares."""
+    assert isinstance(error, HTTPException)
+    status = error.status_code
+    body = {
+        "error": {
+            "code": "request_invalid" if status == 400 else f"http_{status}",
+            "message": str(error.detail),
+            "recovery": "retriable" if status == 429 or status >= 500 else "terminal",
+        }
+    }
+    return JSONResponse(body, status_code=status, headers=error.headers)
+
+
+class BodyLimit:
+    """413 for bodies over the limit, by Content-Length or while streaming (chunked)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(send)
+            return
+        # read the (chunked or unknown-length) body up to the limit before the app sees it,
+        # so an oversized body is a 413 everywhere, not a body-parsing error in a route
+        messages: list[Message] = []
+        seen = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                await self._too_large(send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse(
+            {
+                "error": {
+                    "code": "request_too_large",
+                    "message": f"request body is over the {self.limit}-byte limit",
+                    "recovery": "terminal",
+                }
+            },
+            status_code=413,
+        )
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def serve(host: str, port: int) -> None:
+    """uvicorn on $PORT. SIGTERM: stop accepting, abandon runs cleanly, exit within grace."""
+    import uvicorn
+
+    settings = load_settings()
+    app = create_app(settings)
+    service: RunService = app.state.service
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        proxy_headers=True,
+    )
+
+    class FerryServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if sig == signal.SIGTERM:
+                log.warning("SIGTERM: finishing or abandoning in-flight runs")
+            service.stopping.set()
+            super().handle_exit(sig, frame)
+
+    FerryServer(config).run()

@@ -1,0 +1,97 @@
+"""Orchestrator idempotency keys: a repeated key returns the first run's report.
+
+Reports are kept in memory (fast path, this instance) and in a `_ferry_idempotency` table
+in the destination (so a retry that reaches another instance, or a restarted one, is
+answered too). Only successful runs are recorded: a failed run may be retried with its key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from app.destinations.side_tables import merge_row, select
+from core.errors import RequestError
+from core.settings import Settings
+
+log = logging.getLogger("ferry.idempotency")
+
+TABLE = "_ferry_idempotency"
+PIPELINE = "_idempotency"
+MEMORY_ENTRIES = 2048
+
+
+class IdempotencyStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """Serialise requests that carry the same key (a retry racing the first call)."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    def lookup(self, key: str, pipeline: str) -> dict[str, Any] | None:
+        report = self._reports.get(key) or self._read_destination(key)
+        if report is None:
+            return None
+        if report.get("pipeline") != pipeline:
+            raise RequestError(
+                f"idempotency key '{key}' was already used for pipeline '{report.get('pipeline')}'",
+                pipeline=pipeline,
+            )
+        return report
+
+    def record(self, key: str, report: dict[str, Any]) -> None:
+        self._remember(key, report)
+        try:
+            self._write_destination(key, report)
+        except Exception as error:  # the load itself succeeded; only the replay record is lost
+            log.warning("could not persist idempotency key %s: %s", key, error)
+
+    def _remember(self, key: str, report: dict[str, Any]) -> None:
+        with self._guard:
+            self._reports[key] = report
+            self._reports.move_to_end(key)
+            while len(self._reports) > MEMORY_ENTRIES:
+                self._reports.popitem(last=False)
+
+    def _read_destination(self, key: str) -> dict[str, Any] | None:
+        rows = select(
+            self.settings,
+            PIPELINE,
+            TABLE,
+            "SELECT report FROM {table} WHERE idempotency_key = %s",
+            [key],
+        )
+        if not rows:
+            return None
+        report: dict[str, Any] = json.loads(rows[0][0])
+        self._remember(key, report)
+        return report
+
+    def _write_destination(self, key: str, report: dict[str, Any]) -> None:
+        row = {
+            "idempotency_key": key,
+            "pipeline": report["pipeline"],
+            "run_id": report["run_id"],
+            "report": json.dumps(report),
+        }
+        merge_row(
+            self.settings,
+            PIPELINE,
+            TABLE,
+            row,
+            "idempotency_key",
+            f"idempotency-{report['run_id']}",
+        )

@@ -1,0 +1,101 @@
+"""After every run: a completion or failure event on a Pub/Sub topic, and a run-log row.
+
+Both are best effort. They happen after the run's data committed (or the run failed), so a
+publish or record failure is logged and never changes the run's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+from typing import Any
+
+from app.ops.runlog import RunLog
+from core.settings import Settings
+
+log = logging.getLogger("ferry.run_events")
+
+PUBLISH_TIMEOUT_SECONDS = 10.0
+ERROR_FIELDS = ("code", "message", "recovery")
+
+
+@cache
+def _publisher() -> Any:
+    # PUBSUB_EMULATOR_HOST, when set, points the client at the local emulator
+    from google.cloud.pubsub_v1 import PublisherClient
+
+    return PublisherClient()
+
+
+def run_event(report: dict[str, Any], error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The event body for one run (pure). Reports never hold secrets, so neither does this."""
+    failure = error or report.get("error")
+    return {
+        "pipeline": report["pipeline"],
+        "run_id": report["run_id"],
+        "status": report["status"],
+        "trigger": report.get("trigger"),
+        "destination": report.get("destination"),
+        "dataset": report.get("dataset"),
+        "tables": report.get("tables", {}),
+        "rows_read": report.get("rows_read", 0),
+        "rows_loaded": report.get("rows_loaded", 0),
+        "rows_rejected": report.get("rows_rejected", 0),
+        "load_ids": report.get("load_ids", []),
+        "error": {k: failure.get(k) for k in ERROR_FIELDS} if failure else None,
+        "started_at": report.get("started_at"),
+        "finished_at": report.get("finished_at"),
+        "seconds": report.get("seconds", {}),
+    }
+
+
+def event_attributes(event: dict[str, Any]) -> dict[str, str]:
+    """Attributes a subscription can filter on (`attributes.status = "failed"`)."""
+    attributes = {
+        "pipeline": str(event["pipeline"]),
+        "status": str(event["status"]),
+        "run_id": str(event["run_id"]),
+    }
+    if event["error"]:
+        attributes["error_code"] = str(event["error"]["code"])
+    return attributes
+
+
+def publish_run_event(
+    topic: str, report: dict[str, Any], error: dict[str, Any] | None = None
+) -> str | None:
+    """Publish one run's event; its message id, or None (logged) when publishing failed."""
+    event = run_event(report, error)
+    try:
+        future = _publisher().publish(
+            topic, json.dumps(event, default=str).encode(), **event_attributes(event)
+        )
+        message_id: str = future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+    except Exception as publish_error:
+        log.warning(
+            "could not publish the %s event of run %s to %s: %s",
+            event["status"],
+            event["run_id"],
+            topic,
+            publish_error,
+        )
+        return None
+    log.info("published run event %s for run %s", message_id, event["run_id"])
+    return message_id
+
+
+def after_run(
+    settings: Settings, report: dict[str, Any] | None, error: dict[str, Any] | None = None
+) -> None:
+    """Record the run in the run log and publish its event, as configured.
+
+    `report` is None when a request failed before any run started (unknown pipeline):
+    there is no run to tell about.
+    """
+    if report is None or report.get("replayed"):
+        return
+    if settings.run_log:
+        RunLog(settings).record(report)
+    if settings.run_events_topic:
+        publish_run_event(settings.run_events_topic, report, error)

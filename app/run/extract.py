@@ -1,0 +1,168 @@
+"""The extract loop of a file run: read each planned object, transform, check, add lineage,
+conform to the run schema, and hand Arrow tables (data and rejects) to dlt."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from app.destinations.hints import apply_hints, key_columns, rejects_hints
+from app.destinations.pipeline import destination_types
+from app.run.batches import RunSchema, add_lineage, apply_transform
+from app.run.checks import FileChecks, has_checks
+from app.run.plan import FilePlan, Planned
+from app.run.quarantine import quarantine
+from app.run.raw_zone import archive_object
+from app.run.report import FileReport
+from app.run.request import RunContext
+from core import failpoints
+from core.errors import BadDataError, FerryError, QualityCheckError
+from core.spec import FilesSource
+
+log = logging.getLogger("ferry.files")
+
+
+class FileExtractor:
+    """Streams a file plan's objects as one dlt resource named for the destination table."""
+
+    def __init__(
+        self, run: RunContext, source: FilesSource, plan: FilePlan, storage_client: Any
+    ) -> None:
+        import dlt
+
+        self.run = run
+        self.source = source
+        self.plan = plan
+        self.storage_client = storage_client
+        self.run_schema = RunSchema(
+            key_columns(run.spec.destination),
+            destination_types(run.pipeline, run.spec.destination.table),
+        )
+        self.rejects_hints = dlt.mark.make_hints(
+            **rejects_hints(run.spec.destination, keyed_by_object=plan.keyed_by_object)
+        )
+
+    def resource(self) -> Any:
+        import dlt
+
+        # dlt inspects a plain generator function (not a bound method) for its resource
+        def batches() -> Iterator[Any]:
+            yield from self.batches()
+
+        resource = dlt.resource(batches, name=self.run.spec.destination.table, parallelized=True)
+        return apply_hints(
+            resource,
+            self.run.spec.destination,
+            self.run.settings,
+            lineage=True,
+            keyed_by_object=self.plan.keyed_by_object,
+        )
+
+    def batches(self) -> Iterator[Any]:
+        for plan, entry in self.plan.pending:
+            yield from self._object(plan, entry)
+
+    def _object(self, plan: Planned, entry: FileReport) -> Iterator[Any]:
+        from sources.files import Rejects, read_batches
+
+        run, obj = self.run, plan.obj
+        log.info("read %s (generation %s, %s bytes)", obj.uri, obj.generation, obj.size)
+        run.report.bytes_read += obj.size
+        raw = run.spec.raw
+        if raw is not None and not self.plan.replaying:
+            archive_object(
+                obj.uri,
+                obj.generation,
+                raw.prefix,
+                run.spec.name,
+                self.storage_client,
+                run.catalog.base_dir,
+            )
+        rejects = Rejects(obj.uri, self.source.max_rejected_rows)
+        checks = (
+            FileChecks(run.spec.checks, run.spec.name, obj.uri)
+            if has_checks(run.spec.checks)
+            else None
+        )
+        try:
+            for batch in read_batches(
+                obj,
+                self.source,
+                storage_client=self.storage_client,
+                batch_bytes=run.settings.batch_bytes,
+                max_uncompressed_bytes=run.settings.max_uncompressed_bytes,
+                rejects=rejects,
+            ):
+                entry.rows_read += batch.num_rows
+                run.report.rows_read += batch.num_rows
+                started = time.perf_counter()
+                table_out = apply_transform(batch, run.transform)
+                if checks:
+                    checks.batch(table_out)
+                if plan.lineage:
+                    table_out = add_lineage(table_out, plan.uri, plan.generation)
+                table_out = self.run_schema.conform(table_out, obj.uri)
+                run.report.add_time("transform", time.perf_counter() - started)
+                entry.rows_loaded += table_out.num_rows
+                if table_out.num_rows:
+                    yield table_out
+                failpoints.hit("after_first_batch")
+                yield from self._rejected(rejects, plan, entry)
+                run.checkpoint()
+            if checks:
+                checks.finish()
+        except (QualityCheckError, BadDataError) as error:
+            self._set_aside(obj, entry, error)
+            raise
+        yield from self._rejected(rejects, plan, entry)
+
+    def _set_aside(self, obj: Any, entry: FileReport, error: FerryError) -> None:
+        """Mark the file failed and, if the pipeline says so, copy it to quarantine."""
+        entry.status = "failed"
+        entry.reason = error.message
+        prefix = self.run.spec.checks.quarantine_prefix
+        if prefix:
+            copied = quarantine(
+                obj.uri,
+                obj.generation,
+                prefix,
+                pipeline=self.run.spec.name,
+                reason=error.message,
+                storage_client=self.storage_client,
+                base_dir=self.run.catalog.base_dir,
+            )
+            if copied:
+                error.details["quarantined_to"] = copied
+                log.warning("quarantined %s to %s: %s", obj.uri, copied, error.message)
+
+    def _rejected(self, rejects: Any, plan: Planned, entry: FileReport) -> Iterator[Any]:
+        """Rejected rows so far, as a table for `<table>__rejects` in the same load."""
+        import dlt
+
+        rows = rejects.take()
+        if not rows:
+            return
+        report = self.run.report
+        entry.rows_rejected += len(rows)
+        entry.rows_read += len(rows)
+        report.rows_read += len(rows)
+        report.rows_rejected += len(rows)
+        table = pa.table(
+            {
+                "row": pa.array([r.row for r in rows], pa.int64()),
+                "column": pa.array([r.column for r in rows], pa.string()),
+                "reason": pa.array([r.reason for r in rows], pa.string()),
+                "raw": pa.array([r.raw for r in rows], pa.string()),
+            }
+        )
+        # a table variant: without it the hints stick to the resource and later batches of
+        # data would be routed to the rejects table too
+        yield dlt.mark.with_hints(
+            add_lineage(table, plan.uri, plan.generation),
+            self.rejects_hints,
+            create_table_variant=True,
+        )

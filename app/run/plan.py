@@ -1,0 +1,190 @@
+"""The plan of a file run: which objects to read, which the ledger says are loaded, and how
+the load must commit (append under a guard, or merge by object). No object is read here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from app.destinations.ledger import Ledger, read_ledger
+from app.destinations.pipeline import destination_lock
+from app.run.raw_zone import days, origin_of, partition
+from app.run.report import FileReport
+from app.run.request import CommitGuard, RunContext
+from app.run.selection import is_glob, narrowed_uri, requested_generation, resolve_pattern
+from core.errors import DestinationUnavailableError, RequestError, SourceNotFoundError
+from core.lineage import REJECTS_SUFFIX
+from core.spec import FilesSource
+
+log = logging.getLogger("ferry.files")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """An object to read, and the object its rows are lineage of (differs when replaying)."""
+
+    obj: Any
+    uri: str
+    generation: int
+    lineage: bool = True
+    """False for archived API pages: API rows carry no object lineage (keyed by primary key)."""
+
+
+@dataclass
+class FilePlan:
+    """What the extractor reads and how the load commits."""
+
+    pending: list[tuple[Planned, FileReport]]
+    guard: CommitGuard | None
+    """Set on the DuckDB append fast path: re-checks the ledger right before the commit."""
+    keyed_by_object: bool
+    """Rows merge on their source object, so a reload replaces that object's rows."""
+    replaying: bool
+
+
+def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> FilePlan:
+    replaying = run.request.replay is not None
+    with run.report.timed("list"):
+        if replaying:
+            planned = _replayed_objects(run, storage_client)
+        else:
+            planned = [
+                Planned(obj, obj.uri, obj.generation)
+                for obj in _select_objects(run, source, storage_client)
+            ]
+        ledger = Ledger({}, frozenset())
+        if run.spec.destination.write_disposition != "replace" and not replaying:
+            with destination_lock(run.settings):
+                ledger = read_ledger(
+                    run.pipeline, run.spec.destination.table, (p.uri for p in planned)
+                )
+    pending = _not_yet_loaded(run, planned, ledger.committed)
+    # a replay replaces each object's rows, so it always merges by object
+    guard = None
+    if pending and not replaying:
+        guard = _append_guard(run, [p.uri for p, _ in pending], ledger)
+    by_object = all(plan.lineage for plan, _ in pending)
+    return FilePlan(pending, guard, guard is None and by_object, replaying)
+
+
+def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -> list[Any]:
+    from sources.files import get_object, list_objects, shard
+
+    request, base_dir = run.request, run.catalog.base_dir
+    pattern = resolve_pattern(source.uri, base_dir)
+    if request.objects:
+        objects = [
+            requested_generation(
+                get_object(
+                    narrowed_uri(run.spec.name, pattern, ref.uri, base_dir),
+                    None,
+                    storage_client=storage_client,
+                ),
+                ref.generation,
+                run.report,
+            )
+            for ref in request.objects
+        ]
+    elif request.source_uri is None:
+        objects = list_objects(pattern, base_dir=base_dir, storage_client=storage_client)
+    else:
+        target = narrowed_uri(run.spec.name, pattern, request.source_uri, base_dir)
+        if request.generation is not None or not is_glob(target):
+            live = get_object(target, None, storage_client=storage_client)
+            objects = [requested_generation(live, request.generation, run.report)]
+        else:
+            objects = list_objects(target, base_dir=base_dir, storage_client=storage_client)
+    present = [obj for obj in objects if obj is not None]
+    return shard(present, request.shard_index, request.shard_count)
+
+
+def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:
+    from sources.files import list_objects
+
+    request, spec = run.request, run.spec
+    if spec.raw is None or request.replay is None:
+        raise RequestError(
+            f"pipeline '{spec.name}' keeps no raw zone to replay", pipeline=spec.name
+        )
+    prefix = resolve_pattern(spec.raw.prefix, run.catalog.base_dir)
+    planned = []
+    for day in days(*request.replay):
+        folder = partition(prefix, spec.name, day)
+        try:
+            found = list_objects(
+                folder + "/**", base_dir=run.catalog.base_dir, storage_client=storage_client
+            )
+        except SourceNotFoundError:
+            continue
+        for obj in found:
+            origin = origin_of(obj.uri, folder)
+            from_api = origin.origin_uri == obj.uri
+            planned.append(Planned(obj, origin.origin_uri, origin.generation, not from_api))
+    if not planned:
+        first, last = request.replay
+        raise SourceNotFoundError(
+            f"the raw zone holds nothing for '{spec.name}' from {first} to {last}",
+            pipeline=spec.name,
+        )
+    return planned
+
+
+def _not_yet_loaded(
+    run: RunContext, planned: list[Planned], ledger: dict[str, int]
+) -> list[tuple[Planned, FileReport]]:
+    pending = []
+    for plan in planned:
+        entry = FileReport(uri=plan.uri, generation=plan.generation, bytes=plan.obj.size)
+        run.report.files.append(entry)
+        if plan.obj.uri != plan.uri:
+            entry.reason = f"replayed from {plan.obj.uri}"
+        loaded = ledger.get(plan.uri)
+        if loaded is not None and loaded >= plan.generation:
+            entry.status = "already_loaded" if loaded == plan.generation else "stale_generation"
+            entry.reason = f"destination holds generation {loaded}"
+            log.info("skip %s (generation %s): %s", plan.uri, plan.generation, entry.reason)
+            continue
+        pending.append((plan, entry))
+    return pending
+
+
+def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGuard | None:
+    """The DuckDB fast path: objects never loaded are appended instead of merged.
+
+    A merge copies every row twice (staging, then the table). On DuckDB all writers queue on
+    one lock, so re-reading the ledger under that lock right before the commit makes a plain
+    append exactly as safe: if another run loaded one of these objects meanwhile, this run
+    aborts (retriable) and its retry skips them. Only objects with no rows at all (in the
+    table or its rejects) qualify: rows left by a killed load must be merged over. BigQuery
+    has no such lock: always merge.
+    """
+    destination = run.spec.destination
+    if not (
+        run.settings.destination_kind == "duckdb"
+        and destination.write_disposition == "append"
+        and not destination.merge_key
+    ):
+        return None
+    with destination_lock(run.settings):
+        if _any_rows(run, uris, ledger):
+            return None
+
+    def check() -> None:
+        if _any_rows(run, uris, None):
+            raise DestinationUnavailableError(
+                "another run loaded some of these objects while this one was extracting; "
+                "retry to skip them",
+                pipeline=run.spec.name,
+            )
+
+    return check
+
+
+def _any_rows(run: RunContext, uris: list[str], ledger: Ledger | None) -> bool:
+    table = run.spec.destination.table
+    data = ledger or read_ledger(run.pipeline, table, uris)
+    if any(uri in data.present for uri in uris):
+        return True
+    rejects = read_ledger(run.pipeline, table + REJECTS_SUFFIX, uris)
+    return any(uri in rejects.present for uri in uris)

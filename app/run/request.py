@@ -1,0 +1,78 @@
+"""What a run is asked to do, and what one run's stages share while it runs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from app.run.catalog import Catalog
+from app.run.report import RunReport
+from app.run.transform import Transform
+from core.settings import Settings
+from core.spec import PipelineSpec
+
+ProgressCallback = Callable[[RunReport], None]
+"""Called after every batch and once before the load commits; raising there abandons the
+run with nothing committed (how the service stops a run on SIGTERM)."""
+
+CommitGuard = Callable[[], None]
+"""Runs under the destination lock right before the load commits; raising aborts it."""
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One typed request, whatever the trigger (CLI, HTTP, Pub/Sub, CloudEvent)."""
+
+    pipeline: str
+    source_uri: str | None = None
+    """Narrows the pipeline's file pattern to one object or a sub-pattern."""
+    generation: int | None = None
+    """A specific object generation (from a GCS notification)."""
+    params: Mapping[str, str] = field(default_factory=dict)
+    """API query parameter overrides."""
+    shard_index: int = 0
+    shard_count: int = 1
+    run_id: str = field(default_factory=new_run_id)
+    trigger: str = "cli"
+    idempotency_key: str | None = None
+    """Orchestrator-supplied: a repeated key returns the first run's report (ops/idempotency)."""
+    objects: tuple[ObjectRef, ...] = ()
+    """Exactly these objects (drain mode: a batch of notifications), each inside the pattern."""
+    replay: tuple[date, date] | None = None
+    """Re-load the raw zone's inputs archived on these dates (inclusive), replacing the rows
+    each original object loaded."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    uri: str
+    generation: int | None = None
+
+
+@dataclass
+class RunContext:
+    """Everything one run's stages need; built once by the runner."""
+
+    request: RunRequest
+    spec: PipelineSpec
+    settings: Settings
+    catalog: Catalog
+    transform: Transform
+    report: RunReport
+    pipeline: Any
+    """The run's dlt pipeline (its own working dir)."""
+    progress: ProgressCallback | None = None
+    before_load: list[Callable[[], None]] = field(default_factory=list)
+    """Whole-run checks that can only run once every item is extracted."""
+
+    def checkpoint(self) -> None:
+        if self.progress:
+            self.progress(self.report)

@@ -1,0 +1,115 @@
+"""The only place that wires source -> transform -> dlt -> report."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from app.destinations.pipeline import destination_lock, run_pipeline_for
+from app.run.api import api_resource
+from app.run.catalog import Catalog
+from app.run.files import files_resource
+from app.run.report import RunReport
+from app.run.request import CommitGuard, ProgressCallback, RunContext, RunRequest, new_run_id
+from app.run.transform import compile_transform
+from core import failpoints
+from core.errors import RequestError, classify
+from core.lineage import REJECTS_SUFFIX
+from core.settings import Settings
+from core.spec import FilesSource, PipelineSpec
+
+__all__ = ["ProgressCallback", "RunRequest", "new_run_id", "run"]
+
+
+def run(
+    request: RunRequest,
+    settings: Settings,
+    catalog: Catalog,
+    progress: ProgressCallback | None = None,
+) -> RunReport:
+    """Run one pipeline to completion. Raises FerryError (report attached) on failure."""
+    spec = catalog.get(request.pipeline)
+    report = RunReport(
+        run_id=request.run_id,
+        pipeline=spec.name,
+        trigger=request.trigger,
+        destination=settings.destination_kind,
+        dataset=settings.dataset_name,
+        shard=f"{request.shard_index}/{request.shard_count}" if request.shard_count > 1 else None,
+    )
+    started = time.perf_counter()
+    try:
+        transform = compile_transform(spec.name, spec.transform)
+        with run_pipeline_for(spec.name, settings, request.run_id) as pipeline:
+            with report.timed("list"), destination_lock(settings):
+                # a fresh working dir: restore state (incremental cursors) from the destination
+                pipeline.sync_destination()
+            context = RunContext(
+                request, spec, settings, catalog, transform, report, pipeline, progress
+            )
+            guard: CommitGuard | None = None
+            if request.replay is not None:
+                resource, guard = files_resource(context, _replay_source(spec))
+            elif isinstance(spec.source, FilesSource):
+                resource, guard = files_resource(context, spec.source)
+            else:
+                resource = api_resource(context, spec.source)
+            if resource is not None:
+                _load(context, resource, guard)
+    except BaseException as raw:
+        if isinstance(raw, KeyboardInterrupt | SystemExit):
+            raise
+        error = classify(raw, pipeline=spec.name)
+        error.run_id = request.run_id
+        report.add_time("total", time.perf_counter() - started)
+        error.details.setdefault("report", report.finish("failed", error.to_dict()).to_dict())
+        raise error from raw
+    report.add_time("total", time.perf_counter() - started)
+    return report.finish("succeeded" if report.load_ids else "skipped")
+
+
+def _replay_source(spec: PipelineSpec) -> FilesSource:
+    """How archived inputs are read back: as the files they were, or API pages as JSONL."""
+    if isinstance(spec.source, FilesSource):
+        return spec.source
+    if not spec.destination.primary_key:
+        raise RequestError(
+            "replaying an API pipeline needs destination.primary_key (its rows carry no "
+            "object lineage, so only the key can keep a replay from duplicating them)",
+            pipeline=spec.name,
+        )
+    return FilesSource(uri="raw", format="jsonl")
+
+
+def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
+    pipeline, report = run.pipeline, run.report
+    with report.timed("extract"):
+        pipeline.extract(resource, loader_file_format="parquet")
+    # reading and transforming happen inside dlt's extract: report them apart
+    report.seconds["extract"] = round(
+        report.seconds["extract"] - report.seconds.get("transform", 0.0), 4
+    )
+    with report.timed("normalize"):
+        normalize_info = pipeline.normalize()
+    for check in run.before_load:
+        check()
+    run.checkpoint()  # the last point where the run can be abandoned cleanly
+    with report.timed("load"), destination_lock(run.settings):
+        if guard is not None:
+            guard()
+        failpoints.hit("during_load")
+        load_info = pipeline.load()
+    failpoints.hit("after_commit")
+    load_info.raise_on_failed_jobs()
+    report.load_ids = list(load_info.loads_ids)
+    for package in load_info.load_packages:
+        for job in package.jobs.get("completed_jobs", []):
+            table, file_format = job.job_file_info.table_name, job.job_file_info.file_format
+            # merge follow-ups are SQL (DML) jobs, not load jobs
+            if not table.startswith("_dlt") and file_format != "sql":
+                report.load_jobs[table] = report.load_jobs.get(table, 0) + 1
+    counts = normalize_info.row_counts if normalize_info else {}
+    report.tables = {table: rows for table, rows in counts.items() if not table.startswith("_dlt")}
+    report.rows_loaded = sum(
+        rows for table, rows in report.tables.items() if not table.endswith(REJECTS_SUFFIX)
+    )

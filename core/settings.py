@@ -1,0 +1,153 @@
+"""One typed settings object, read from the environment by a function (never at import time)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DestinationKind = Literal["auto", "duckdb", "bigquery"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore", frozen=True)
+
+    pipelines_file: Path = Path("examples/pipelines.yaml")
+    """The pipelines YAML file (baked into the image, or mounted)."""
+    destination: DestinationKind = "auto"
+    """`auto`: BigQuery when `bigquery_project` is set, else DuckDB."""
+    bigquery_project: str | None = None
+    bigquery_dataset: str = "ferry"
+    bigquery_location: str = "US"
+    bigquery_emulator_host: str | None = Field(
+        default=None, validation_alias="BIGQUERY_EMULATOR_HOST"
+    )
+    """Set only for the local BigQuery emulator: no real credentials are used then."""
+    data_dir: Path = Path(".data")
+    """Where the embedded default keeps its DuckDB file and run working dirs."""
+    duckdb_path: Path | None = None
+    """Defaults to `<data_dir>/local.duckdb` (its name must differ from the dataset name)."""
+    duckdb_dataset: str = "ferry"
+    duckdb_memory_limit: str = "128MB"
+    """DuckDB's own memory cap while loading (it spills to disk past it)."""
+    gcs_project: str | None = None
+    storage_emulator_host: str | None = Field(
+        default=None, validation_alias="STORAGE_EMULATOR_HOST"
+    )
+    batch_bytes: int = 8 << 20
+    """Bytes of source text parsed per Arrow batch: bounds memory per batch."""
+    max_uncompressed_bytes: int = 50 << 30
+    """A compressed object that expands past this is rejected (gzip-bomb defence)."""
+    terminal_exit_code: int = 2
+    """Exit code for terminal errors. Cloud Run Jobs retry any non-zero exit: set 0 there
+    so a bad config or bad file is logged as an error but not retried."""
+    dead_letter_topic: str | None = None
+    """`projects/P/topics/T`: terminal push failures are published here, then acknowledged."""
+    run_events_topic: str | None = None
+    """`projects/P/topics/T`: every run publishes a completion or failure event here."""
+    run_log: bool = True
+    """Record every run's report in a `_ferry_runs` table in the destination (one small
+    load per run); read back by `GET /runs`."""
+    max_request_bytes: int = 10 << 20
+    """Larger request bodies get 413 (a Pub/Sub message is at most 10 MB)."""
+    shutdown_grace_seconds: float = 8.0
+    """After SIGTERM, in-flight requests get this long (Cloud Run allows 10 s in all)."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: str = "INFO"
+    push_auth_audience: str | None = None
+    """Expected `aud` of the OIDC token on Pub/Sub push / Eventarc requests (the push
+    endpoint URL or a custom audience). Unset: ferry does not verify tokens itself (Cloud
+    Run IAM may still do it)."""
+    push_auth_service_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Service account emails allowed to push (comma-separated or a JSON list); required
+    when `push_auth_audience` is set."""
+    push_auth_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    """Where Google's token-signing certificates are fetched ({key id: PEM certificate})."""
+    push_auth_issuers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https://accounts.google.com", "accounts.google.com"]
+    )
+    """Accepted `iss` claims (comma-separated or a JSON list)."""
+
+    @field_validator("push_auth_service_accounts", "push_auth_issuers", mode="before")
+    @classmethod
+    def split_list(cls, value: Any) -> Any:
+        """Accept `a,b` as well as `["a", "b"]` from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+        else:
+            items = value
+        if isinstance(items, list):
+            return [str(item).strip() for item in items if str(item).strip()]
+        return items
+
+    @field_validator("bigquery_dataset", "duckdb_dataset")
+    @classmethod
+    def dataset_identifier(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$", value):
+            raise ValueError(f"'{value}' is not a valid dataset name (letters, digits, underscore)")
+        return value
+
+    @model_validator(mode="after")
+    def duckdb_file_is_not_named_like_the_dataset(self) -> Settings:
+        # DuckDB calls the catalog after the file: 'ferry.duckdb' + dataset 'ferry' is ambiguous
+        if self.resolved_duckdb_path.stem == self.duckdb_dataset:
+            raise ValueError(
+                "FERRY_DUCKDB_PATH's file name must differ from the dataset "
+                f"'{self.duckdb_dataset}'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def destination_is_configured(self) -> Settings:
+        if self.destination == "bigquery" and not self.bigquery_project:
+            raise ValueError("FERRY_DESTINATION=bigquery needs FERRY_BIGQUERY_PROJECT")
+        return self
+
+    @model_validator(mode="after")
+    def push_auth_is_configured(self) -> Settings:
+        # an audience alone would accept any Google-signed token for that URL
+        if self.push_auth_audience and not self.push_auth_service_accounts:
+            raise ValueError(
+                "FERRY_PUSH_AUTH_AUDIENCE needs FERRY_PUSH_AUTH_SERVICE_ACCOUNTS "
+                "(the service account emails allowed to push)"
+            )
+        if self.push_auth_audience and not self.push_auth_issuers:
+            raise ValueError("FERRY_PUSH_AUTH_ISSUERS must not be empty")
+        return self
+
+    @property
+    def destination_kind(self) -> Literal["duckdb", "bigquery"]:
+        if self.destination == "auto":
+            return "bigquery" if self.bigquery_project else "duckdb"
+        return self.destination
+
+    @property
+    def resolved_duckdb_path(self) -> Path:
+        return self.duckdb_path or self.data_dir / "local.duckdb"
+
+    @property
+    def dataset_name(self) -> str:
+        if self.destination_kind == "bigquery":
+            return self.bigquery_dataset
+        return self.duckdb_dataset
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment; a bad value becomes a terminal ConfigError."""
+    from pydantic import ValidationError
+
+    from core.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"FERRY_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
