@@ -187,7 +187,6 @@ class DestinationRejectedError(TerminalError):
     http_status = 422
 
 
-
 class ModelFailedError(TerminalError):
     """A post-load SQL model did not build (its SQL failed on the destination). The load
     before it stays committed and the model's previous table stays in place; fix the SQL,
@@ -202,6 +201,7 @@ class ModelCheckError(ModelFailedError):
 
     code = "model_check_failed"
     http_status = 422
+
 
 # --- retriable ------------------------------------------------------------------------
 
@@ -242,13 +242,13 @@ class DeadLetterUnavailableError(RetriableError):
     http_status = 503
 
 
-
 class ModelUnavailableError(RetriableError):
     """The destination failed while a model was building (network, 5xx, lock): the model's
     previous table is in place and the load before it committed; build it again later."""
 
     code = "model_unavailable"
     http_status = 503
+
 
 class QuotaExceededError(RetriableError):
     code = "quota_exceeded"

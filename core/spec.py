@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.model_spec import ModelSpec
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -312,6 +314,8 @@ class PipelineSpec(Strict):
 
 class PipelinesFile(Strict):
     pipelines: list[PipelineSpec]
+    models: list[ModelSpec] = Field(default_factory=list)
+    """SQL models built in the destination after loads (core/model_spec.py)."""
 
     @model_validator(mode="after")
     def unique_names(self) -> PipelinesFile:

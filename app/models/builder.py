@@ -65,6 +65,7 @@ def build_models(
     warehouse = warehouse_of(settings)
     token = staging_token(run_id)
     not_built: set[str] = set()
+    built: set[str] = set()
     for name in names:
         spec, query = models.specs[name], models.queries[name]
         report = ModelReport(name=name, materialization=spec.materialization)
@@ -78,7 +79,20 @@ def build_models(
         started = time.perf_counter()
         try:
             with destination_lock(settings), pipeline.sql_client() as client:
-                report.rows = Materializer(client, warehouse, token).build(spec, query)
+                materializer = Materializer(client, warehouse, token)
+                missing = [
+                    table
+                    for table in sorted(query.upstream - built)
+                    if materializer.kind(table) is None
+                ]
+                if missing:
+                    # a first deploy: the pipelines that feed this model have not all run yet
+                    report.status = "skipped"
+                    report.reason = f"upstream table {', '.join(missing)} does not exist yet"
+                    not_built.add(name)
+                else:
+                    report.rows = materializer.build(spec, query)
+                    built.add(name)
         except Exception as raw:
             error = model_error(name, raw)
             error.run_id = run_id
@@ -87,7 +101,8 @@ def build_models(
             result.error = result.error or error
             log.warning("model %s failed: %s", name, error)
         else:
-            log.info("model %s built (%s rows)", name, report.rows)
+            rows = "" if report.rows is None else f" ({report.rows} rows)"
+            log.info("model %s %s%s", name, report.status, report.reason or rows)
         finally:
             report.seconds = round(time.perf_counter() - started, 4)
     return result

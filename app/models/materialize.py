@@ -58,7 +58,7 @@ class Materializer:
             self._check(spec, temporary, rows)
             if kind == "view":
                 return rows
-            if spec.materialization == "incremental" and self._kind(spec.name) == "table":
+            if spec.materialization == "incremental" and self.kind(spec.name) == "table":
                 self._merge(spec, temporary)
             else:
                 self._swap(temporary, spec.name)
@@ -85,7 +85,7 @@ class Materializer:
                 )
 
     def _swap(self, temporary: str, name: str) -> None:
-        existing = self._kind(name)
+        existing = self.kind(name)
         if self.warehouse.engine == "duckdb":
             # DDL is transactional in DuckDB: readers see the old table or the new, never none
             with self.client.begin_transaction():
@@ -128,11 +128,12 @@ class Materializer:
 
     def _drop_if_other_kind(self, name: str, kind: Kind) -> None:
         """A model whose materialization changed: the old object must go first."""
-        existing = self._kind(name)
+        existing = self.kind(name)
         if existing and existing != kind:
             self._run(f"DROP {existing.upper()} {self._name(name)}")
 
-    def _kind(self, name: str) -> Kind | None:
+    def kind(self, name: str) -> Kind | None:
+        """Whether `name` exists in the dataset, as a table or a view."""
         if self.warehouse.engine == "bigquery":
             from google.api_core.exceptions import NotFound
 
