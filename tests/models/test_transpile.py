@@ -27,15 +27,19 @@ def test_tables_resolve_to_the_configured_dataset_on_both_engines() -> None:
     model = parse_model("curated", "SELECT * FROM ratings WHERE rating > 0")
 
     assert model.render(DUCKDB) == 'SELECT * FROM "ferry".ratings WHERE rating > 0'
-    assert model.render(BIGQUERY) == "SELECT * FROM `acme-prod`.`analytics`.ratings WHERE rating > 0"
+    assert model.render(BIGQUERY) == (
+        "SELECT * FROM `acme-prod`.`analytics`.ratings WHERE rating > 0"
+    )
 
 
 # (BigQuery SQL, rows on DuckDB) over a tiny table t(g, v, d): checked by running the translation
 TRANSLATED = [
     ("SELECT SAFE_DIVIDE(SUM(v), 0) FROM t", [(None,)]),
     ("SELECT COUNTIF(v > 1) FROM t", [(2,)]),
-    ("SELECT g FROM t QUALIFY ROW_NUMBER() OVER (PARTITION BY g ORDER BY v DESC) = 1 ORDER BY g",
-     [("a",), ("b",)]),
+    (
+        "SELECT g FROM t QUALIFY ROW_NUMBER() OVER (PARTITION BY g ORDER BY v DESC) = 1 ORDER BY g",
+        [("a",), ("b",)],
+    ),
     ("SELECT * EXCEPT (d) FROM t ORDER BY v LIMIT 1", [("a", 1)]),
     ("SELECT FORMAT_DATE('%Y-%m', d) FROM t LIMIT 1", [("2026-11",)]),
     ("SELECT DATE_TRUNC(d, MONTH) = DATE '2026-11-01' FROM t LIMIT 1", [(True,)]),
@@ -70,7 +74,8 @@ def test_bigquery_constructs_run_on_duckdb(sql: str, rows: list[tuple[object, ..
     ids=["limit-in-array-agg", "net-host", "farm-fingerprint", "approx-top-count"],
 )
 def test_untranslatable_constructs_are_named_with_the_model(sql: str, named: str) -> None:
-    with pytest.raises(ConfigError, match="model 'top_per_group': SQL cannot run on DuckDB") as caught:
+    refused = "model 'top_per_group': SQL cannot run on DuckDB"
+    with pytest.raises(ConfigError, match=refused) as caught:
         check_translatable(parse_model("top_per_group", sql))
     assert named in str(caught.value)
     assert caught.value.details == {"model": "top_per_group"}
