@@ -79,7 +79,7 @@ def build_models(
         started = time.perf_counter()
         try:
             with destination_lock(settings), pipeline.sql_client() as client:
-                materializer = Materializer(client, warehouse, token)
+                materializer = Materializer(client, warehouse, token, settings.bigquery_location)
                 missing = [
                     table
                     for table in sorted(query.upstream - built)
