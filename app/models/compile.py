@@ -10,6 +10,8 @@ from app.models.graph import ModelGraph
 from app.models.transpile import ModelQuery, check_translatable, model_error, parse_model
 from core.model_spec import ModelSpec
 
+RESERVED_PREFIXES = ("_dlt", "_ferry")
+"""dlt's and ferry's own tables (`_dlt_loads`, `_ferry_runs`): a model must never replace them."""
 CHILD_SEPARATOR = "__"
 """dlt names nested tables `<table>__<field>`; ferry's rejects are `<table>__rejects`."""
 
@@ -37,6 +39,8 @@ def compile_models(
     names = {spec.name for spec in specs}
     queries: dict[str, ModelQuery] = {}
     for spec in specs:
+        if spec.name.lower().startswith(RESERVED_PREFIXES):
+            raise model_error(spec.name, "names starting with _dlt or _ferry are reserved")
         if spec.name in loaded_tables:
             raise model_error(spec.name, "a pipeline already loads a table of this name")
         if spec.name in queries:

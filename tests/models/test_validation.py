@@ -56,6 +56,10 @@ def test_the_examples_validate_with_their_models_in_dependency_order() -> None:
             r"model 'movies': a pipeline already loads a table of this name",
         ),
         (
+            "  - {name: _dlt_loads, sql: 'SELECT * FROM ratings'}\n",
+            r"model '_dlt_loads': names starting with _dlt or _ferry are reserved",
+        ),
+        (
             "  - {name: curated, sql_file: models/missing.sql}\n",
             r"model 'curated': cannot read sql_file .*missing\.sql",
         ),
@@ -80,6 +84,7 @@ def test_the_examples_validate_with_their_models_in_dependency_order() -> None:
         "untranslatable",
         "syntax",
         "name-of-a-loaded-table",
+        "reserved-name",
         "missing-sql-file",
         "incremental-without-key",
         "unknown-materialization",
