@@ -17,6 +17,7 @@ fails, which would hide a failing model.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from sqlglot import exp
@@ -27,6 +28,8 @@ from core.errors import ModelCheckError
 from core.model_spec import ModelSpec
 
 Kind = Literal["table", "view"]
+
+log = logging.getLogger("ferry.models")
 
 
 class Materializer:
@@ -71,7 +74,7 @@ class Materializer:
                 self._swap(temporary, spec.name)
             return rows
         finally:
-            self._run(f"DROP {kind.upper()} IF EXISTS {self._name(temporary)}")
+            self._drop_quietly(temporary, kind)
 
     def _check(self, spec: ModelSpec, relation: str, rows: int) -> None:
         where = f"model '{spec.name}'"
@@ -129,6 +132,14 @@ class Materializer:
             f"MERGE INTO {self._name(spec.name)} AS t USING {self._name(temporary)} AS s "  # noqa: S608
             f"ON {on}{matched} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
         )
+
+    def _drop_quietly(self, temporary: str, kind: Kind) -> None:
+        """Best effort: a failed cleanup must not hide the build's own error. A leftover
+        `<model>__ferry_<run>` (logged) is read by nothing and safe to drop by hand."""
+        try:
+            self._run(f"DROP {kind.upper()} IF EXISTS {self._name(temporary)}")
+        except Exception as error:
+            log.warning("could not drop %s: %s", temporary, error)
 
     def _drop_if_other_kind(self, name: str, kind: Kind) -> None:
         """A model whose materialization changed: the old object must go first."""
