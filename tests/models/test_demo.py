@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from app.edges.cli import main
 from app.edges.routes.history import RunSummary, render_runs_page
 from app.ops.run_events import run_event
-from tests.helpers import duckdb_settings, query
+from tests.helpers import REPO, duckdb_settings, query
 from tests.test_cli import ferry
 
 
@@ -83,3 +86,18 @@ def test_models_reach_the_run_event_and_the_history_page() -> None:
     assert '<tr class="models" data-run-id="20261121T101500-3f9c2a1b">' in page
     assert '<span class="badge failed">failed</span>' in page
     assert '<span class="badge skipped">skipped</span>' in page
+
+
+def test_validate_lists_the_models_and_what_they_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FERRY_PIPELINES_FILE", str(REPO / "examples" / "lake" / "pipelines.yaml"))
+    monkeypatch.setenv("FERRY_DESTINATION", "duckdb")
+
+    assert main(["validate"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [
+        "model ratings_curated: incremental <- ratings",
+        "model top_movie_per_genre: table <- movies, ratings_curated",
+    ]
