@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.models.graph import ModelGraph
-from app.models.transpile import ModelQuery, check_translatable, model_error, parse_model
 from core.model_spec import ModelSpec
+
+if TYPE_CHECKING:
+    from app.models.transpile import ModelQuery
 
 RESERVED_PREFIXES = ("_dlt", "_ferry")
 """dlt's and ferry's own tables (`_dlt_loads`, `_ferry_runs`): a model must never replace them."""
@@ -36,6 +39,11 @@ def compile_models(
     Errors (ConfigError): SQL that does not parse or has no DuckDB translation, a table no
     pipeline loads and no model builds, a model named like a loaded table, a cycle.
     """
+    if not specs:
+        return ModelSet()
+    # sqlglot and DuckDB load only for a file that declares models (a faster cold start)
+    from app.models.transpile import check_translatable, model_error, parse_model
+
     names = {spec.name for spec in specs}
     queries: dict[str, ModelQuery] = {}
     for spec in specs:
@@ -61,6 +69,8 @@ def compile_models(
 
 
 def _sql_of(spec: ModelSpec, base_dir: Path) -> str:
+    from app.models.transpile import model_error
+
     if spec.sql is not None:
         return spec.sql
     path = base_dir / str(spec.sql_file)
