@@ -195,9 +195,20 @@ def test_build_over_http_is_listed_under_its_run(tmp_path: Path) -> None:
         mixed = client.post("/runs", json={"models": [], "pipeline": "people"})
         assert mixed.status_code == 400
 
+        (tmp_path / "data" / "b.csv").write_text("id,code\n3,x\n", encoding="utf-8")
+        failed = client.post("/runs", json={"pipeline": "people"})
+        assert failed.status_code == 422, failed.text
+        assert failed.json()["error"]["code"] == "model_failed"
+        assert failed.json()["report"]["tables"] == {"people": 1}, "the load committed"
+
         runs = client.get("/runs").json()["runs"]
-        assert [m["name"] for m in runs[0]["models"]] == ["codes", "code_total"]
-        assert {"status", "rows", "seconds", "error_code"} <= set(runs[0]["models"][0])
+        assert [(m["name"], m["status"], m["error_code"]) for m in runs[0]["models"]] == [
+            ("codes", "failed", "model_failed"),
+            ("people_count", "built", None),
+            ("code_total", "skipped", None),
+        ]
+        assert [m["name"] for m in runs[1]["models"]] == ["codes", "code_total"]
+        assert {"status", "rows", "seconds", "error_code"} <= set(runs[1]["models"][0])
         page = client.get("/ui/runs").text
-        assert page.count('<tr class="models"') == 2
+        assert page.count('<tr class="models"') == 3
         assert "code_total" in page
