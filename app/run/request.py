@@ -52,6 +52,13 @@ class RunRequest:
     replay: tuple[date, date] | None = None
     """Re-load the raw zone's inputs archived on these dates (inclusive), replacing the rows
     each original object loaded."""
+    models: tuple[str, ...] | None = None
+    """A build instead of a load (`main.py build`, `POST /runs {"models": [...]}`): these
+    models and those downstream of them; () builds every model."""
+
+
+MODELS_RUN = "_models"
+"""The `pipeline` of a build run's report (no pipeline name can start with '_')."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.destinations.pipeline import destination_lock, run_pipeline_for
 from app.run.api import api_resource
+from app.run.build import build_after_load, build_run
 from app.run.catalog import Catalog
 from app.run.files import files_resource
 from app.run.report import RunReport
@@ -30,7 +31,10 @@ def run(
     catalog: Catalog,
     progress: ProgressCallback | None = None,
 ) -> RunReport:
-    """Run one pipeline to completion. Raises FerryError (its `report` set) on failure."""
+    """Run one pipeline to completion, then the models downstream of what it loaded (or, for
+    a build request, just models). Raises FerryError (its `report` set) on failure."""
+    if request.models is not None:
+        return build_run(request, settings, catalog)
     spec = catalog.get(request.pipeline)
     report = RunReport(
         run_id=request.run_id,
@@ -59,6 +63,7 @@ def run(
                 resource = api_resource(context, spec.source)
             if resource is not None:
                 _load(context, resource, guard)
+                build_after_load(context)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise
