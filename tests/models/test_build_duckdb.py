@@ -131,7 +131,8 @@ def test_a_failing_model_keeps_its_previous_table_and_never_undoes_the_load(
     assert error.code == code  # type: ignore[attr-defined]
     assert outcome_of(error).exit_code == 2 and outcome_of(error).http_status == 422  # type: ignore[arg-type]
     assert "model 'codes'" in str(error)
-    report = error.details["report"]  # type: ignore[attr-defined]
+    assert error.report is not None  # type: ignore[attr-defined]
+    report = error.report.to_dict()  # type: ignore[attr-defined]
     assert report["status"] == "failed" and report["error"]["code"] == code
     assert report["tables"] == {"people": 1} and report["load_ids"], "the load committed"
     models = {m["name"]: m for m in report["models"]}
