@@ -1,4 +1,4 @@
-"""ferry's command line, called by main.py: run, drain, replay, validate, gc, serve.
+"""ferry's command line, called by main.py: run, build, drain, replay, validate, gc, serve.
 
 Exit codes: 0 success; 1 retriable failure (network, 5xx, quota: run again);
 2 terminal failure (bad config or data: fix it first; FERRY_TERMINAL_EXIT_CODE overrides).
@@ -65,6 +65,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     replay.add_argument("pipeline")
     replay.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD")
     replay.add_argument("--to", dest="last", help="YYYY-MM-DD (default: --from)")
+    build = commands.add_parser(
+        "build", help="build SQL models (and those downstream of them) now; none named: all"
+    )
+    build.add_argument("models", nargs="*", metavar="MODEL")
     commands.add_parser("validate", help="validate the pipelines file and list pipelines")
     commands.add_parser(
         "gc",
@@ -143,6 +147,21 @@ def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
     log.info(report.summary(), extra={"run_report": report.to_dict()})
     sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     return EXIT_OK
+
+
+def command_build(args: argparse.Namespace, settings: Settings) -> int:
+    from app.run.catalog import load_catalog
+    from app.run.request import MODELS_RUN
+    from app.run.runner import RunRequest
+
+    catalog = load_catalog(settings.pipelines_file)
+    request = RunRequest(
+        pipeline=MODELS_RUN,
+        models=tuple(args.models),
+        trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+        **execution_from_env(),
+    )
+    return execute(request, settings, catalog)
 
 
 class StopOnSigterm:
@@ -230,6 +249,10 @@ def command_validate(settings: Settings) -> int:
             f"{spec.name}: {spec.source.kind} -> {spec.destination.table} "
             f"({spec.destination.write_disposition})\n"
         )
+    models = catalog.models
+    for name in models.graph.order:
+        reads = ", ".join(sorted(models.queries[name].upstream))
+        sys.stdout.write(f"model {name}: {models.specs[name].materialization} <- {reads}\n")
     return EXIT_OK
 
 
@@ -264,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args, settings)
         if args.command == "validate":
             return command_validate(settings)
+        if args.command == "build":
+            return command_build(args, settings)
         if args.command == "drain":
             return command_drain(args, settings)
         if args.command == "replay":

@@ -24,7 +24,13 @@ from app.run.report import RunReport
 from app.run.request import ObjectRef, RunRequest
 from app.run.runner import run
 from core import failpoints
-from core.errors import FerryError, RequestError, classify
+from core.errors import (
+    FerryError,
+    ModelFailedError,
+    ModelUnavailableError,
+    RequestError,
+    classify,
+)
 from core.settings import Settings
 
 log = logging.getLogger("ferry.drain")
@@ -196,6 +202,12 @@ def _load_group(
         _run(pipeline, members, settings, catalog, report)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
+        if isinstance(error, ModelFailedError | ModelUnavailableError):
+            # the objects loaded and committed; only a model after the load failed, and a
+            # redelivery would find them loaded and build nothing: keep the error, ack
+            report.failures.append(error)
+            _ack(client, subscription, members, report)
+            return
         if error.retriable:
             report.failures.append(error)
             after_run(settings, error)
