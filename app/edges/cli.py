@@ -207,8 +207,12 @@ def command_drain(args: argparse.Namespace, settings: Settings) -> int:
     limits = DrainLimits(
         max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
     )
-    # each run is recorded and published by drain itself, before its messages are acked
-    report = drain(args.subscription, settings, catalog, limits)
+    # each run is recorded and published by drain itself, before its messages are acked;
+    # SIGTERM (task timeout, cancel) abandons the run in flight and nacks its messages
+    stop = StopOnSigterm.install()
+    report = drain(
+        args.subscription, settings, catalog, limits, progress=stop.checking(lambda _: None)
+    )
     log.info(
         "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
         report.messages,

@@ -21,7 +21,7 @@ from app.ops.deadletter import dead_letter
 from app.ops.run_events import after_run
 from app.run.catalog import Catalog
 from app.run.report import RunReport
-from app.run.request import ObjectRef, RunRequest
+from app.run.request import ObjectRef, ProgressCallback, RunRequest
 from app.run.runner import run
 from core import failpoints
 from core.errors import (
@@ -29,6 +29,7 @@ from core.errors import (
     ModelFailedError,
     ModelUnavailableError,
     RequestError,
+    ShuttingDownError,
     classify,
 )
 from core.settings import Settings
@@ -96,8 +97,12 @@ def drain(
     catalog: Catalog,
     limits: DrainLimits | None = None,
     subscriber: Any = None,
+    progress: ProgressCallback | None = None,
 ) -> DrainReport:
-    """Pull until the subscription is empty or a limit is reached, then load and ack."""
+    """Pull until the subscription is empty or a limit is reached, then load and ack.
+
+    `progress` is called at every run's checkpoints; raising ShuttingDownError there (job
+    mode's SIGTERM) abandons the run and nacks its messages."""
     from google.cloud.pubsub_v1 import SubscriberClient
 
     limits = limits or DrainLimits()
@@ -107,7 +112,9 @@ def drain(
     with _lease(client, subscription, [h.ack_id for h in held], limits.lease_seconds):
         groups = _group(held, catalog, settings, client, subscription, report)
         for pipeline, members in groups.items():
-            _load_group(pipeline, members, settings, catalog, client, subscription, report)
+            _load_group(
+                pipeline, members, settings, catalog, client, subscription, report, progress
+            )
     return report
 
 
@@ -196,21 +203,25 @@ def _load_group(
     client: Any,
     subscription: str,
     report: DrainReport,
+    progress: ProgressCallback | None = None,
 ) -> None:
     """One run for the whole group; if it fails terminally, isolate the bad objects."""
     try:
-        _run(pipeline, members, settings, catalog, report)
+        _run(pipeline, members, settings, catalog, report, progress)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
         if isinstance(error, ModelFailedError | ModelUnavailableError):
             # the objects loaded and committed; only a model after the load failed, and a
             # redelivery would find them loaded and build nothing: keep the error, ack
             report.failures.append(error)
+            after_run(settings, error)  # recorded before the ack, like a success
             _ack(client, subscription, members, report)
             return
         if error.retriable:
             report.failures.append(error)
-            after_run(settings, error)
+            # a run abandoned on SIGTERM is not told: its redelivery is the run that counts
+            if not isinstance(error, ShuttingDownError):
+                after_run(settings, error)
             _nack(client, subscription, members, report)
             return
         if len(members) == 1:
@@ -218,14 +229,21 @@ def _load_group(
             return
         log.warning("group of %s failed (%s): loading its objects one by one", len(members), error)
         for member in members:
-            _load_group(pipeline, [member], settings, catalog, client, subscription, report)
+            _load_group(
+                pipeline, [member], settings, catalog, client, subscription, report, progress
+            )
         return
     failpoints.hit("before_ack")
     _ack(client, subscription, members, report)
 
 
 def _run(
-    pipeline: str, members: list[Held], settings: Settings, catalog: Catalog, report: DrainReport
+    pipeline: str,
+    members: list[Held],
+    settings: Settings,
+    catalog: Catalog,
+    report: DrainReport,
+    progress: ProgressCallback | None,
 ) -> list[RunReport]:
     newest: dict[str, int | None] = {}
     deleted = []
@@ -245,7 +263,7 @@ def _run(
             objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
             trigger="drain",
         )
-        results.append(_run_and_record(request, settings, catalog))
+        results.append(_run_and_record(request, settings, catalog, progress))
     # deletes after loads: a generation loaded and deleted in one batch ends deleted
     for uri, generation in sorted(set(deleted)):
         removal = RunRequest(
@@ -255,16 +273,21 @@ def _run(
             trigger="drain",
             object_deleted=True,
         )
-        results.append(_run_and_record(removal, settings, catalog))
+        results.append(_run_and_record(removal, settings, catalog, progress))
     report.runs.extend(results)
     return results
 
 
-def _run_and_record(request: RunRequest, settings: Settings, catalog: Catalog) -> RunReport:
+def _run_and_record(
+    request: RunRequest,
+    settings: Settings,
+    catalog: Catalog,
+    progress: ProgressCallback | None,
+) -> RunReport:
     """Run, then record and publish the run *before* its messages are acked: the run log
     merges on run_id, so a kill before the ack and a redelivery cost one more (skipped) run
     row, never a lost one. A failed run is told by the caller, which also decides the ack."""
-    result = run(request, settings, catalog)
+    result = run(request, settings, catalog, progress=progress)
     after_run(settings, result)
     return result
 

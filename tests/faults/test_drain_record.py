@@ -109,3 +109,60 @@ def test_a_drain_killed_before_its_ack_has_recorded_and_published_its_run(
     assert stack.rows() == (50, 50)
     statuses = sorted(r["status"] for r in RunLog(stack.settings).recent())
     assert statuses == ["skipped", "succeeded"]
+
+
+def test_sigterm_abandons_a_drain_run_and_nacks_its_messages(stack: DrainStack) -> None:
+    """Cloud Run sends SIGTERM to a drain job on task timeout or cancel: the run in flight is
+    abandoned (nothing half visible), its messages are nacked, the exit code is 1 (the task
+    is retried) and the next drain loads every row once."""
+    stack.upload_and_notify(10, rows_each=5)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FERRY_")},
+        "FERRY_DESTINATION": "bigquery",
+        "FERRY_BIGQUERY_PROJECT": stack.bigquery.project,
+        "FERRY_BIGQUERY_DATASET": stack.dataset,
+        "FERRY_GCS_PROJECT": stack.pubsub.project,
+        "FERRY_DATA_DIR": str(stack.settings.data_dir),
+        "FERRY_PIPELINES_FILE": str(stack.settings.pipelines_file),
+        "FERRY_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "main.py"),
+            "drain",
+            "--subscription",
+            stack.subscription,
+            "--lease-seconds",
+            "10",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    seen: list[str] = []
+    for line in process.stderr:  # SIGTERM once the messages are pulled: the run starts now
+        seen.append(line)
+        if '"pulled ' in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    stdout, rest = process.communicate(timeout=180)
+    stderr = "".join(seen) + rest
+
+    assert process.returncode in (0, 1), stderr[-3000:]  # before: killed by the signal
+    drained = json.loads(stdout)
+    if process.returncode == 1:  # abandoned before its load committed
+        assert drained["nacked"] == 10 and drained["acked"] == 0, drained
+        assert drained["errors"][0]["code"] == "shutting_down"
+        assert RunLog(stack.settings).recent() == [], "an abandoned run is not recorded"
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        again = stack.drain(lease_seconds=10)
+        if again["messages"] == 0 and (process.returncode == 0 or stack.rows()[0]):
+            break
+        time.sleep(2)
+    assert stack.rows() == (50, 50)
