@@ -52,6 +52,9 @@ class Settings(JobExit):
     """Bytes of source text parsed per Arrow batch: bounds memory per batch."""
     max_uncompressed_bytes: int = 50 << 30
     """A compressed object that expands past this is rejected (gzip-bomb defence)."""
+    max_columns: int = Field(default=10_000, ge=1)
+    """A file with more columns is refused as terminal bad data before loading (BigQuery
+    takes at most 10,000 columns per table)."""
     dead_letter_topic: str | None = None
     """`projects/P/topics/T`: terminal push failures are published here, then acknowledged."""
     run_events_topic: str | None = None

@@ -122,7 +122,8 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
 
 def destination_types(pipeline: Any, table: str) -> dict[str, str]:
     """Column -> dlt data type of `table` as the destination has it (restored by dlt)."""
-    if not pipeline.default_schema_name:
+    # no schema yet, or a schema without the table (earlier runs loaded no rows into it)
+    if not pipeline.default_schema_name or table not in pipeline.default_schema.tables:
         return {}
     columns = pipeline.default_schema.get_table_columns(table)
     return {

@@ -1,4 +1,4 @@
-"""ferry's command line, called by main.py: run, drain, replay, validate, serve.
+"""ferry's command line, called by main.py: run, build, drain, replay, validate, serve.
 
 Exit codes: 0 success; 1 retriable failure (network, 5xx, quota: run again);
 2 terminal failure (bad config or data: fix it first; FERRY_TERMINAL_EXIT_CODE overrides).
@@ -53,6 +53,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     replay.add_argument("pipeline")
     replay.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD")
     replay.add_argument("--to", dest="last", help="YYYY-MM-DD (default: --from)")
+    build = commands.add_parser(
+        "build", help="build SQL models (and those downstream of them) now; none named: all"
+    )
+    build.add_argument("models", nargs="*", metavar="MODEL")
     commands.add_parser("validate", help="validate the pipelines file and list pipelines")
     serve = commands.add_parser("serve", help="serve HTTP on $PORT (Cloud Run service)")
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Cloud Run routes to the container
@@ -112,6 +116,20 @@ def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
     return EXIT_OK
 
 
+def command_build(args: argparse.Namespace, settings: Settings) -> int:
+    from app.run.catalog import load_catalog
+    from app.run.request import MODELS_RUN
+    from app.run.runner import RunRequest
+
+    catalog = load_catalog(settings.pipelines_file)
+    request = RunRequest(
+        pipeline=MODELS_RUN,
+        models=tuple(args.models),
+        trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+    )
+    return execute(request, settings, catalog)
+
+
 def command_drain(args: argparse.Namespace, settings: Settings) -> int:
     from app.edges.drain import DrainLimits, drain
     from app.ops.run_events import after_run
@@ -167,6 +185,10 @@ def command_validate(settings: Settings) -> int:
             f"{spec.name}: {spec.source.kind} -> {spec.destination.table} "
             f"({spec.destination.write_disposition})\n"
         )
+    models = catalog.models
+    for name in models.graph.order:
+        reads = ", ".join(sorted(models.queries[name].upstream))
+        sys.stdout.write(f"model {name}: {models.specs[name].materialization} <- {reads}\n")
     return EXIT_OK
 
 
@@ -193,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args, settings)
         if args.command == "validate":
             return command_validate(settings)
+        if args.command == "build":
+            return command_build(args, settings)
         if args.command == "drain":
             return command_drain(args, settings)
         if args.command == "replay":

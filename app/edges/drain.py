@@ -22,7 +22,13 @@ from app.run.report import RunReport
 from app.run.request import ObjectRef, RunRequest
 from app.run.runner import run
 from core import failpoints
-from core.errors import FerryError, RequestError, classify
+from core.errors import (
+    FerryError,
+    ModelFailedError,
+    ModelUnavailableError,
+    RequestError,
+    classify,
+)
 from core.settings import Settings
 
 log = logging.getLogger("ferry.drain")
@@ -161,10 +167,12 @@ def _group(
             error = RequestError("malformed or unsafe Cloud Storage notification")
             _terminal(item, error, settings, client, subscription, report)
             continue
-        if not event.is_finalize:
+        if not (event.is_finalize or event.is_delete):
             _ack(client, subscription, [item], report, ignored=True)
             continue
         pipelines = catalog.match_uri(event.uri)
+        if event.is_delete:
+            pipelines = [spec for spec in pipelines if spec.removes_deleted_rows]
         if not pipelines:
             log.warning("ignored %s: no pipeline is configured for it", event.uri)
             _ack(client, subscription, [item], report, ignored=True)
@@ -192,6 +200,12 @@ def _load_group(
         _run(pipeline, members, settings, catalog, report)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
+        if isinstance(error, ModelFailedError | ModelUnavailableError):
+            # the objects loaded and committed; only a model after the load failed, and a
+            # redelivery would find them loaded and build nothing: keep the error, ack
+            report.failures.append(error)
+            _ack(client, subscription, members, report)
+            return
         if error.retriable:
             report.failures.append(error)
             _nack(client, subscription, members, report)
@@ -211,19 +225,33 @@ def _run(
     pipeline: str, members: list[Held], settings: Settings, catalog: Catalog, report: DrainReport
 ) -> None:
     newest: dict[str, int | None] = {}
+    deleted = []
     for member in members:
         assert member.event is not None
         uri, generation = member.event.uri, member.event.generation
+        if member.event.is_delete:
+            deleted.append((uri, generation))
+            continue
         known = newest.get(uri)
         if uri not in newest or (generation or 0) > (known or 0):
             newest[uri] = generation
-    request = RunRequest(
-        pipeline=pipeline,
-        objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
-        trigger="drain",
-    )
-    result = run(request, settings, catalog)
-    report.runs.append(result)
+    if newest:
+        request = RunRequest(
+            pipeline=pipeline,
+            objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
+            trigger="drain",
+        )
+        report.runs.append(run(request, settings, catalog))
+    # deletes after loads: a generation loaded and deleted in one batch ends deleted
+    for uri, generation in sorted(set(deleted)):
+        removal = RunRequest(
+            pipeline=pipeline,
+            source_uri=uri,
+            generation=generation,
+            trigger="drain",
+            object_deleted=True,
+        )
+        report.runs.append(run(removal, settings, catalog))
 
 
 def _terminal(

@@ -12,18 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import requests
-from google.api_core import exceptions as google_errors
-from google.auth import exceptions as auth_errors
 from google.cloud.storage.fileio import BlobReader
 
 from core.errors import (
-    ConfigError,
     FerryError,
-    QuotaExceededError,
+    Party,
     SourceAccessDeniedError,
     SourceNotFoundError,
     SourceUnavailableError,
+    recognise,
 )
 from core.globs import glob_regex, has_glob, literal_prefix, matches, split_glob, within
 from core.uris import gs_uri, is_gcs, split_gs_uri
@@ -148,34 +145,17 @@ def open_seekable(
 
 @contextmanager
 def gcs_errors(what: str) -> Iterator[None]:
-    """Turn google-cloud-storage failures into ferry errors that say whether to retry."""
+    """Turn google-cloud-storage failures into ferry errors that say whether to retry
+    (core.errors' one status/reason table, as for the API source and the destination)."""
     try:
         yield
     except FerryError:
         raise
-    except google_errors.NotFound as error:
-        raise SourceNotFoundError(f"'{what}' does not exist: {error.message}") from error
-    except (
-        google_errors.Forbidden,
-        google_errors.Unauthorized,
-        google_errors.PermissionDenied,
-        auth_errors.DefaultCredentialsError,
-        auth_errors.RefreshError,
-    ) as error:
-        raise SourceAccessDeniedError(f"access to '{what}' was denied: {error}") from error
-    except google_errors.TooManyRequests as error:
-        raise QuotaExceededError(f"Cloud Storage rate-limited '{what}': {error}") from error
-    except (
-        google_errors.ServerError,
-        google_errors.RetryError,
-        requests.exceptions.RequestException,
-        auth_errors.TransportError,
-        ConnectionError,
-        TimeoutError,
-    ) as error:
-        raise SourceUnavailableError(f"Cloud Storage failed on '{what}': {error}") from error
-    except google_errors.GoogleAPICallError as error:
-        raise ConfigError(f"Cloud Storage rejected the request for '{what}': {error}") from error
+    except Exception as error:
+        failure = recognise(error, party=Party.SOURCE)
+        if failure is None:
+            raise
+        raise type(failure)(f"Cloud Storage, '{what}': {failure.message}") from error
 
 
 def _client(factory: StorageClientFactory) -> Any:

@@ -16,3 +16,6 @@ MIN_GCS_CHUNK_BYTES = 1 << 20
 """Smallest ranged GET issued to Cloud Storage; smaller requests are latency-bound."""
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+MAX_COLUMNS = 10_000
+"""Widest file read by default: BigQuery's limit of columns per table."""

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from app.destinations.ledger import QUERY_CHUNK, read_ledger
+from app.destinations.ledger import QUERY_CHUNK, read_lineage
 from app.destinations.pipeline import run_pipeline_for
 from core.settings import Settings
 from tests.helpers import duckdb_settings
@@ -42,7 +42,7 @@ def plant(settings: Settings, rows: list[tuple[str, int, str]], loads: dict[str,
 
 
 def test_no_table_yet_is_an_empty_ledger(pipeline: Any) -> None:
-    ledger = read_ledger(pipeline, "orders", ["gs://b/a.csv"])
+    ledger = read_lineage(pipeline, "orders", ["gs://b/a.csv"])
     assert ledger.committed == {} and ledger.present == frozenset()
 
 
@@ -58,7 +58,7 @@ def test_only_completed_loads_count(settings: Settings, pipeline: Any) -> None:
         ],
         {"l1": 0, "l2": 0, "l4": 1},
     )
-    ledger = read_ledger(pipeline, "orders", ["gs://b/a.csv", "gs://b/b.csv", "gs://b/c.csv"])
+    ledger = read_lineage(pipeline, "orders", ["gs://b/a.csv", "gs://b/b.csv", "gs://b/c.csv"])
     assert ledger.committed == {"gs://b/a.csv": 2}
     assert ledger.present == {"gs://b/a.csv", "gs://b/b.csv", "gs://b/c.csv"}
 
@@ -66,11 +66,11 @@ def test_only_completed_loads_count(settings: Settings, pipeline: Any) -> None:
 def test_many_uris_are_asked_in_chunks(settings: Settings, pipeline: Any) -> None:
     uris = [f"gs://b/{index:05}.csv" for index in range(QUERY_CHUNK * 2 + 3)]
     plant(settings, [(uri, 1, "l1") for uri in uris], {"l1": 0})
-    ledger = read_ledger(pipeline, "orders", uris)
+    ledger = read_lineage(pipeline, "orders", uris)
     assert len(ledger.committed) == len(uris)
 
 
 def test_a_uri_with_quotes_is_a_bound_value(settings: Settings, pipeline: Any) -> None:
     uri = "gs://b/x'); drop table ferry.orders; --.csv"
     plant(settings, [(uri, 3, "l1")], {"l1": 0})
-    assert read_ledger(pipeline, "orders", [uri]).committed == {uri: 3}
+    assert read_lineage(pipeline, "orders", [uri]).committed == {uri: 3}
