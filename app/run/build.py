@@ -32,13 +32,15 @@ def build_after_load(context: RunContext) -> None:
 
 
 def build_run(request: RunRequest, settings: Settings, catalog: Catalog) -> RunReport:
-    """Build the requested models and their downstream. Raises FerryError (report attached)."""
+    """Build the requested models and their downstream. Raises FerryError (its `report` set)."""
     report = RunReport(
         run_id=request.run_id,
         pipeline=MODELS_RUN,
         trigger=request.trigger,
         destination=settings.destination_kind,
         dataset=settings.dataset_name,
+        execution=request.execution,
+        task_attempt=request.task_attempt,
     )
     started = time.perf_counter()
     try:

@@ -55,6 +55,10 @@ class RunRequest:
     models: tuple[str, ...] | None = None
     """A build instead of a load (`main.py build`, `POST /runs {"models": [...]}`): these
     models and those downstream of them; () builds every model."""
+    execution: str | None = None
+    """The Cloud Run Jobs execution running this task (CLOUD_RUN_EXECUTION)."""
+    task_attempt: int | None = None
+    """Which attempt of the task this is, from 0 (CLOUD_RUN_TASK_ATTEMPT)."""
 
 
 MODELS_RUN = "_models"

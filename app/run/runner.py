@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from app.destinations.pipeline import destination_lock, run_pipeline_for
+from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
 from app.run.build import build_after_load, build_run
 from app.run.catalog import Catalog
@@ -13,7 +14,7 @@ from app.run.files import files_resource
 from app.run.report import RunReport
 from app.run.request import CommitGuard, ProgressCallback, RunContext, RunRequest, new_run_id
 from app.run.transform import compile_transform
-from core import failpoints
+from core import failpoints, log_context
 from core.errors import RequestError, classify
 from core.lineage import REJECTS_SUFFIX
 from core.settings import Settings
@@ -33,8 +34,19 @@ def run(
 ) -> RunReport:
     """Run one pipeline to completion, then the models downstream of what it loaded (or, for
     a build request, just models). Raises FerryError (its `report` set) on failure."""
-    if request.models is not None:
-        return build_run(request, settings, catalog)
+    # every log line of the run is labelled with its run id (and pipeline)
+    with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
+        if request.models is not None:
+            return build_run(request, settings, catalog)
+        return _run(request, settings, catalog, progress)
+
+
+def _run(
+    request: RunRequest,
+    settings: Settings,
+    catalog: Catalog,
+    progress: ProgressCallback | None,
+) -> RunReport:
     spec = catalog.get(request.pipeline)
     report = RunReport(
         run_id=request.run_id,
@@ -43,6 +55,8 @@ def run(
         destination=settings.destination_kind,
         dataset=settings.dataset_name,
         shard=f"{request.shard_index}/{request.shard_count}" if request.shard_count > 1 else None,
+        execution=request.execution,
+        task_attempt=request.task_attempt,
     )
     started = time.perf_counter()
     try:
@@ -51,6 +65,7 @@ def run(
             with report.timed("list"), destination_lock(settings):
                 # a fresh working dir: restore state (incremental cursors) from the destination
                 pipeline.sync_destination()
+                sweep_if_due(pipeline, settings)
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
