@@ -7,13 +7,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.run.catalog import Catalog
 from app.run.report import RunReport
-from app.run.transform import Transform
 from core.settings import Settings
 from core.spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from app.run.transform import Transform
 
 ProgressCallback = Callable[[RunReport], None]
 """Called after every batch and once before the load commits; raising there abandons the

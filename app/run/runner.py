@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from app.destinations.pipeline import destination_lock, run_pipeline_for
 from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
@@ -63,9 +65,14 @@ def _run(
         transform = compile_transform(spec.name, spec.transform)
         with run_pipeline_for(spec.name, settings, request.run_id) as pipeline:
             with report.timed("list"), destination_lock(settings):
-                # a fresh working dir: restore state (incremental cursors) from the destination
+                # a fresh working dir: restore state (incremental cursors) and the schema
+                # (the existing column types that checks compare against) from the destination
                 pipeline.sync_destination()
                 sweep_if_due(pipeline, settings)
+            if request.replay is not None or isinstance(spec.source, FilesSource):
+                # file runs keep their ledger in the data, not in dlt state: writing the state
+                # back would cost a `_dlt_pipeline_state` load job on every run
+                pipeline.config.restore_from_destination = False
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
@@ -115,6 +122,9 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     )
     with report.timed("normalize"):
         normalize_info = pipeline.normalize()
+    # Arrow keeps freed batch memory in its pool; give it back before DuckDB's load step
+    # needs its own (else the two add up to the run's peak)
+    pa.default_memory_pool().release_unused()
     for check in run.before_load:
         check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly
