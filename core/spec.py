@@ -15,6 +15,9 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import ConfigError
+from core.uris import is_gcs, split_gs_uri
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -91,8 +94,11 @@ class FilesSource(Strict):
     @field_validator("uri")
     @classmethod
     def uri_shape(cls, value: str) -> str:
-        if value.startswith("gs://"):
-            bucket = value[5:].split("/", 1)[0]
+        if is_gcs(value):
+            try:
+                bucket, _ = split_gs_uri(value)
+            except ConfigError as error:
+                raise ValueError(error.message) from None
             if not re.match(r"^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]$", bucket):
                 raise ValueError(f"'{bucket}' is not a valid GCS bucket name")
         elif "://" in value:

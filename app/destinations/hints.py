@@ -1,10 +1,12 @@
-"""dlt table hints from a pipeline's destination spec."""
+"""dlt table hints from a pipeline's destination spec (pure), and the destination's own
+adapter (BigQuery partition/cluster) on top."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app.destinations.ordering import OrderedMerge
+from app.destinations.pipeline import destination_for
 from core.lineage import DELETED_AT_COLUMN, REJECTS_SUFFIX, SOURCE_URI_COLUMN, TOMBSTONES_SUFFIX
 from core.settings import Settings
 from core.spec import DestinationSpec
@@ -101,13 +103,4 @@ def apply_hints(
         resource.apply_hints(**ordered_hints(order), **_contract(destination))
     else:
         resource.apply_hints(**write_hints(destination, keyed_by_object=keyed_by_object))
-    if settings.destination_kind == "bigquery":
-        from dlt.destinations.adapters import bigquery_adapter
-
-        cluster = destination.cluster or ([SOURCE_URI_COLUMN] if lineage else [])
-        bigquery_adapter(
-            resource,
-            partition=destination.partition,  # type: ignore[arg-type]
-            cluster=cluster or None,  # type: ignore[arg-type]
-        )
-    return resource
+    return destination_for(settings).adapt(resource, destination, lineage=lineage)

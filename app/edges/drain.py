@@ -18,6 +18,7 @@ from typing import Any
 from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_message
 from app.ops.deadletter import dead_letter
 from app.run.catalog import Catalog
+from app.run.report import RunReport
 from app.run.request import ObjectRef, RunRequest
 from app.run.runner import run
 from core import failpoints
@@ -56,8 +57,9 @@ class DrainReport:
     nacked: int = 0
     dead_lettered: int = 0
     ignored: int = 0
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[RunReport] = field(default_factory=list)
+    failures: list[FerryError] = field(default_factory=list)
+    """Each failed run's error (its report on `error.report`), or a message's own error."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,9 +70,16 @@ class DrainReport:
             "dead_lettered": self.dead_lettered,
             "ignored": self.ignored,
             "load_jobs_runs": len(self.runs),
-            "runs": self.runs,
-            "errors": self.errors,
+            "runs": [run.to_dict() for run in self.runs],
+            "errors": [_error_entry(error) for error in self.failures],
         }
+
+
+def _error_entry(error: FerryError) -> dict[str, Any]:
+    entry = error.to_dict()
+    if error.report is not None:  # the drain's JSON kept each failed run's report here
+        entry["details"] = {**entry.get("details", {}), "report": error.report.to_dict()}
+    return entry
 
 
 def drain(
@@ -186,7 +195,7 @@ def _load_group(
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
         if error.retriable:
-            report.errors.append(error.to_dict())
+            report.failures.append(error)
             _nack(client, subscription, members, report)
             return
         if len(members) == 1:
@@ -220,7 +229,7 @@ def _run(
             objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
             trigger="drain",
         )
-        report.runs.append(run(request, settings, catalog).to_dict())
+        report.runs.append(run(request, settings, catalog))
     # deletes after loads: a generation loaded and deleted in one batch ends deleted
     for uri, generation in sorted(set(deleted)):
         removal = RunRequest(
@@ -230,7 +239,7 @@ def _run(
             trigger="drain",
             object_deleted=True,
         )
-        report.runs.append(run(removal, settings, catalog).to_dict())
+        report.runs.append(run(removal, settings, catalog))
 
 
 def _terminal(
@@ -241,7 +250,7 @@ def _terminal(
     subscription: str,
     report: DrainReport,
 ) -> None:
-    report.errors.append(error.to_dict())
+    report.failures.append(error)
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error

@@ -66,6 +66,10 @@ async def respond(
     """Parse at the edge (a malformed delivery is terminal), then run off the event loop."""
     try:
         parsed = parse()
+    except RecursionError:
+        # parsing never recurses unboundedly on purpose; a delivery that makes it is bad input
+        refused = RequestError("the delivery is nested too deeply to read")
+        outcome = await run_in_threadpool(terminal, service, body, {}, refused)
     except FerryError as error:
         outcome = await run_in_threadpool(terminal, service, body, {}, error)
     else:
@@ -127,12 +131,11 @@ def handle_object_event(
             object_deleted=event.is_delete,
         )
         try:
-            outcome.reports.append(service.execute(request))
+            outcome.reports.append(service.execute(request).to_dict())
         except BaseException as raw:
             error = classify(raw, pipeline=spec.name)
-            report = error.details.pop("report", None)
-            if report:
-                outcome.reports.append(report)
+            if error.report is not None:
+                outcome.reports.append(error.report.to_dict())
             if error.retriable:
                 log.warning("nack %s: %s", event.uri, error, extra={"error": error.to_dict()})
                 return PushOutcome("retry", NACK_STATUS, outcome.reports, error=error.to_dict())

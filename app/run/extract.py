@@ -128,6 +128,8 @@ class FileExtractor:
         from sources.files import Rejects, read_batches
 
         run, obj = self.run, plan.obj
+        if obj is None:  # a deleted object has nothing to read (handled by the caller)
+            return
         log.info("read %s (generation %s, %s bytes)", obj.uri, obj.generation, obj.size)
         run.report.bytes_read += obj.size
         raw = run.spec.raw
@@ -155,6 +157,7 @@ class FileExtractor:
                 batch_bytes=run.settings.batch_bytes,
                 max_uncompressed_bytes=run.settings.max_uncompressed_bytes,
                 rejects=rejects,
+                max_columns=run.settings.max_columns,
             ):
                 entry.rows_read += batch.num_rows
                 run.report.rows_read += batch.num_rows

@@ -9,14 +9,16 @@ from typing import Any
 
 from app.destinations.ledger import DELETED, EMPTIED, Ledger, read_ledger, read_lineage, retire
 from app.destinations.ordering import OrderedMerge, ordered_merge, tombstone_merge
-from app.destinations.pipeline import destination_lock
+from app.destinations.pipeline import destination_for, destination_lock
 from app.run.raw_zone import days, origin_of, partition
 from app.run.report import FileReport
 from app.run.request import CommitGuard, RunContext
-from app.run.selection import is_glob, narrowed_uri, requested_generation, resolve_pattern
+from app.run.selection import admitted, narrowed_uri, requested_generation
 from core.errors import DestinationUnavailableError, RequestError, SourceNotFoundError
+from core.globs import has_glob
 from core.lineage import REJECTS_SUFFIX, SOURCE_GENERATION_COLUMN, TOMBSTONES_SUFFIX
 from core.spec import DestinationSpec, FilesSource
+from sources.files import SourceObject, resolve_pattern
 
 log = logging.getLogger("ferry.files")
 
@@ -25,7 +27,8 @@ log = logging.getLogger("ferry.files")
 class Planned:
     """An object to read, and the object its rows are lineage of (differs when replaying)."""
 
-    obj: Any
+    obj: SourceObject | None
+    """None for a deleted object (nothing to read)."""
     uri: str
     generation: int
     lineage: bool = True
@@ -135,16 +138,20 @@ def _merge_order(
     return order, tombstones
 
 
-def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -> list[Any]:
+def _select_objects(
+    run: RunContext, source: FilesSource, storage_client: Any
+) -> list[SourceObject]:
     from sources.files import get_object, list_objects, shard
 
-    request, base_dir = run.request, run.catalog.base_dir
+    request, base_dir, name = run.request, run.catalog.base_dir, run.spec.name
     pattern = resolve_pattern(source.uri, base_dir)
+    named = True
+    objects: list[SourceObject | None]
     if request.objects:
         objects = [
             requested_generation(
                 get_object(
-                    narrowed_uri(run.spec.name, pattern, ref.uri, base_dir),
+                    narrowed_uri(name, pattern, ref.uri, base_dir),
                     None,
                     storage_client=storage_client,
                 ),
@@ -154,16 +161,23 @@ def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -
             for ref in request.objects
         ]
     elif request.source_uri is None:
-        objects = list_objects(pattern, base_dir=base_dir, storage_client=storage_client)
+        named = False
+        objects = list(list_objects(pattern, base_dir=base_dir, storage_client=storage_client))
     else:
-        target = narrowed_uri(run.spec.name, pattern, request.source_uri, base_dir)
-        if request.generation is not None or not is_glob(target):
+        target = narrowed_uri(name, pattern, request.source_uri, base_dir)
+        if request.generation is not None or not has_glob(target):
             live = get_object(target, None, storage_client=storage_client)
             objects = [requested_generation(live, request.generation, run.report)]
         else:
-            objects = list_objects(target, base_dir=base_dir, storage_client=storage_client)
+            named = False
+            objects = list(list_objects(target, base_dir=base_dir, storage_client=storage_client))
     present = [obj for obj in objects if obj is not None]
-    return shard(present, request.shard_index, request.shard_count)
+    kept = admitted(name, pattern, present, named=named)
+    if present and not kept:
+        raise SourceNotFoundError(
+            f"no object it matched lies within the configured source '{pattern}'", pipeline=name
+        )
+    return shard(kept, request.shard_index, request.shard_count)
 
 
 def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:
@@ -180,11 +194,11 @@ def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:
         folder = partition(prefix, spec.name, day)
         try:
             found = list_objects(
-                folder + "/**", base_dir=run.catalog.base_dir, storage_client=storage_client
+                folder + "/", base_dir=run.catalog.base_dir, storage_client=storage_client
             )
         except SourceNotFoundError:
             continue
-        for obj in found:
+        for obj in admitted(spec.name, folder, found, named=False):
             origin = origin_of(obj.uri, folder)
             from_api = origin.origin_uri == obj.uri
             planned.append(Planned(obj, origin.origin_uri, origin.generation, not from_api))
@@ -256,7 +270,7 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     """
     destination = run.spec.destination
     if not (
-        run.settings.destination_kind == "duckdb"
+        destination_for(run.settings).APPEND_UNDER_LOCK
         and destination.write_disposition == "append"
         and not destination.merge_key
     ):

@@ -30,7 +30,7 @@ def run(
     catalog: Catalog,
     progress: ProgressCallback | None = None,
 ) -> RunReport:
-    """Run one pipeline to completion. Raises FerryError (report attached) on failure."""
+    """Run one pipeline to completion. Raises FerryError (its `report` set) on failure."""
     spec = catalog.get(request.pipeline)
     report = RunReport(
         run_id=request.run_id,
@@ -65,7 +65,8 @@ def run(
         error = classify(raw, pipeline=spec.name)
         error.run_id = request.run_id
         report.add_time("total", time.perf_counter() - started)
-        error.details.setdefault("report", report.finish("failed", error.to_dict()).to_dict())
+        if error.report is None:
+            error.report = report.finish("failed", error.to_dict())
         raise error from raw
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
