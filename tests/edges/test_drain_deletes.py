@@ -63,5 +63,5 @@ def test_a_drain_loads_then_removes_deleted_objects(
     loaded = {int(i) for (i,) in query(settings, "select id from ferry.mirrored")}
     assert loaded == {10, 11}
     assert report.acked == 2, "the duplicate is acknowledged too"
-    statuses = [f["status"] for run in report.runs for f in run["files"]]
+    statuses = [f.status for run in report.runs for f in run.files]
     assert statuses == ["deleted"], "two notifications of one deletion make one removal"
