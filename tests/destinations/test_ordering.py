@@ -78,8 +78,6 @@ def test_tombstones_keep_the_latest_delete(db: duckdb.DuckDBPyConnection) -> Non
     db.execute("INSERT INTO staged VALUES (5, 25, 'x', 9), (5, 31, 'x', 9)")
     order = tombstone_merge(tombstones="tomb", primary_key=["id"], sequence="seq", escape=quoted)
 
-    rows = db.execute(
-        f"SELECT seq FROM staged WHERE {order.source_filter} ORDER BY seq"
-    ).fetchall()
+    rows = db.execute(f"SELECT seq FROM staged WHERE {order.source_filter} ORDER BY seq").fetchall()
 
     assert rows == [(31,)]
