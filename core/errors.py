@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 log = logging.getLogger("ferry.errors")
 
@@ -39,12 +39,22 @@ EXIT_RETRIABLE = 1
 EXIT_TERMINAL = 2
 
 
+class RunReportLike(Protocol):
+    """What an error knows of the run it ended: app/run/report.py's RunReport, which core
+    cannot import (core imports nothing of ours)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class FerryError(Exception):
     """Root of every error ferry raises on purpose."""
 
     recovery: Recovery = Recovery.TERMINAL
     code: str = "ferry_error"
     http_status: int = 500
+    report: RunReportLike | None = None
+    """The failed run's report, set by the runner; only an edge serialises it (beside
+    `to_dict()`, never inside it)."""
 
     def __init__(
         self,

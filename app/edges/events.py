@@ -79,6 +79,9 @@ OBJECT_FINALIZE: Final = "OBJECT_FINALIZE"
 """The Cloud Storage notification event type for a new object (or a new generation)."""
 STORAGE_FINALIZED: Final = "google.cloud.storage.object.v1.finalized"
 """The Eventarc CloudEvent type for the same thing."""
+OBJECT_DELETE: Final = "OBJECT_DELETE"
+"""The notification type for a generation that is gone (deleted, or overwritten)."""
+STORAGE_DELETED: Final = "google.cloud.storage.object.v1.deleted"
 STORAGE_EVENT_PREFIX: Final = "google.cloud.storage.object.v1."
 PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 UNKNOWN_EVENT_TYPE: Final = "UNKNOWN"
@@ -175,6 +178,9 @@ class GcsObjectEvent:
     """Pub/Sub message id, or the CloudEvent id: the same on every redelivery."""
     publish_time: str | None = None
     delivery_attempt: int | None = None
+    overwritten_by: int | None = None
+    """An OBJECT_DELETE caused by an overwrite names the new generation (Pub/Sub attribute
+    ``overwrittenByGeneration``); that generation's own notification replaces the rows."""
 
     @property
     def uri(self) -> str:
@@ -184,6 +190,11 @@ class GcsObjectEvent:
     def is_finalize(self) -> bool:
         """A new object or a new generation: the only event that should start a load."""
         return self.event_type in (OBJECT_FINALIZE, STORAGE_FINALIZED)
+
+    @property
+    def is_delete(self) -> bool:
+        """The generation is gone and no newer one replaced it (not an overwrite)."""
+        return self.event_type in (OBJECT_DELETE, STORAGE_DELETED) and self.overwritten_by is None
 
     @property
     def is_suspicious_name(self) -> bool:
@@ -293,6 +304,9 @@ def gcs_event_from_message(message: PubSubMessage) -> GcsObjectEvent | None:
         message_id=message.message_id,
         publish_time=message.publish_time,
         delivery_attempt=message.delivery_attempt,
+        overwritten_by=parse_integer(
+            attributes.get("overwrittenByGeneration"), f"overwrittenByGeneration of {name}"
+        ),
     )
 
 

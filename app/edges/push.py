@@ -105,13 +105,19 @@ def handle_message(service: RunService, message: PubSubMessage) -> PushOutcome:
 def handle_object_event(
     service: RunService, event: GcsObjectEvent, data: bytes, attributes: dict[str, str]
 ) -> PushOutcome:
-    if not event.is_finalize:
+    if not (event.is_finalize or event.is_delete):
         log.info("ignored %s for %s", event.event_type, event.uri)
         return PushOutcome("ignored", detail=f"event type {event.event_type} is not loaded")
     if event.is_suspicious_name:
         refused = RequestError(f"object name '{event.name}' contains a path traversal form")
         return terminal(service, data, attributes, refused)
     pipelines = service.catalog.match_uri(event.uri)
+    if event.is_delete:
+        # only pipelines that asked for it remove a deleted object's rows
+        pipelines = [spec for spec in pipelines if spec.removes_deleted_rows]
+        if not pipelines or event.generation is None:
+            log.info("ignored %s for %s", event.event_type, event.uri)
+            return PushOutcome("ignored", detail=f"no pipeline removes rows of {event.uri}")
     if not pipelines:
         log.warning("ignored %s: no pipeline is configured for it", event.uri)
         return PushOutcome("ignored", detail=f"no pipeline is configured for {event.uri}")
@@ -122,14 +128,14 @@ def handle_object_event(
             source_uri=event.uri,
             generation=event.generation,
             trigger="pubsub" if event.message_id else "eventarc",
+            object_deleted=event.is_delete,
         )
         try:
-            outcome.reports.append(service.execute(request))
+            outcome.reports.append(service.execute(request).to_dict())
         except BaseException as raw:
             error = classify(raw, pipeline=spec.name)
-            report = error.details.pop("report", None)
-            if report:
-                outcome.reports.append(report)
+            if error.report is not None:
+                outcome.reports.append(error.report.to_dict())
             if error.retriable:
                 log.warning("nack %s: %s", event.uri, error, extra={"error": error.to_dict()})
                 return PushOutcome("retry", NACK_STATUS, outcome.reports, error=error.to_dict())

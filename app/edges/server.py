@@ -52,10 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _ferry_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, FerryError)
-    report = error.details.pop("report", None)
     body: dict[str, Any] = {"error": error.to_dict()}
-    if report is not None:
-        body["report"] = report
+    if error.report is not None:
+        body["report"] = error.report.to_dict()
     status = outcome_of(error).http_status
     level = logging.ERROR if status >= 500 else logging.WARNING
     log.log(
@@ -191,11 +190,11 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, settings: Settings | None = None) -> None:
     """uvicorn on $PORT. SIGTERM: stop accepting, abandon runs cleanly, exit within grace."""
     import uvicorn
 
-    settings = load_settings()
+    settings = settings or load_settings()
     app = create_app(settings)
     service: RunService = app.state.service
     config = uvicorn.Config(

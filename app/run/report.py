@@ -9,7 +9,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-FileStatus = Literal["loaded", "already_loaded", "stale_generation", "superseded", "failed"]
+FileStatus = Literal[
+    "loaded",
+    "already_loaded",
+    "stale_generation",
+    "superseded",
+    "failed",
+    "deleted",
+    "already_deleted",
+]
 RunStatus = Literal["succeeded", "failed", "skipped"]
 
 

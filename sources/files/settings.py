@@ -19,5 +19,3 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 MAX_COLUMNS = 10_000
 """Widest file read by default: BigQuery's limit of columns per table."""
-
-GLOB_CHARS = frozenset("*?[")

@@ -55,4 +55,4 @@ def create_run(
         idempotency_key=body.idempotency_key or idempotency_key,
         trigger="http",
     )
-    return service.execute(request)
+    return service.execute(request).to_dict()
