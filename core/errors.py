@@ -219,6 +219,22 @@ class DestinationAccessDeniedError(TerminalError):
     http_status = 424
 
 
+class ModelFailedError(TerminalError):
+    """A post-load SQL model did not build (its SQL failed on the destination). The load
+    before it stays committed and the model's previous table stays in place; fix the SQL,
+    then `python main.py build MODEL` (or `POST /runs {"models": [...]}`)."""
+
+    code = "model_failed"
+    http_status = 422
+
+
+class ModelCheckError(ModelFailedError):
+    """A model built, but a check on its rows failed: the new rows were not swapped in."""
+
+    code = "model_check_failed"
+    http_status = 422
+
+
 # --- retriable ------------------------------------------------------------------------
 
 
@@ -255,6 +271,14 @@ class DeadLetterUnavailableError(RetriableError):
     """A terminal failure could not be parked on the dead-letter topic: keep the message."""
 
     code = "dead_letter_unavailable"
+    http_status = 503
+
+
+class ModelUnavailableError(RetriableError):
+    """The destination failed while a model was building (network, 5xx, lock): the model's
+    previous table is in place and the load before it committed; build it again later."""
+
+    code = "model_unavailable"
     http_status = 503
 
 

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from core.errors import ConfigError
+from core.model_spec import ModelSpec
 from core.uris import is_gcs, split_gs_uri
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -393,6 +394,8 @@ class PipelineSpec(Strict):
 
 class PipelinesFile(Strict):
     pipelines: list[PipelineSpec]
+    models: list[ModelSpec] = Field(default_factory=list)
+    """SQL models built in the destination after loads (core/model_spec.py)."""
 
     @model_validator(mode="after")
     def unique_names(self) -> PipelinesFile:

@@ -19,7 +19,14 @@ from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_messa
 from app.ops.deadletter import dead_letter
 from app.ops.service import RunService
 from app.run.runner import RunRequest
-from core.errors import FerryError, RequestError, classify, outcome_of
+from core.errors import (
+    FerryError,
+    ModelFailedError,
+    ModelUnavailableError,
+    RequestError,
+    classify,
+    outcome_of,
+)
 
 log = logging.getLogger("ferry.push")
 
@@ -30,7 +37,7 @@ T = TypeVar("T")
 @dataclass
 class PushOutcome:
     status: str
-    """loaded | skipped | ignored | dead_lettered | failed_terminal | retry"""
+    """loaded | skipped | ignored | model_failed | dead_lettered | failed_terminal | retry"""
     http_status: int = 200
     reports: list[dict[str, Any]] = field(default_factory=list)
     detail: str | None = None
@@ -136,6 +143,11 @@ def handle_object_event(
             error = classify(raw, pipeline=spec.name)
             if error.report is not None:
                 outcome.reports.append(error.report.to_dict())
+            if isinstance(error, ModelFailedError | ModelUnavailableError):
+                # the object loaded and committed; only a model after it failed, and a
+                # redelivery would find the object loaded and build nothing: acknowledge
+                log.error("model failed after %s loaded: %s", event.uri, error)
+                return PushOutcome("model_failed", 200, outcome.reports, error=error.to_dict())
             if error.retriable:
                 log.warning("nack %s: %s", event.uri, error, extra={"error": error.to_dict()})
                 return PushOutcome("retry", NACK_STATUS, outcome.reports, error=error.to_dict())

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.edges.headers import SecurityHeaders, TraceContext
 from app.ops.service import RunService
 from app.run.catalog import load_catalog
 from core.errors import FerryError, RequestError, error_for_status, outcome_of
@@ -24,19 +25,26 @@ log = logging.getLogger("ferry.server")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
-    from app.edges.auth import PushTokenVerifier
+    from app.edges.auth import PushTokenVerifier, warn_if_runs_are_open
     from app.edges.routes import events, health, history, pubsub, runs
 
     settings = settings or load_settings()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
     service = RunService(settings=settings, catalog=load_catalog(settings.pipelines_file))
+    # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default
+    docs = settings.docs_enabled
     app = FastAPI(
         title="ferry",
         description="ELT worker for Cloud Run: GCS / HTTP API -> pandas -> dlt -> BigQuery",
         version="0.1.0",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.service = service
     app.state.verifier = PushTokenVerifier.from_settings(settings)
+    certs_cache = app.state.verifier.certs_cache if app.state.verifier else None
+    app.state.runs_verifier = PushTokenVerifier.for_runs(settings, certs_cache)
+    warn_if_runs_are_open(settings)
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(history.router)
@@ -45,8 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(FerryError, _ferry_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    # outside every middleware (Starlette's last resort) and, through CatchAll, inside them
+    # so the answer still carries the security headers
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TraceContext, project=settings.trace_project)
     return app
 
 
@@ -136,6 +149,33 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
         }
     }
     return JSONResponse(body, status_code=500)
+
+
+class CatchAll:
+    """An exception no handler took becomes the documented JSON 500 here, inside the other
+    middlewares; Starlette's own last resort answers outside them (without their headers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as error:
+            if started:  # too late for another answer: the server closes the connection
+                raise
+            response = await _unexpected_error(Request(scope), error)
+            await response(scope, receive, send)
 
 
 class BodyLimit:

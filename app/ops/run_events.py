@@ -50,6 +50,16 @@ def run_event(report: dict[str, Any], error: dict[str, Any] | None = None) -> di
         "started_at": report.get("started_at"),
         "finished_at": report.get("finished_at"),
         "seconds": report.get("seconds", {}),
+        "models": [
+            {
+                "name": model.get("name"),
+                "status": model.get("status"),
+                "rows": model.get("rows"),
+                "seconds": model.get("seconds"),
+                "error_code": (model.get("error") or {}).get("code"),
+            }
+            for model in report.get("models") or []
+        ],
     }
 
 

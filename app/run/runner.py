@@ -5,14 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from app.destinations.pipeline import destination_lock, run_pipeline_for
+from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
+from app.run.build import build_after_load, build_run
 from app.run.catalog import Catalog
 from app.run.files import files_resource
 from app.run.report import RunReport
 from app.run.request import CommitGuard, ProgressCallback, RunContext, RunRequest, new_run_id
 from app.run.transform import compile_transform
-from core import failpoints
+from core import failpoints, log_context
 from core.errors import RequestError, classify
 from core.lineage import REJECTS_SUFFIX
 from core.settings import Settings
@@ -30,7 +34,21 @@ def run(
     catalog: Catalog,
     progress: ProgressCallback | None = None,
 ) -> RunReport:
-    """Run one pipeline to completion. Raises FerryError (its `report` set) on failure."""
+    """Run one pipeline to completion, then the models downstream of what it loaded (or, for
+    a build request, just models). Raises FerryError (its `report` set) on failure."""
+    # every log line of the run is labelled with its run id (and pipeline)
+    with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
+        if request.models is not None:
+            return build_run(request, settings, catalog)
+        return _run(request, settings, catalog, progress)
+
+
+def _run(
+    request: RunRequest,
+    settings: Settings,
+    catalog: Catalog,
+    progress: ProgressCallback | None,
+) -> RunReport:
     spec = catalog.get(request.pipeline)
     report = RunReport(
         run_id=request.run_id,
@@ -39,14 +57,22 @@ def run(
         destination=settings.destination_kind,
         dataset=settings.dataset_name,
         shard=f"{request.shard_index}/{request.shard_count}" if request.shard_count > 1 else None,
+        execution=request.execution,
+        task_attempt=request.task_attempt,
     )
     started = time.perf_counter()
     try:
         transform = compile_transform(spec.name, spec.transform)
         with run_pipeline_for(spec.name, settings, request.run_id) as pipeline:
             with report.timed("list"), destination_lock(settings):
-                # a fresh working dir: restore state (incremental cursors) from the destination
+                # a fresh working dir: restore state (incremental cursors) and the schema
+                # (the existing column types that checks compare against) from the destination
                 pipeline.sync_destination()
+                sweep_if_due(pipeline, settings)
+            if request.replay is not None or isinstance(spec.source, FilesSource):
+                # file runs keep their ledger in the data, not in dlt state: writing the state
+                # back would cost a `_dlt_pipeline_state` load job on every run
+                pipeline.config.restore_from_destination = False
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
@@ -59,6 +85,7 @@ def run(
                 resource = api_resource(context, spec.source)
             if resource is not None:
                 _load(context, resource, guard)
+                build_after_load(context)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise
@@ -95,6 +122,9 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     )
     with report.timed("normalize"):
         normalize_info = pipeline.normalize()
+    # Arrow keeps freed batch memory in its pool; give it back before DuckDB's load step
+    # needs its own (else the two add up to the run's peak)
+    pa.default_memory_pool().release_unused()
     for check in run.before_load:
         check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly

@@ -22,7 +22,9 @@ class ErrorResponse(BaseModel):
 
 
 class PushResponse(BaseModel):
-    status: Literal["loaded", "skipped", "ignored", "dead_lettered", "failed_terminal", "retry"]
+    status: Literal[
+        "loaded", "skipped", "ignored", "model_failed", "dead_lettered", "failed_terminal", "retry"
+    ]
     reports: list[dict[str, Any]]
     detail: str | None = None
     error: dict[str, Any] | None = None
