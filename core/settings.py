@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     """Bytes of source text parsed per Arrow batch: bounds memory per batch."""
     max_uncompressed_bytes: int = 50 << 30
     """A compressed object that expands past this is rejected (gzip-bomb defence)."""
+    max_columns: int = Field(default=10_000, ge=1)
+    """A file with more columns is refused as terminal bad data before loading (BigQuery
+    takes at most 10,000 columns per table)."""
     terminal_exit_code: int = 2
     """Exit code for terminal errors. Cloud Run Jobs retry any non-zero exit: set 0 there
     so a bad config or bad file is logged as an error but not retried."""

@@ -85,12 +85,10 @@ def shard_from_env() -> tuple[int, int]:
     return index, count
 
 
-def command_run(args: argparse.Namespace) -> int:
+def command_run(args: argparse.Namespace, settings: Settings) -> int:
     from app.run.catalog import load_catalog
     from app.run.runner import RunRequest
-    from core.settings import load_settings
 
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     index, count = shard_from_env()
     request = RunRequest(
@@ -108,28 +106,21 @@ def command_run(args: argparse.Namespace) -> int:
 def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
     """Run, record the run (history, event), print its report."""
     from app.edges.progress import TerminalProgress
-    from app.ops.run_events import after_run
+    from app.ops.run_events import run_and_tell
     from app.run.runner import run
 
-    try:
-        with TerminalProgress.for_stderr() as progress:
-            report = run(request, settings, catalog, progress=progress)
-    except FerryError as error:
-        after_run(settings, error.details.get("report"), error.to_dict())
-        raise
-    after_run(settings, report.to_dict())
+    with TerminalProgress.for_stderr() as progress:
+        report = run_and_tell(settings, lambda: run(request, settings, catalog, progress=progress))
     log.info(report.summary(), extra={"run_report": report.to_dict()})
     sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     return EXIT_OK
 
 
-def command_build(args: argparse.Namespace) -> int:
+def command_build(args: argparse.Namespace, settings: Settings) -> int:
     from app.run.catalog import load_catalog
     from app.run.request import MODELS_RUN
     from app.run.runner import RunRequest
-    from core.settings import load_settings
 
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     request = RunRequest(
         pipeline=MODELS_RUN,
@@ -139,14 +130,12 @@ def command_build(args: argparse.Namespace) -> int:
     return execute(request, settings, catalog)
 
 
-def command_drain(args: argparse.Namespace) -> int:
+def command_drain(args: argparse.Namespace, settings: Settings) -> int:
     from app.edges.drain import DrainLimits, drain
     from app.ops.run_events import after_run
     from app.run.catalog import load_catalog
     from core.errors import EXIT_RETRIABLE
-    from core.settings import load_settings
 
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     limits = DrainLimits(
         max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
@@ -154,8 +143,8 @@ def command_drain(args: argparse.Namespace) -> int:
     report = drain(args.subscription, settings, catalog, limits)
     for run_report in report.runs:
         after_run(settings, run_report)
-    for error in report.errors:  # terminal failures of single objects carry their run's report
-        after_run(settings, (error.get("details") or {}).get("report"), error)
+    for failure in report.failures:  # a failed run's error carries its report
+        after_run(settings, failure)
     log.info(
         "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
         report.messages,
@@ -171,29 +160,25 @@ def command_drain(args: argparse.Namespace) -> int:
     return EXIT_RETRIABLE if report.nacked else EXIT_OK
 
 
-def command_replay(args: argparse.Namespace) -> int:
+def command_replay(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import date
 
     from app.run.catalog import load_catalog
     from app.run.runner import RunRequest
-    from core.settings import load_settings
 
     try:
         first = date.fromisoformat(args.first)
         last = date.fromisoformat(args.last or args.first)
     except ValueError as error:
         raise RequestError(f"--from/--to must be YYYY-MM-DD: {error}") from None
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     request = RunRequest(pipeline=args.pipeline, replay=(first, last), trigger="replay")
     return execute(request, settings, catalog)
 
 
-def command_validate() -> int:
+def command_validate(settings: Settings) -> int:
     from app.run.catalog import load_catalog
-    from core.settings import load_settings
 
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     for spec in catalog.pipelines.values():
         sys.stdout.write(
@@ -207,47 +192,46 @@ def command_validate() -> int:
     return EXIT_OK
 
 
-def command_serve(args: argparse.Namespace) -> int:
+def command_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.edges.server import serve
 
-    serve(host=args.host, port=int(os.environ.get("PORT", "8080")))
+    serve(host=args.host, port=int(os.environ.get("PORT", "8080")), settings=settings)
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from app.edges.logs import configure_logging
+    from core.settings import load_settings
 
-    configure_logging(
-        os.environ.get("FERRY_LOG_FORMAT", "auto"), os.environ.get("FERRY_LOG_LEVEL", "INFO")
-    )
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "validate":
-            return command_validate()
-        if args.command == "build":
-            return command_build(args)
-        if args.command == "drain":
-            return command_drain(args)
-        if args.command == "replay":
-            return command_replay(args)
-        return command_serve(args)
-    except FerryError as error:
-        outcome = outcome_of(error)
-        report = error.details.pop("report", None)
-        log.error(
-            "%s (%s, %s)", error, error.code, error.recovery.value, extra={"error": error.to_dict()}
-        )
-        if report is not None:
-            sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        if outcome.exit_code == EXIT_TERMINAL:
-            return _terminal_exit_code()
-        return outcome.exit_code
-
-
-def _terminal_exit_code() -> int:
+        settings = load_settings()
+    except FerryError as error:  # no settings, so no configured format: log it plainly
+        configure_logging("auto", "INFO")
+        return _failed(error, EXIT_TERMINAL)
+    configure_logging(settings.log_format, settings.log_level)
     try:
-        return int(os.environ.get("FERRY_TERMINAL_EXIT_CODE", str(EXIT_TERMINAL)))
-    except ValueError:
-        return EXIT_TERMINAL
+        if args.command == "run":
+            return command_run(args, settings)
+        if args.command == "validate":
+            return command_validate(settings)
+        if args.command == "build":
+            return command_build(args, settings)
+        if args.command == "drain":
+            return command_drain(args, settings)
+        if args.command == "replay":
+            return command_replay(args, settings)
+        return command_serve(args, settings)
+    except FerryError as error:
+        return _failed(error, settings.terminal_exit_code)
+
+
+def _failed(error: FerryError, terminal_exit_code: int) -> int:
+    """Log the error, print the failed run's report (if a run started), pick the exit code."""
+    log.error(
+        "%s (%s, %s)", error, error.code, error.recovery.value, extra={"error": error.to_dict()}
+    )
+    if error.report is not None:
+        sys.stdout.write(json.dumps(error.report.to_dict(), indent=2) + "\n")
+    outcome = outcome_of(error)
+    return terminal_exit_code if outcome.exit_code == EXIT_TERMINAL else outcome.exit_code

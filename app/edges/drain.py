@@ -18,6 +18,7 @@ from typing import Any
 from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_message
 from app.ops.deadletter import dead_letter
 from app.run.catalog import Catalog
+from app.run.report import RunReport
 from app.run.request import ObjectRef, RunRequest
 from app.run.runner import run
 from core import failpoints
@@ -62,8 +63,9 @@ class DrainReport:
     nacked: int = 0
     dead_lettered: int = 0
     ignored: int = 0
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[RunReport] = field(default_factory=list)
+    failures: list[FerryError] = field(default_factory=list)
+    """Each failed run's error (its report on `error.report`), or a message's own error."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,9 +76,16 @@ class DrainReport:
             "dead_lettered": self.dead_lettered,
             "ignored": self.ignored,
             "load_jobs_runs": len(self.runs),
-            "runs": self.runs,
-            "errors": self.errors,
+            "runs": [run.to_dict() for run in self.runs],
+            "errors": [_error_entry(error) for error in self.failures],
         }
+
+
+def _error_entry(error: FerryError) -> dict[str, Any]:
+    entry = error.to_dict()
+    if error.report is not None:  # the drain's JSON kept each failed run's report here
+        entry["details"] = {**entry.get("details", {}), "report": error.report.to_dict()}
+    return entry
 
 
 def drain(
@@ -158,10 +167,12 @@ def _group(
             error = RequestError("malformed or unsafe Cloud Storage notification")
             _terminal(item, error, settings, client, subscription, report)
             continue
-        if not event.is_finalize:
+        if not (event.is_finalize or event.is_delete):
             _ack(client, subscription, [item], report, ignored=True)
             continue
         pipelines = catalog.match_uri(event.uri)
+        if event.is_delete:
+            pipelines = [spec for spec in pipelines if spec.removes_deleted_rows]
         if not pipelines:
             log.warning("ignored %s: no pipeline is configured for it", event.uri)
             _ack(client, subscription, [item], report, ignored=True)
@@ -192,11 +203,11 @@ def _load_group(
         if isinstance(error, ModelFailedError | ModelUnavailableError):
             # the objects loaded and committed; only a model after the load failed, and a
             # redelivery would find them loaded and build nothing: keep the error, ack
-            report.errors.append(error.to_dict())
+            report.failures.append(error)
             _ack(client, subscription, members, report)
             return
         if error.retriable:
-            report.errors.append(error.to_dict())
+            report.failures.append(error)
             _nack(client, subscription, members, report)
             return
         if len(members) == 1:
@@ -214,19 +225,33 @@ def _run(
     pipeline: str, members: list[Held], settings: Settings, catalog: Catalog, report: DrainReport
 ) -> None:
     newest: dict[str, int | None] = {}
+    deleted = []
     for member in members:
         assert member.event is not None
         uri, generation = member.event.uri, member.event.generation
+        if member.event.is_delete:
+            deleted.append((uri, generation))
+            continue
         known = newest.get(uri)
         if uri not in newest or (generation or 0) > (known or 0):
             newest[uri] = generation
-    request = RunRequest(
-        pipeline=pipeline,
-        objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
-        trigger="drain",
-    )
-    result = run(request, settings, catalog)
-    report.runs.append(result.to_dict())
+    if newest:
+        request = RunRequest(
+            pipeline=pipeline,
+            objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
+            trigger="drain",
+        )
+        report.runs.append(run(request, settings, catalog))
+    # deletes after loads: a generation loaded and deleted in one batch ends deleted
+    for uri, generation in sorted(set(deleted)):
+        removal = RunRequest(
+            pipeline=pipeline,
+            source_uri=uri,
+            generation=generation,
+            trigger="drain",
+            object_deleted=True,
+        )
+        report.runs.append(run(removal, settings, catalog))
 
 
 def _terminal(
@@ -237,7 +262,7 @@ def _terminal(
     subscription: str,
     report: DrainReport,
 ) -> None:
-    report.errors.append(error.to_dict())
+    report.failures.append(error)
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error

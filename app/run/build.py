@@ -32,7 +32,7 @@ def build_after_load(context: RunContext) -> None:
 
 
 def build_run(request: RunRequest, settings: Settings, catalog: Catalog) -> RunReport:
-    """Build the requested models and their downstream. Raises FerryError (report attached)."""
+    """Build the requested models and their downstream. Raises FerryError (its `report` set)."""
     report = RunReport(
         run_id=request.run_id,
         pipeline=MODELS_RUN,
@@ -51,7 +51,8 @@ def build_run(request: RunRequest, settings: Settings, catalog: Catalog) -> RunR
         error = classify(raw)
         error.run_id = request.run_id
         report.add_time("total", time.perf_counter() - started)
-        error.details.setdefault("report", report.finish("failed", error.to_dict()).to_dict())
+        if error.report is None:
+            error.report = report.finish("failed", error.to_dict())
         raise error from raw
     report.add_time("total", time.perf_counter() - started)
     built = any(model.status == "built" for model in report.models)

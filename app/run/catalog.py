@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 
 from app.models.compile import ModelSet, compile_models
 from core.errors import ConfigError, RequestError, UnknownPipelineError
+from core.globs import matches
 from core.spec import FilesSource, PipelinesFile, PipelineSpec
 
 
@@ -37,7 +37,7 @@ class Catalog:
         return [
             spec
             for spec in self.pipelines.values()
-            if isinstance(spec.source, FilesSource) and uri_matches(spec.source.uri, uri)
+            if isinstance(spec.source, FilesSource) and matches(spec.source.uri, uri)
         ]
 
     def pipeline_for_uri(self, uri: str) -> PipelineSpec:
@@ -48,15 +48,6 @@ class Catalog:
             names = ", ".join(spec.name for spec in matches)
             raise RequestError(f"'{uri}' matches several pipelines ({names}); name one")
         return matches[0]
-
-
-def uri_matches(pattern: str, uri: str) -> bool:
-    """True when `uri` lies within `pattern` (a glob, or an exact object / prefix)."""
-    if ".." in uri.split("/") or "%2e" in uri.lower() or "\x00" in uri:
-        return False
-    if any(ch in pattern for ch in "*?["):
-        return fnmatch.fnmatchcase(uri, pattern)
-    return uri == pattern or uri.startswith(pattern.rstrip("/") + "/")
 
 
 def load_catalog(path: Path) -> Catalog:

@@ -11,7 +11,15 @@ from typing import Any, Literal
 
 from app.models.builder import ModelReport
 
-FileStatus = Literal["loaded", "already_loaded", "stale_generation", "superseded", "failed"]
+FileStatus = Literal[
+    "loaded",
+    "already_loaded",
+    "stale_generation",
+    "superseded",
+    "failed",
+    "deleted",
+    "already_deleted",
+]
 RunStatus = Literal["succeeded", "failed", "skipped"]
 
 

@@ -21,6 +21,9 @@ from core.spec import FilesSource, PipelineSpec
 
 __all__ = ["ProgressCallback", "RunRequest", "new_run_id", "run"]
 
+BOOKKEEPING = ("_dlt", "_ferry_")
+"""dlt's tables and ferry's ledger: not data, so not in the report's tables or load jobs."""
+
 
 def run(
     request: RunRequest,
@@ -29,7 +32,7 @@ def run(
     progress: ProgressCallback | None = None,
 ) -> RunReport:
     """Run one pipeline to completion, then the models downstream of what it loaded (or, for
-    a build request, just models). Raises FerryError (report attached) on failure."""
+    a build request, just models). Raises FerryError (its `report` set) on failure."""
     if request.models is not None:
         return build_run(request, settings, catalog)
     spec = catalog.get(request.pipeline)
@@ -67,7 +70,8 @@ def run(
         error = classify(raw, pipeline=spec.name)
         error.run_id = request.run_id
         report.add_time("total", time.perf_counter() - started)
-        error.details.setdefault("report", report.finish("failed", error.to_dict()).to_dict())
+        if error.report is None:
+            error.report = report.finish("failed", error.to_dict())
         raise error from raw
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
@@ -106,15 +110,20 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
         load_info = pipeline.load()
     failpoints.hit("after_commit")
     load_info.raise_on_failed_jobs()
+    for clean_up in run.after_commit:
+        with destination_lock(run.settings):
+            clean_up()
     report.load_ids = list(load_info.loads_ids)
     for package in load_info.load_packages:
         for job in package.jobs.get("completed_jobs", []):
             table, file_format = job.job_file_info.table_name, job.job_file_info.file_format
             # merge follow-ups are SQL (DML) jobs, not load jobs
-            if not table.startswith("_dlt") and file_format != "sql":
+            if not table.startswith(BOOKKEEPING) and file_format != "sql":
                 report.load_jobs[table] = report.load_jobs.get(table, 0) + 1
     counts = normalize_info.row_counts if normalize_info else {}
-    report.tables = {table: rows for table, rows in counts.items() if not table.startswith("_dlt")}
+    report.tables = {
+        table: rows for table, rows in counts.items() if not table.startswith(BOOKKEEPING)
+    }
     report.rows_loaded = sum(
         rows for table, rows in report.tables.items() if not table.endswith(REJECTS_SUFFIX)
     )

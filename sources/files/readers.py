@@ -38,6 +38,7 @@ from .rejects import RejectedRow, Rejects
 from .settings import (
     DEFAULT_BATCH_BYTES,
     GZIP_MAGIC,
+    MAX_COLUMNS,
     MIN_READ_BLOCK_BYTES,
     READ_BLOCKS_PER_BATCH,
 )
@@ -67,6 +68,7 @@ class _Read:
     batch_bytes: int
     max_uncompressed_bytes: int | None
     rejects: Rejects | None
+    max_columns: int | None = None
 
     @property
     def uri(self) -> str:
@@ -87,13 +89,15 @@ def read_batches(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     max_uncompressed_bytes: int | None = None,
     rejects: Rejects | None = None,
+    max_columns: int | None = MAX_COLUMNS,
 ) -> Iterator[pa.RecordBatch]:
     """Stream `obj` as record batches of about `batch_bytes` input each, one schema per file.
 
     An empty file (or one with only a CSV header) yields nothing. Unreadable data raises
     BadDataError naming the file, and where known the column, value and row. With
     `source.on_bad_rows: reject`, ragged CSV rows and unconvertible values go to `rejects`
-    (read it after each batch) and the file goes on.
+    (read it after each batch) and the file goes on. A file wider than `max_columns` is
+    refused (BadDataError) as soon as its header or first block shows it, before any load.
     """
     if source.on_bad_rows == "reject" and rejects is None:
         rejects = Rejects(obj.uri, source.max_rejected_rows)
@@ -105,6 +109,7 @@ def read_batches(
         batch_bytes,
         max_uncompressed_bytes,
         rejects if source.on_bad_rows == "reject" else None,
+        max_columns,
     )
     if obj.size == 0:
         return
@@ -189,6 +194,7 @@ def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.Rec
     pending: list[pa.RecordBatch] = []
     pending_bytes = rows_out = 0
     for batch in reader:
+        _check_width(batch.num_columns, read)
         progress.rows_read += batch.num_rows
         if not batch.num_rows:
             continue
@@ -203,6 +209,17 @@ def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.Rec
     if pending:
         joined = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
         yield _cast(joined, read, rows_out)
+
+
+def _check_width(columns: int, read: _Read) -> None:
+    """Refuse a file wider than the destination takes, before dlt spends minutes and all
+    its memory normalizing and loading it (and fails anyway)."""
+    if read.max_columns is not None and columns > read.max_columns:
+        raise BadDataError(
+            f"{read.uri}: {columns} columns is beyond the limit of {read.max_columns} "
+            "(BigQuery's most per table); split the file or select fewer columns upstream",
+            details={"uri": read.uri, "columns": columns},
+        )
 
 
 def _cast(batch: pa.RecordBatch, read: _Read, rows_before: int) -> pa.RecordBatch:
@@ -254,6 +271,7 @@ def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]
             convert_options=convert_options,
         )
         names = reader.schema.names
+        _check_width(len(names), read)
         _reject_binary(reader.schema, read.uri)
         yield from _rebatched(reader, read, progress)
     except _ARROW_ERRORS as error:
@@ -479,6 +497,7 @@ def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
                 "store it uncompressed"
             ) from error
         metadata = parquet.metadata
+        _check_width(len(parquet.schema_arrow), read)
         if metadata.num_rows == 0:
             return
         expanded = sum(

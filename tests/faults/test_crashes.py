@@ -149,7 +149,7 @@ def kill_when_a_load_job_committed(worker: LocalWorker, process: Any) -> threadi
                 try:
                     completed = list((package / "completed_jobs").iterdir())
                     started = [job.name for job in (package / "started_jobs").iterdir()]
-                except FileNotFoundError:  # the package is moving between folders
+                except (FileNotFoundError, NotADirectoryError):  # the package is moving
                     continue
                 if completed and any(job.startswith(f"{TABLE}.") for job in started):
                     process.send_signal(signal.SIGKILL)

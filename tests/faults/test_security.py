@@ -855,7 +855,8 @@ def test_canary_token_never_leaks_from_a_run(
         error = raised.value
         assert error.code == code, error.to_dict()
         surfaces += [str(error), repr(error), json.dumps(error.to_dict(), default=str)]
-        surfaces.append(json.dumps(error.details.get("report"), default=str))
+        assert error.report is not None
+        surfaces.append(json.dumps(error.report.to_dict(), default=str))
 
     assert len(api.requests_to("/ok")) == 1 and len(api.requests_to("/broken")) == 2
     assert all(r.headers["authorization"] == f"Bearer {CANARY}" for r in api.received)

@@ -116,7 +116,8 @@ def test_failing_model_keeps_its_table_and_build_runs_on_demand(
         run(RunRequest("people"), settings, catalog)
 
     assert caught.value.code == code
-    report = caught.value.details["report"]
+    assert caught.value.report is not None
+    report = caught.value.report.to_dict()
     assert [(m["name"], m["status"]) for m in report["models"]] == [
         ("codes", "failed"),
         ("code_total", "skipped"),

@@ -16,7 +16,7 @@ from app.edges.server import create_app
 from app.models.builder import ModelReport
 from app.run.catalog import Catalog, load_catalog
 from app.run.runner import RunRequest, run
-from core.errors import ModelCheckError, ModelFailedError, outcome_of
+from core.errors import FerryError, ModelCheckError, ModelFailedError, outcome_of
 from core.settings import Settings
 from tests.helpers import REPO, duckdb_settings, query, write_catalog
 
@@ -112,7 +112,7 @@ def people(tmp_path: Path) -> tuple[Catalog, Settings]:
     ids=["sql-error", "check-fails"],
 )
 def test_a_failing_model_keeps_its_previous_table_and_never_undoes_the_load(
-    tmp_path: Path, bad_code: str, error_class: type[Exception], code: str
+    tmp_path: Path, bad_code: str, error_class: type[FerryError], code: str
 ) -> None:
     catalog, settings = people(tmp_path)
     first = run(RunRequest("people"), settings, catalog)
@@ -128,10 +128,11 @@ def test_a_failing_model_keeps_its_previous_table_and_never_undoes_the_load(
         run(RunRequest("people"), settings, catalog)
 
     error = caught.value
-    assert error.code == code  # type: ignore[attr-defined]
-    assert outcome_of(error).exit_code == 2 and outcome_of(error).http_status == 422  # type: ignore[arg-type]
+    assert error.code == code
+    assert outcome_of(error).exit_code == 2 and outcome_of(error).http_status == 422
     assert "model 'codes'" in str(error)
-    report = error.details["report"]  # type: ignore[attr-defined]
+    assert error.report is not None, "the failed run's report rides on the error"
+    report = error.report.to_dict()
     assert report["status"] == "failed" and report["error"]["code"] == code
     assert report["tables"] == {"people": 1} and report["load_ids"], "the load committed"
     models = {m["name"]: m for m in report["models"]}

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from app.edges.deps import ServiceDep
-from app.edges.routes.schemas import ERROR_RESPONSES
+from app.edges.routes.schemas import ERROR_RESPONSES, HTML_ROUTE_ERROR_RESPONSES
 from app.ops.runlog import MAX_LIMIT, RunLog
 from app.ops.service import RunService
 from core.errors import RunNotFoundError
@@ -127,7 +127,7 @@ def get_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
     "/ui/runs",
     summary="Recent runs as an HTML page",
     response_class=HTMLResponse,
-    responses=ERROR_RESPONSES,
+    responses=HTML_ROUTE_ERROR_RESPONSES,
 )
 def runs_page(
     service: ServiceDep,

@@ -62,7 +62,7 @@ def create_run(
             idempotency_key=body.idempotency_key or idempotency_key,
             trigger="http",
         )
-        return service.execute(build)
+        return service.execute(build).to_dict()
     if body.pipeline is None and body.source is None:
         raise RequestError("give 'pipeline', 'source', or both")
     pipeline = body.pipeline or service.catalog.pipeline_for_uri(str(body.source)).name
@@ -74,4 +74,4 @@ def create_run(
         idempotency_key=body.idempotency_key or idempotency_key,
         trigger="http",
     )
-    return service.execute(request)
+    return service.execute(request).to_dict()
