@@ -11,8 +11,8 @@ import pytest
 from app.edges.cli import main
 from app.edges.routes.history import RunSummary, render_runs_page
 from app.ops.run_events import run_event
+from tests.edges.test_cli import ferry
 from tests.helpers import REPO, duckdb_settings, query
-from tests.test_cli import ferry
 
 
 def test_the_demo_prints_its_models_in_the_report(tmp_path: Path) -> None:
