@@ -15,6 +15,7 @@ from app.edges.cli import main
 from app.edges.server import create_app
 from app.models.builder import ModelReport
 from app.run.catalog import Catalog, load_catalog
+from app.run.request import MODELS_RUN
 from app.run.runner import RunRequest, run
 from core.errors import FerryError, ModelCheckError, ModelFailedError, outcome_of
 from core.settings import Settings
@@ -213,3 +214,26 @@ def test_build_over_http_is_listed_under_its_run(tmp_path: Path) -> None:
         page = client.get("/ui/runs").text
         assert page.count('<tr class="models"') == 3
         assert "code_total" in page
+
+
+def test_models_left_to_build_on_demand_wait_for_build(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("id,code\n1,10\n", encoding="utf-8")
+    catalog = write_catalog(
+        tmp_path,
+        """
+        pipelines:
+          - {name: people, source: {uri: "data/*.csv"}, destination: {table: people}}
+        models:
+          - {name: nightly, sql: "SELECT COUNT(*) AS n FROM people", build_after_load: false}
+          - {name: after_nightly, sql: "SELECT n * 2 AS twice FROM nightly"}
+        """,
+    )
+    settings = duckdb_settings(tmp_path, run_log=False)
+
+    loaded = run(RunRequest("people"), settings, catalog)
+    built = run(RunRequest(MODELS_RUN, models=("nightly",)), settings, catalog)
+
+    assert loaded.models == [], "the load reaches no model: nightly waits for build"
+    assert statuses(built.models) == [("nightly", "built"), ("after_nightly", "built")]
+    assert query(settings, "select twice from ferry.after_nightly") == [(2,)]
