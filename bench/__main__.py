@@ -1,7 +1,7 @@
 """`python -m bench`: generate the data if missing, run every path in its own process, report.
 
 Examples:
-    python -m bench --quick                          # 1M CSV on every path + small files
+    python -m bench --quick                          # 1M CSV on every path + the extras
     python -m bench --sizes 1M,5M --formats csv      # all paths on 1M and 5M CSV
     python -m bench                                  # everything (1M, 5M, 20M; all formats)
 """
@@ -30,14 +30,16 @@ from bench.generate import (
     small_dir,
     table_path,
 )
-from bench.measure import REPO, cold_start, run_child
-from bench.paths import Job
+from bench.measure import REPO, cold_start, job_import_time, push_latency, run_child, run_sling
+from bench.paths import Job, write_pipelines_file
+from bench.tools import ensure_sling
 
-TABLE_PATHS = ("limit", "dlt_fs", "naive", "ferry", "ferry_bq")
-EXTRA_PATHS = ("small", "cold_start")
+TABLE_PATHS = ("limit", "dlt_fs", "recipe", "sling", "ferry_plain", "ferry")
+SLOW_PEERS = ("dlt_fs", "sling")
+EXTRA_PATHS = ("small", "push", "push_bq", "cold_start", "imports")
 ALL_PATHS = TABLE_PATHS + EXTRA_PATHS
-DICT_PEERS = ("dlt_fs", "naive")
-"""Peers that turn every row into a Python dict: they get --peer-max-rows at most."""
+PUSH_OBJECTS = 22
+"""Requests per push-latency run: 2 warm-ups, then 20 measured."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -50,37 +52,39 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"all, or a comma-separated subset of {','.join(ALL_PATHS)}",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="preset: --sizes 1M --formats csv --paths all"
+        "--quick", action="store_true", help="preset: --sizes 1M --formats csv (every path)"
     )
     parser.add_argument(
-        "--peer-max-rows",
+        "--rounds", type=int, default=1, help="interleaved rounds of every path (best is kept)"
+    )
+    parser.add_argument(
+        "--slow-peers-max",
         type=lambda text: parse_size(text).rows,
         default=1_000_000,
-        help="largest size the dict-row peers (dlt_fs, naive) run on (default 1M)",
-    )
-    parser.add_argument(
-        "--peer-formats",
-        default="csv",
-        help="formats the dict-row peers run on (default csv; 'all' for every format)",
+        help="largest size dlt_fs and Sling run on (default 1M: at 5M they take minutes)",
     )
     parser.add_argument(
         "--peer-loader-format",
         default="parquet",
         choices=["parquet", "insert_values", "jsonl"],
-        help="dlt peers' loader file format (dlt's DuckDB default, insert_values, is ~30x slower)",
+        help="dlt_fs's loader file format (dlt's DuckDB default, insert_values, is ~30x slower)",
     )
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench" / "data")
     parser.add_argument("--out-dir", type=Path, default=REPO / "bench" / "out")
+    parser.add_argument("--tools-dir", type=Path, default=REPO / "bench" / "tools")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
     parser.add_argument("--generate-only", action="store_true")
     args = parser.parse_args(argv)
+    # children run in other folders (Sling in its workdir): every path absolute
+    args.data_dir, args.out_dir, args.tools_dir = (
+        args.data_dir.resolve(),
+        args.out_dir.resolve(),
+        args.tools_dir.resolve(),
+    )
     if args.quick:
-        args.sizes, args.formats, args.paths = "1M", "csv", "all"
+        args.sizes, args.formats = "1M", "csv"
     args.size_list = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     args.format_list = [f.strip() for f in args.formats.split(",") if f.strip()]
-    args.peer_format_list = (
-        list(FORMATS) if args.peer_formats == "all" else args.peer_formats.split(",")
-    )
     args.path_list = list(ALL_PATHS) if args.paths == "all" else args.paths.split(",")
     unknown = [f for f in args.format_list if f not in FORMATS] + [
         p for p in args.path_list if p not in ALL_PATHS
@@ -95,7 +99,12 @@ def say(text: str) -> None:
 
 
 def _job(
-    path: str, file_format: str, inputs: list[Path], glob: str, args: argparse.Namespace
+    path: str,
+    file_format: str,
+    inputs: list[Path],
+    glob: str,
+    args: argparse.Namespace,
+    **extra: Any,
 ) -> Job:
     return Job(
         path=path,
@@ -105,18 +114,30 @@ def _job(
         workdir=str(args.out_dir / "work" / f"{path}-{uuid.uuid4().hex[:8]}"),
         column_types=dict(COLUMN_TYPES),
         peer_loader_format=args.peer_loader_format,
+        **extra,
     )
 
 
-def _measure(job: Job, label: dict[str, Any], timeout_s: float, input_bytes: int) -> dict[str, Any]:
-    say(f"  {job.path:<9} {job.file_format:<8} {label['size']:<6} ...")
-    result = run_child(job, timeout_s)
+def _measure(
+    job: Job, label: dict[str, Any], args: argparse.Namespace, input_bytes: int, sling: Any
+) -> dict[str, Any]:
+    say(f"  {job.path:<11} {job.file_format:<8} {label['size']:<6} ...")
+    result: dict[str, Any]
+    if job.path == "sling":
+        result = (
+            {"ok": False, "skipped": sling}
+            if isinstance(sling, str)
+            else run_sling(sling, job, args.timeout)
+        )
+    else:
+        result = run_child(job, args.timeout)
     result.update(label, path=job.path, format=job.file_format, input_bytes=input_bytes)
     rows_per_s, _ = report.throughput(result)
     if result.get("ok"):
         say(
-            f"    {result['seconds']:.2f} s, {rows_per_s or 0:,.0f} rows/s, "
-            f"peak {result['peak_rss_mib']:.0f} MiB, loaded {result['rows_loaded']:,}"
+            f"    {result['seconds']:.2f} s ({rows_per_s or 0:,.0f} rows/s), work "
+            f"{report.fmt(result.get('work_seconds'), '.2f')} s, peak "
+            f"{result['peak_rss_mib']:.0f} MiB, loaded {result['rows_loaded']:,}"
             + (f" [{report.stages_line(result)}]" if result.get("stages") else "")
         )
     else:
@@ -135,136 +156,115 @@ def _bigquery_emulator(wanted: bool) -> Iterator[Any]:
         yield emulator
 
 
+def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest successful round (all rounds' seconds are kept beside it)."""
+    ok = [r for r in rounds if r.get("ok")]
+    best = dict(min(ok, key=lambda r: r["seconds"]) if ok else rounds[-1])
+    if len(rounds) > 1:
+        best["round_seconds"] = [r.get("seconds") for r in rounds]
+    return best
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     paths = args.path_list
-    table_paths = [p for p in TABLE_PATHS if p in paths]
     one_million = Size("1M", 1_000_000)
 
     # data first, so generation time never lands inside a measurement
     for size in args.size_list:
         ensure_table(args.data_dir, size, args.format_list, say)
-    if "ferry_bq" in paths and one_million not in args.size_list:
+    needs_small = any(p in paths for p in ("small", "push", "push_bq", "imports"))
+    small_files = ensure_small_files(args.data_dir, say) if needs_small else []
+    if "small" in paths and one_million not in args.size_list:
         ensure_table(args.data_dir, one_million, ["csv"], say)
-    small_files = ensure_small_files(args.data_dir, say) if "small" in paths else []
+    sling = ensure_sling(args.tools_dir) if "sling" in paths else "not requested"
+    if isinstance(sling, str) and "sling" in paths:
+        say(sling)
     if args.generate_only:
         return 0
 
     results: list[dict[str, Any]] = []
-    skipped_plan: list[str] = []
     for size in args.size_list:
         for file_format in args.format_list:
             file = table_path(args.data_dir, size, file_format)
             label = {"size": size.label, "rows": size.rows}
-            for path in table_paths:
-                if path == "ferry_bq":
-                    continue
-                if path in DICT_PEERS and (
-                    size.rows > args.peer_max_rows or file_format not in args.peer_format_list
-                ):
-                    skipped_plan.append(f"{path} on {size.label} {file_format}")
-                    continue
-                job = _job(path, file_format, [file], str(file.resolve()), args)
-                results.append(_measure(job, label, args.timeout, file.stat().st_size))
+            by_path: dict[str, list[dict[str, Any]]] = {}
+            # interleaved rounds: every path once, then again, so drift hits all alike
+            for _ in range(args.rounds):
+                for path in (p for p in TABLE_PATHS if p in paths):
+                    if path in SLOW_PEERS and size.rows > args.slow_peers_max:
+                        continue
+                    job = _job(path, file_format, [file], str(file.resolve()), args)
+                    measured = _measure(job, label, args, file.stat().st_size, sling)
+                    by_path.setdefault(path, []).append(measured)
+            results.extend(_best(rounds) for rounds in by_path.values())
 
-    small_results: list[dict[str, Any]] = []
-    if small_files:
-        say(f"small files: {SMALL_FILES} x {SMALL_FILE_ROWS} rows")
-        glob = str((small_dir(args.data_dir) / "*.csv").resolve())
-        small_bytes = sum(p.stat().st_size for p in small_files)
-        rows = SMALL_FILES * SMALL_FILE_ROWS
-        for path in ("ferry", "dlt_fs"):
-            job = _job(path, "csv", small_files, glob, args)
-            label = {"size": "small", "rows": rows}
-            small_results.append(_measure(job, label, args.timeout, small_bytes))
-
-    bq_result: dict[str, Any] | None = None
-    with _bigquery_emulator("ferry_bq" in paths) as emulator:
-        if emulator is not None:
+    extras: dict[str, Any] = {}
+    small_glob = str((small_dir(args.data_dir) / "*.csv").resolve())
+    if "small" in paths:
+        say(f"small files: {SMALL_FILES} x {SMALL_FILE_ROWS} rows, ferry with the transform")
+        if not any(
+            r["path"] == "ferry" and r["rows"] == one_million.rows and r["format"] == "csv"
+            for r in results
+        ):
             file = table_path(args.data_dir, one_million, "csv")
-            job = _job("ferry_bq", "csv", [file], str(file.resolve()), args)
-            job = Job(
-                **{
-                    **job.__dict__,
-                    "emulator_endpoint": emulator.endpoint,
-                    "bigquery_dataset": f"bench_{uuid.uuid4().hex[:8]}",
-                }
-            )
+            job = _job("ferry", "csv", [file], str(file.resolve()), args)
             label = {"size": one_million.label, "rows": one_million.rows}
-            bq_result = _measure(job, label, args.timeout, file.stat().st_size)
+            results.append(_measure(job, label, args, file.stat().st_size, sling))
+        job = _job("ferry", "csv", small_files, small_glob, args)
+        label = {"size": "small", "rows": SMALL_FILES * SMALL_FILE_ROWS}
+        small = _measure(job, label, args, sum(p.stat().st_size for p in small_files), sling)
+        extras["small_files"] = report.small_files_summary(small, results, SMALL_FILES)
 
-    cold: dict[str, Any] | None = None
+    if "push" in paths or "imports" in paths:
+        workdir = args.out_dir / "work" / f"push-{uuid.uuid4().hex[:8]}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        job = _job("ferry", "csv", small_files, small_glob, args)
+        pipelines_file = write_pipelines_file(job, folder=workdir)
+        if "push" in paths:
+            say(f"push latency: POST /runs, one small object each, {PUSH_OBJECTS} requests")
+            extras["push"] = push_latency(pipelines_file, small_files[:PUSH_OBJECTS], workdir)
+        if "imports" in paths:
+            say("job process: python -X importtime main.py run bench --source ONE_SMALL_FILE")
+            extras["imports"] = job_import_time(pipelines_file, small_files[-1], workdir)
+
+    with _bigquery_emulator("push_bq" in paths) as emulator:
+        if emulator is not None:
+            say("push on the BigQuery emulator: API calls for one small object")
+            one = small_files[0]
+            job = _job(
+                "ferry_bq",
+                "csv",
+                [one],
+                str(one.resolve()),
+                args,
+                emulator_endpoint=emulator.endpoint,
+                bigquery_dataset=f"bench_{uuid.uuid4().hex[:8]}",
+            )
+            label = {"size": "1 file", "rows": SMALL_FILE_ROWS}
+            extras["push_bigquery"] = _measure(job, label, args, one.stat().st_size, sling)
+
     if "cold_start" in paths:
         say("cold start: python main.py serve until GET /healthz is 200 (3 runs)")
         try:
-            cold = cold_start()
+            extras["cold_start"] = cold_start()
         except RuntimeError as error:
-            cold = {"error": str(error)}
+            extras["cold_start"] = {"error": str(error)}
 
-    _print_report(results, small_results, bq_result, cold, skipped_plan, args.peer_loader_format)
+    say("")
+    say(report.full_report(results, extras, args.peer_loader_format))
     body = {
         "command": "python -m bench " + " ".join(argv),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "results": results,
         "ratios": report.ratios(results),
-        "small_files": report.small_files_summary(
-            small_results, results + small_results, SMALL_FILES
-        ),
-        "ferry_bigquery_emulator": bq_result,
-        "cold_start": cold,
-        "not_run": skipped_plan,
+        **extras,
     }
     out = args.out_dir / "results.json"
     report.write_json(out, body)
     say(f"\nwrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0
-
-
-def _print_report(
-    results: list[dict[str, Any]],
-    small_results: list[dict[str, Any]],
-    bq_result: dict[str, Any] | None,
-    cold: dict[str, Any] | None,
-    skipped_plan: list[str],
-    args_loader: str,
-) -> None:
-    say(
-        "\n== paths (seconds: the work only, imports excluded; peak MiB: the child's VmHWM; "
-        f"dlt peers load {args_loader} files)"
-    )
-    say(report.table(results))
-    if skipped_plan:
-        say(
-            "not run (dict-row peers are too slow; see --peer-max-rows, --peer-formats): "
-            + "; ".join(skipped_plan)
-        )
-    say("\n== ratios (same run)")
-    say(report.ratio_table(report.ratios(results)))
-    ferry_stages = [r for r in results if r["path"] == "ferry" and r.get("ok")]
-    if ferry_stages:
-        say("\n== ferry stages (RunReport.seconds; extract excludes transform)")
-        for result in ferry_stages:
-            say(f"{result['format']:<8} {result['size']:<4} {report.stages_line(result)}")
-    if small_results:
-        say("\n== small files")
-        summary = report.small_files_summary(small_results, results, SMALL_FILES)
-        say(report.small_files_table(summary))
-    if bq_result is not None:
-        say("\n== ferry -> BigQuery emulator, 1M CSV (worker-side seconds per stage)")
-        if bq_result.get("ok"):
-            say(
-                f"total {bq_result['seconds']:.2f} s, loaded {bq_result['rows_loaded']:,}, peak "
-                f"{bq_result['peak_rss_mib']:.0f} MiB: {report.stages_line(bq_result)}"
-            )
-        else:
-            say("FAILED: " + str(bq_result.get("error")))
-    if cold is not None:
-        say("\n== cold start (spawn `python main.py serve` -> GET /healthz 200)")
-        if "error" in cold:
-            say("FAILED: " + cold["error"])
-        else:
-            say(f"median {cold['median_seconds']:.2f} s, samples {cold['samples']}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The measured paths. Each runs in its own child process: `python -m bench.paths JOB_JSON`.
 
-The child imports what its path needs, then times only the work, counts what landed in the
-destination (untimed), and prints one `BENCH_RESULT {...}` line with the wall time, its own
-peak RSS (VmHWM) and path details.
+The child imports what its path needs, times the work (`work_seconds`), counts what landed
+in the destination (untimed), and prints one `BENCH_RESULT {...}` line. The parent times the
+whole process (imports included) and samples the process tree's RSS (`bench.measure`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 RESULT_PREFIX = "BENCH_RESULT "
 TABLE = "orders"
 DATASET = "bench"
+RECIPE_BATCH_ROWS = 100_000
 
 FERRY_TRANSFORM = [
     {"rename": {"unit_price": "price", "customer_id": "customer"}},
@@ -34,7 +35,7 @@ class Job:
     """What one child measures; passed as JSON on the command line."""
 
     path: str
-    """limit | dlt_fs | naive | ferry | ferry_bq"""
+    """limit | dlt_fs | recipe | ferry | ferry_plain | ferry_bq"""
     file_format: str
     inputs: list[str]
     """Absolute paths of the input files (one big file or many small ones)."""
@@ -45,20 +46,34 @@ class Job:
     emulator_endpoint: str | None = None
     bigquery_dataset: str | None = None
     peer_loader_format: str = "parquet"
-    """dlt peers' loader file format. dlt's DuckDB default for dict rows is insert_values,
-    which at 100K rows ran ~1.5K rows/s with 3.4 GiB peak; parquet is what ferry uses too."""
+    """dlt peers' loader file format (dlt's DuckDB default for dict rows, insert_values, is
+    ~30x slower and takes GiBs in the load step)."""
 
 
 @dataclass
 class Outcome:
-    seconds: float
+    work_seconds: float
     rows_loaded: int
     peak_rss_mib: float
     stages: dict[str, float] = field(default_factory=dict)
     load_ids: int = 0
     load_jobs: dict[str, int] = field(default_factory=dict)
     """Completed dlt load jobs per table (dlt's own tables included)."""
+    api_calls: dict[str, int] = field(default_factory=dict)
+    """ferry_bq only: HTTP calls to the BigQuery API by kind."""
     note: str = ""
+
+
+class SkippedPathError(Exception):
+    """This path does not apply to this input (reported, not an error)."""
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _duckdb_reader(file_format: str) -> str:
+    return {"parquet": "read_parquet", "jsonl": "read_json_auto"}.get(file_format, "read_csv_auto")
 
 
 # --- the limit: DuckDB alone ------------------------------------------------------------------
@@ -67,15 +82,12 @@ class Outcome:
 def run_limit(job: Job) -> Outcome:
     import duckdb
 
-    reader = {
-        "parquet": "read_parquet",
-        "jsonl": "read_json_auto",
-    }.get(job.file_format, "read_csv_auto")
-    files = ", ".join("'" + p.replace("'", "''") + "'" for p in job.inputs)
+    reader = _duckdb_reader(job.file_format)
     database = Path(job.workdir) / "limit.duckdb"
     started = time.perf_counter()
     with duckdb.connect(str(database)) as connection:
-        connection.execute(f"CREATE TABLE t AS SELECT * FROM {reader}([{files}])")  # noqa: S608
+        sql = f"CREATE TABLE t AS SELECT * FROM {reader}({_sql_list(job.inputs)})"  # noqa: S608
+        connection.execute(sql)
     seconds = time.perf_counter() - started
     with duckdb.connect(str(database), read_only=True) as connection:
         row = connection.execute("select count(*) from t").fetchone()
@@ -111,60 +123,60 @@ def _count_dlt(pipeline: Any, table: str) -> int:
     return int(rows[0][0])
 
 
+def _dlt_outcome(pipeline: Any, load_info: Any, seconds: float) -> Outcome:
+    return Outcome(
+        seconds,
+        _count_dlt(pipeline, TABLE),
+        peak_rss_mib(),
+        stages=_dlt_stages(pipeline),
+        load_ids=len(load_info.loads_ids),
+        load_jobs=_jobs_of(load_info),
+    )
+
+
 def run_dlt_filesystem(job: Job) -> Outcome:
-    """What a dlt user writes: the filesystem source and its reader for the format."""
-    from dlt.sources.filesystem import filesystem, read_csv, read_jsonl, read_parquet
+    """What a dlt user writes: the filesystem source and its reader for the format.
+
+    CSV (and csv.gz) goes through `read_csv_duckdb` (DuckDB parses); JSONL through
+    `read_jsonl` and Parquet through `read_parquet`, dlt's readers for those formats.
+    `use_pyarrow=True`: with DuckDB 2.0 the default (dict rows through `fetchmany`) fails,
+    since DuckDB relations no longer have `fetchmany()`.
+    """
+    from dlt.sources.filesystem import filesystem, read_csv_duckdb, read_jsonl, read_parquet
 
     folder = Path(job.glob).parent
-    readers: dict[str, Any] = {"parquet": read_parquet, "jsonl": read_jsonl, "csv": read_csv}
-    reader = readers.get(job.file_format, read_csv)
+    readers: dict[str, Any] = {
+        "parquet": read_parquet(),
+        "jsonl": read_jsonl(),
+        "csv": read_csv_duckdb(use_pyarrow=True),
+        "csv.gz": read_csv_duckdb(use_pyarrow=True),
+    }
+    reader = readers[job.file_format]
     pipeline = _dlt_pipeline(job, "dlt_fs")
     started = time.perf_counter()
     files = filesystem(bucket_url=folder.resolve().as_uri(), file_glob=Path(job.glob).name)
     load_info = pipeline.run(
-        files | reader(), table_name=TABLE, loader_file_format=job.peer_loader_format
+        files | reader, table_name=TABLE, loader_file_format=job.peer_loader_format
     )
-    seconds = time.perf_counter() - started
-    return Outcome(
-        seconds,
-        _count_dlt(pipeline, TABLE),
-        peak_rss_mib(),
-        stages=_dlt_stages(pipeline),
-        load_ids=len(load_info.loads_ids),
-        load_jobs=_jobs_of(load_info),
-    )
+    return _dlt_outcome(pipeline, load_info, time.perf_counter() - started)
 
 
-def run_naive(job: Job) -> Outcome:
-    """dlt loading a generator of dict rows (csv.DictReader, or json.loads per line)."""
-    import csv
-    import gzip
+def run_recipe(job: Job) -> Outcome:
+    """The DuckDB-reader recipe: DuckDB's parallel reader -> Arrow record batches -> dlt."""
+    import dlt
+    import duckdb
 
-    if job.file_format == "parquet":
-        raise SkippedPathError("naive peer reads text files only")
+    reader = _duckdb_reader(job.file_format)
 
-    def rows() -> Iterator[dict[str, Any]]:
-        for name in job.inputs:
-            opener: Callable[..., Any] = gzip.open if name.endswith(".gz") else open
-            with opener(name, "rt", encoding="utf-8", newline="") as handle:
-                if job.file_format == "jsonl":
-                    for line in handle:
-                        yield json.loads(line)
-                else:
-                    yield from csv.DictReader(handle)
+    def batches() -> Iterator[Any]:
+        with duckdb.connect() as connection:
+            query = f"SELECT * FROM {reader}({_sql_list(job.inputs)})"  # noqa: S608 - our paths
+            yield from connection.sql(query).to_arrow_reader(RECIPE_BATCH_ROWS)
 
-    pipeline = _dlt_pipeline(job, "naive")
+    pipeline = _dlt_pipeline(job, "recipe")
     started = time.perf_counter()
-    load_info = pipeline.run(rows(), table_name=TABLE, loader_file_format=job.peer_loader_format)
-    seconds = time.perf_counter() - started
-    return Outcome(
-        seconds,
-        _count_dlt(pipeline, TABLE),
-        peak_rss_mib(),
-        stages=_dlt_stages(pipeline),
-        load_ids=len(load_info.loads_ids),
-        load_jobs=_jobs_of(load_info),
-    )
+    load_info = pipeline.run(dlt.resource(batches, name=TABLE), loader_file_format="parquet")
+    return _dlt_outcome(pipeline, load_info, time.perf_counter() - started)
 
 
 def _dlt_stages(pipeline: Any) -> dict[str, float]:
@@ -181,22 +193,19 @@ def _dlt_stages(pipeline: Any) -> dict[str, float]:
 # --- ferry ------------------------------------------------------------------------------------
 
 
-def write_pipelines_file(job: Job) -> Path:
-    """The ferry pipeline under test: declared source types and the real transform."""
+def write_pipelines_file(job: Job, folder: Path | None = None, transform: bool = True) -> Path:
+    """The ferry pipeline under test: declared source types and (optionally) the transform."""
     import yaml
 
-    spec = {
-        "pipelines": [
-            {
-                "name": "bench",
-                "source": {"kind": "files", "uri": job.glob, "columns": job.column_types},
-                "transform": FERRY_TRANSFORM,
-                "destination": {"table": TABLE, "write_disposition": "append"},
-            }
-        ]
+    pipeline: dict[str, Any] = {
+        "name": "bench",
+        "source": {"kind": "files", "uri": job.glob, "columns": job.column_types},
+        "destination": {"table": TABLE, "write_disposition": "append"},
     }
-    path = Path(job.workdir) / "pipelines.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    if transform:
+        pipeline["transform"] = FERRY_TRANSFORM
+    path = (folder or Path(job.workdir)) / "pipelines.yaml"
+    path.write_text(yaml.safe_dump({"pipelines": [pipeline]}, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -216,18 +225,57 @@ def _capture_load_info() -> list[Any]:
     return captured
 
 
-def run_ferry(job: Job) -> Outcome:
+def count_bigquery_calls() -> dict[str, int]:
+    """Bench-only probe: count every HTTP call the Google clients make, by kind.
+
+    Hooks `requests.Session.request`, under every google-cloud-bigquery call (REST calls and
+    load-file uploads alike), so what dlt and ferry do per run is counted, not assumed.
+    """
+    import requests
+
+    counts: dict[str, int] = {}
+    original = requests.Session.request
+
+    def request(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        kind = _call_kind(method, url, kwargs.get("data") or kwargs.get("json"))
+        counts[kind] = counts.get(kind, 0) + 1
+        return original(self, method, url, *args, **kwargs)
+
+    requests.Session.request = request  # type: ignore[method-assign,assignment]
+    return counts
+
+
+def _call_kind(method: str, url: str, body: Any) -> str:
+    path = url.split("?", 1)[0]
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    if "/upload/" in path:
+        # a resumable upload is a POST that creates the load job, then PUTs of its bytes
+        return "load_job" if method == "POST" else "load_job_upload"
+    if method == "POST" and path.endswith("/jobs"):
+        return "query" if '"query"' in text else "job_other"
+    if method == "POST" and path.endswith("/queries"):
+        return "query"
+    if "/queries/" in path or (method == "GET" and "/jobs/" in path):
+        return "job_poll"
+    resource = "tables" if "/tables" in path else "datasets" if "/datasets" in path else "other"
+    return f"{method.lower()}_{resource}"
+
+
+def _ferry_api() -> tuple[Any, Any, Any, Any]:
+    """(load_catalog, RunRequest, run, Settings) under the new module names (issue 10)."""
     from app.run.catalog import load_catalog
     from app.run.runner import RunRequest, run
     from core.settings import Settings
 
-    pipelines_file = write_pipelines_file(job)
-    catalog = load_catalog(pipelines_file)
-    data_dir = Path(job.workdir) / "data"
+    return load_catalog, RunRequest, run, Settings
+
+
+def ferry_settings(job: Job, pipelines_file: Path, data_dir: Path) -> Any:
+    *_, settings_class = _ferry_api()
     if job.path == "ferry_bq":
         assert job.emulator_endpoint and job.bigquery_dataset
         os.environ["BIGQUERY_EMULATOR_HOST"] = job.emulator_endpoint
-        settings = Settings(
+        return settings_class(
             destination="bigquery",
             bigquery_project="test-project",
             bigquery_emulator_host=job.emulator_endpoint,
@@ -236,35 +284,44 @@ def run_ferry(job: Job) -> Outcome:
             pipelines_file=pipelines_file,
             data_dir=data_dir,
         )
-    else:
-        settings = Settings(
-            destination="duckdb",
-            bigquery_project=None,
-            bigquery_emulator_host=None,
-            storage_emulator_host=None,
-            pipelines_file=pipelines_file,
-            data_dir=data_dir,
-        )
+    return settings_class(
+        destination="duckdb",
+        bigquery_project=None,
+        bigquery_emulator_host=None,
+        storage_emulator_host=None,
+        pipelines_file=pipelines_file,
+        data_dir=data_dir,
+    )
+
+
+def run_ferry(job: Job) -> Outcome:
+    load_catalog, run_request, run, _ = _ferry_api()
+    pipelines_file = write_pipelines_file(job, transform=job.path != "ferry_plain")
+    catalog = load_catalog(pipelines_file)
+    settings = ferry_settings(job, pipelines_file, Path(job.workdir) / "data")
     captured = _capture_load_info()
+    calls = count_bigquery_calls() if job.path == "ferry_bq" else {}
     started = time.perf_counter()
-    report = run(RunRequest(pipeline="bench"), settings, catalog)
+    report = run(run_request(pipeline="bench"), settings, catalog)
     seconds = time.perf_counter() - started
     load_jobs: dict[str, int] = {}
     for info in captured:
         for table, jobs in _jobs_of(info).items():
             load_jobs[table] = load_jobs.get(table, 0) + jobs
+    bigquery = job.path == "ferry_bq"
     return Outcome(
         seconds,
-        _count_ferry(settings, job) if job.path == "ferry" else report.rows_loaded,
+        report.rows_loaded if bigquery else _count_ferry(settings),
         peak_rss_mib(),
         stages=dict(report.seconds),
         load_ids=len(report.load_ids),
         load_jobs=load_jobs,
-        note="" if job.path == "ferry" else "rows from the run report",
+        api_calls=dict(calls),
+        note="rows from the run report" if bigquery else "",
     )
 
 
-def _count_ferry(settings: Any, job: Job) -> int:
+def _count_ferry(settings: Any) -> int:
     import duckdb
 
     with duckdb.connect(str(settings.resolved_duckdb_path), read_only=True) as connection:
@@ -276,30 +333,14 @@ def _count_ferry(settings: Any, job: Job) -> int:
 # --- child entry point ------------------------------------------------------------------------
 
 
-class SkippedPathError(Exception):
-    """This path does not apply to this input (reported, not an error)."""
-
-
 PATHS: dict[str, Callable[[Job], Outcome]] = {
     "limit": run_limit,
     "dlt_fs": run_dlt_filesystem,
-    "naive": run_naive,
+    "recipe": run_recipe,
     "ferry": run_ferry,
+    "ferry_plain": run_ferry,
     "ferry_bq": run_ferry,
 }
-
-
-def _warm_up(path: str) -> None:
-    """Import before the clock starts: interpreter and import time are not the path's cost."""
-    import duckdb  # noqa: F401
-
-    if path != "limit":
-        import dlt
-        import dlt.destinations
-    if path == "dlt_fs":
-        import dlt.sources.filesystem  # noqa: F401
-    if path.startswith("ferry"):
-        import app.run.runner  # noqa: F401
 
 
 def peak_rss_mib() -> float:
@@ -312,7 +353,6 @@ def peak_rss_mib() -> float:
 
 def main(argv: list[str]) -> int:
     job = Job(**json.loads(argv[0]))
-    _warm_up(job.path)
     try:
         outcome = PATHS[job.path](job)
         body: dict[str, Any] = {"ok": True, **asdict(outcome)}

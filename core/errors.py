@@ -212,6 +212,13 @@ class DestinationRejectedError(TerminalError):
     http_status = 422
 
 
+class DestinationAccessDeniedError(TerminalError):
+    """The destination refused our credentials (401/403 without a rate-limit reason)."""
+
+    code = "destination_access_denied"
+    http_status = 424
+
+
 class ModelFailedError(TerminalError):
     """A post-load SQL model did not build (its SQL failed on the destination). The load
     before it stays committed and the model's previous table stays in place; fix the SQL,
@@ -226,13 +233,6 @@ class ModelCheckError(ModelFailedError):
 
     code = "model_check_failed"
     http_status = 422
-
-
-class DestinationAccessDeniedError(TerminalError):
-    """The destination refused our credentials (401/403 without a rate-limit reason)."""
-
-    code = "destination_access_denied"
-    http_status = 424
 
 
 # --- retriable ------------------------------------------------------------------------

@@ -84,6 +84,17 @@ def _drop_staging_dataset(pipeline: Any) -> None:
         log.warning("could not drop staging dataset of %s: %s", pipeline.pipeline_name, error)
 
 
+def _may_have_staged(pipeline: Any) -> bool:
+    """dlt stages only merge tables and replace tables with a staging strategy: a run that
+    appended (the DuckDB fast path, the run log) or only read skips the drop's round trip."""
+    if not pipeline.default_schema_name:
+        return False
+    return any(
+        table.get("write_disposition") in ("merge", "replace")
+        for table in pipeline.default_schema.data_tables()
+    )
+
+
 def pipeline_name(pipeline: str) -> str:
     return "ferry_" + pipeline.replace("-", "_")
 
@@ -114,8 +125,9 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
         try:
             yield created
         finally:
-            with destination_lock(settings):
-                _drop_staging_dataset(created)
+            if _may_have_staged(created):
+                with destination_lock(settings):
+                    _drop_staging_dataset(created)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

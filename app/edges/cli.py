@@ -1,4 +1,4 @@
-"""ferry's command line, called by main.py: run, build, drain, replay, validate, serve.
+"""ferry's command line, called by main.py: run, build, drain, replay, validate, gc, serve.
 
 Exit codes: 0 success; 1 retriable failure (network, 5xx, quota: run again);
 2 terminal failure (bad config or data: fix it first; FERRY_TERMINAL_EXIT_CODE overrides).
@@ -10,14 +10,26 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from core.errors import EXIT_OK, EXIT_TERMINAL, FerryError, RequestError, outcome_of
+from core.errors import (
+    EXIT_OK,
+    EXIT_TERMINAL,
+    FerryError,
+    RequestError,
+    ShuttingDownError,
+    outcome_of,
+)
 
 if TYPE_CHECKING:
     from app.run.catalog import Catalog
+    from app.run.report import RunReport
+    from app.run.request import ProgressCallback
     from app.run.runner import RunRequest
     from core.settings import Settings
 
@@ -58,6 +70,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     build.add_argument("models", nargs="*", metavar="MODEL")
     commands.add_parser("validate", help="validate the pipelines file and list pipelines")
+    commands.add_parser(
+        "gc",
+        help="drop staging datasets left by killed runs (older than FERRY_STAGING_MAX_AGE_HOURS)",
+    )
     serve = commands.add_parser("serve", help="serve HTTP on $PORT (Cloud Run service)")
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Cloud Run routes to the container
     return parser.parse_args(argv)
@@ -99,8 +115,18 @@ def command_run(args: argparse.Namespace, settings: Settings) -> int:
         shard_index=index,
         shard_count=count,
         trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+        **execution_from_env(),
     )
     return execute(request, settings, catalog)
+
+
+def execution_from_env() -> dict[str, Any]:
+    """Cloud Run Jobs name the execution and the task's attempt; kept in the run log."""
+    attempt = os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "")
+    return {
+        "execution": os.environ.get("CLOUD_RUN_EXECUTION") or None,
+        "task_attempt": int(attempt) if attempt.isdigit() else None,
+    }
 
 
 def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
@@ -109,8 +135,15 @@ def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
     from app.ops.run_events import run_and_tell
     from app.run.runner import run
 
+    stop = StopOnSigterm.install()
     with TerminalProgress.for_stderr() as progress:
-        report = run_and_tell(settings, lambda: run(request, settings, catalog, progress=progress))
+        # abandoned on SIGTERM: the grace period is short and the retried task is the run
+        # that counts, as in the service
+        report = run_and_tell(
+            settings,
+            lambda: run(request, settings, catalog, progress=stop.checking(progress)),
+            silent=stop.requested.is_set,
+        )
     log.info(report.summary(), extra={"run_report": report.to_dict()})
     sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     return EXIT_OK
@@ -126,13 +159,47 @@ def command_build(args: argparse.Namespace, settings: Settings) -> int:
         pipeline=MODELS_RUN,
         models=tuple(args.models),
         trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+        **execution_from_env(),
     )
     return execute(request, settings, catalog)
 
 
+class StopOnSigterm:
+    """Job mode: Cloud Run sends SIGTERM on task timeout and on cancel. The run is abandoned
+    at its next batch or before its load commits (nothing visible), like the service does;
+    a load already committing finishes."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    @classmethod
+    def install(cls) -> StopOnSigterm:
+        stop = cls()
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.warning("SIGTERM: abandoning the run at its next checkpoint")
+            stop.requested.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handle)
+        return stop
+
+    def checking(self, progress: ProgressCallback) -> ProgressCallback:
+        def checkpoint(report: RunReport) -> None:
+            if self.requested.is_set():
+                raise ShuttingDownError(
+                    "SIGTERM: run abandoned before its load committed (nothing is visible); "
+                    "the task's retry will load it",
+                    pipeline=report.pipeline,
+                    run_id=report.run_id,
+                )
+            progress(report)
+
+        return checkpoint
+
+
 def command_drain(args: argparse.Namespace, settings: Settings) -> int:
     from app.edges.drain import DrainLimits, drain
-    from app.ops.run_events import after_run
     from app.run.catalog import load_catalog
     from core.errors import EXIT_RETRIABLE
 
@@ -140,11 +207,8 @@ def command_drain(args: argparse.Namespace, settings: Settings) -> int:
     limits = DrainLimits(
         max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
     )
+    # each run is recorded and published by drain itself, before its messages are acked
     report = drain(args.subscription, settings, catalog, limits)
-    for run_report in report.runs:
-        after_run(settings, run_report)
-    for failure in report.failures:  # a failed run's error carries its report
-        after_run(settings, failure)
     log.info(
         "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
         report.messages,
@@ -192,6 +256,14 @@ def command_validate(settings: Settings) -> int:
     return EXIT_OK
 
 
+def command_gc(settings: Settings) -> int:
+    from app.destinations.staging import sweep_now
+
+    dropped = sweep_now(settings)
+    sys.stdout.write(json.dumps({"dropped_staging_datasets": dropped}) + "\n")
+    return EXIT_OK
+
+
 def command_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.edges.server import serve
 
@@ -221,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_drain(args, settings)
         if args.command == "replay":
             return command_replay(args, settings)
+        if args.command == "gc":
+            return command_gc(settings)
         return command_serve(args, settings)
     except FerryError as error:
         return _failed(error, settings.terminal_exit_code)

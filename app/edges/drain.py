@@ -2,8 +2,9 @@
 
 BigQuery allows 1,500 load jobs per table per day; push mode spends one per object. Drain
 (a scheduled Cloud Run Job) groups a batch of notifications per pipeline, so a batch costs
-one load job per table. Messages are acknowledged only after their load committed: a crash
-before the ack means redelivery, and the destination ledger turns that into a no-op.
+one load job per table. Messages are acknowledged only after their load committed and the
+run was recorded (run log) and told (run event): a crash before the ack means redelivery,
+and the destination ledger turns that into a no-op; a crash after it loses nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_message
 from app.ops.deadletter import dead_letter
+from app.ops.run_events import after_run
 from app.run.catalog import Catalog
 from app.run.report import RunReport
 from app.run.request import ObjectRef, RunRequest
@@ -208,6 +210,7 @@ def _load_group(
             return
         if error.retriable:
             report.failures.append(error)
+            after_run(settings, error)
             _nack(client, subscription, members, report)
             return
         if len(members) == 1:
@@ -223,7 +226,7 @@ def _load_group(
 
 def _run(
     pipeline: str, members: list[Held], settings: Settings, catalog: Catalog, report: DrainReport
-) -> None:
+) -> list[RunReport]:
     newest: dict[str, int | None] = {}
     deleted = []
     for member in members:
@@ -235,13 +238,14 @@ def _run(
         known = newest.get(uri)
         if uri not in newest or (generation or 0) > (known or 0):
             newest[uri] = generation
+    results: list[RunReport] = []
     if newest:
         request = RunRequest(
             pipeline=pipeline,
             objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
             trigger="drain",
         )
-        report.runs.append(run(request, settings, catalog))
+        results.append(_run_and_record(request, settings, catalog))
     # deletes after loads: a generation loaded and deleted in one batch ends deleted
     for uri, generation in sorted(set(deleted)):
         removal = RunRequest(
@@ -251,7 +255,18 @@ def _run(
             trigger="drain",
             object_deleted=True,
         )
-        report.runs.append(run(removal, settings, catalog))
+        results.append(_run_and_record(removal, settings, catalog))
+    report.runs.extend(results)
+    return results
+
+
+def _run_and_record(request: RunRequest, settings: Settings, catalog: Catalog) -> RunReport:
+    """Run, then record and publish the run *before* its messages are acked: the run log
+    merges on run_id, so a kill before the ack and a redelivery cost one more (skipped) run
+    row, never a lost one. A failed run is told by the caller, which also decides the ack."""
+    result = run(request, settings, catalog)
+    after_run(settings, result)
+    return result
 
 
 def _terminal(
@@ -263,6 +278,7 @@ def _terminal(
     report: DrainReport,
 ) -> None:
     report.failures.append(error)
+    after_run(settings, error)
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error

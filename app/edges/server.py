@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.edges.headers import SecurityHeaders, TraceContext
 from app.ops.service import RunService
 from app.run.catalog import load_catalog
 from core.errors import FerryError, RequestError, error_for_status, outcome_of
@@ -24,19 +25,26 @@ log = logging.getLogger("ferry.server")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
-    from app.edges.auth import PushTokenVerifier
+    from app.edges.auth import PushTokenVerifier, warn_if_runs_are_open
     from app.edges.routes import events, health, history, pubsub, runs
 
     settings = settings or load_settings()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
     service = RunService(settings=settings, catalog=load_catalog(settings.pipelines_file))
+    # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default
+    docs = settings.docs_enabled
     app = FastAPI(
         title="ferry",
         description="ELT worker for Cloud Run: GCS / HTTP API -> pandas -> dlt -> BigQuery",
         version="0.1.0",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.service = service
     app.state.verifier = PushTokenVerifier.from_settings(settings)
+    certs_cache = app.state.verifier.certs_cache if app.state.verifier else None
+    app.state.runs_verifier = PushTokenVerifier.for_runs(settings, certs_cache)
+    warn_if_runs_are_open(settings)
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(history.router)
@@ -47,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TraceContext, project=settings.trace_project)
     return app
 
 

@@ -13,7 +13,7 @@ from app.ops.locks import KeyedLocks
 from app.ops.run_events import run_and_tell
 from app.run.catalog import Catalog
 from app.run.report import RunReport
-from app.run.runner import RunRequest, run
+from app.run.request import RunRequest
 from core.errors import ShuttingDownError
 from core.settings import Settings
 
@@ -64,6 +64,10 @@ class RunService:
     def _run_once_per_object(self, request: RunRequest) -> RunReport:
         # A redelivery that arrives while the same object is loading waits here, then finds
         # the generation in the destination and skips it: one load, never two.
+        # imported on the first run, not at start: /healthz answers without dlt and pyarrow
+        # (a background warm-up thread was tried: under load it slowed the health checks)
+        from app.run.runner import run
+
         lock_key = (request.pipeline, request.source_uri or "*")
         with self._object_locks.hold(lock_key):
             return run(request, self.settings, self.catalog, progress=self._checkpoint)

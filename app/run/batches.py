@@ -1,8 +1,7 @@
-"""Per-batch conversion between Arrow and pandas, lineage columns and a stable run schema. Pure."""
+"""Per-batch transform, lineage columns and a stable run schema. Pure."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pyarrow as pa
 
 from app.run.transform import Transform
@@ -11,12 +10,11 @@ from core.lineage import LINEAGE_COLUMNS, SOURCE_GENERATION_COLUMN, SOURCE_URI_C
 
 
 def apply_transform(batch: pa.RecordBatch | pa.Table, transform: Transform) -> pa.Table:
-    """Run the pandas steps on one batch; Arrow-backed dtypes avoid copies both ways."""
+    """Run the steps on one batch: on Arrow where they compiled to Arrow, else in pandas."""
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     if transform.is_identity:
-        return pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
-    result = transform(frame)
-    return _microsecond_timestamps(pa.Table.from_pandas(result, preserve_index=False))
+        return table
+    return _microsecond_timestamps(transform.on_table(table))
 
 
 def _microsecond_timestamps(table: pa.Table) -> pa.Table:

@@ -40,6 +40,8 @@ def build_run(request: RunRequest, settings: Settings, catalog: Catalog) -> RunR
         trigger=request.trigger,
         destination=settings.destination_kind,
         dataset=settings.dataset_name,
+        execution=request.execution,
+        task_attempt=request.task_attempt,
     )
     started = time.perf_counter()
     try:

@@ -23,6 +23,7 @@ from app.run.batches import RunSchema, add_lineage, apply_transform
 from app.run.changes import ChangeMarker, partition_values, with_partition_columns
 from app.run.checks import FileChecks, has_checks
 from app.run.plan import FilePlan, Planned
+from app.run.prefetch import prefetched
 from app.run.quarantine import quarantine
 from app.run.raw_zone import archive_object
 from app.run.report import FileReport
@@ -78,11 +79,13 @@ class FileExtractor:
     def resource(self) -> Any:
         import dlt
 
-        # dlt inspects a plain generator function (not a bound method) for its resource
+        # dlt inspects a plain generator function (not a bound method) for its resource.
+        # Reading and transforming run a batch ahead in their own thread while dlt writes
+        # Parquet in this one (dlt's `parallelized` alternates them instead of overlapping).
         def batches() -> Iterator[Any]:
-            yield from self.batches()
+            yield from prefetched(self.batches())
 
-        resource = dlt.resource(batches, name=self.run.spec.destination.table, parallelized=True)
+        resource = dlt.resource(batches, name=self.run.spec.destination.table)
         return apply_hints(
             resource,
             self.run.spec.destination,

@@ -60,6 +60,10 @@ class RunReport:
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time per stage: list, extract, transform, normalize, load, total."""
     shard: str | None = None
+    execution: str | None = None
+    """Cloud Run Jobs: the execution that ran this task (CLOUD_RUN_EXECUTION)."""
+    task_attempt: int | None = None
+    """Cloud Run Jobs: the task's attempt, from 0 (CLOUD_RUN_TASK_ATTEMPT)."""
     error: dict[str, Any] | None = None
     models: list[ModelReport] = field(default_factory=list)
     """SQL models built after the load (or by a build run), in the order they ran."""

@@ -7,13 +7,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.run.catalog import Catalog
 from app.run.report import RunReport
-from app.run.transform import Transform
 from core.settings import Settings
 from core.spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from app.run.transform import Transform
 
 ProgressCallback = Callable[[RunReport], None]
 """Called after every batch and once before the load commits; raising there abandons the
@@ -55,6 +57,10 @@ class RunRequest:
     models: tuple[str, ...] | None = None
     """A build instead of a load (`main.py build`, `POST /runs {"models": [...]}`): these
     models and those downstream of them; () builds every model."""
+    execution: str | None = None
+    """The Cloud Run Jobs execution running this task (CLOUD_RUN_EXECUTION)."""
+    task_attempt: int | None = None
+    """Which attempt of the task this is, from 0 (CLOUD_RUN_TASK_ATTEMPT)."""
 
 
 MODELS_RUN = "_models"

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from app.destinations.pipeline import destination_lock, run_pipeline_for
+from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
 from app.run.build import build_after_load, build_run
 from app.run.catalog import Catalog
@@ -13,7 +16,7 @@ from app.run.files import files_resource
 from app.run.report import RunReport
 from app.run.request import CommitGuard, ProgressCallback, RunContext, RunRequest, new_run_id
 from app.run.transform import compile_transform
-from core import failpoints
+from core import failpoints, log_context
 from core.errors import RequestError, classify
 from core.lineage import REJECTS_SUFFIX
 from core.settings import Settings
@@ -33,8 +36,19 @@ def run(
 ) -> RunReport:
     """Run one pipeline to completion, then the models downstream of what it loaded (or, for
     a build request, just models). Raises FerryError (its `report` set) on failure."""
-    if request.models is not None:
-        return build_run(request, settings, catalog)
+    # every log line of the run is labelled with its run id (and pipeline)
+    with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
+        if request.models is not None:
+            return build_run(request, settings, catalog)
+        return _run(request, settings, catalog, progress)
+
+
+def _run(
+    request: RunRequest,
+    settings: Settings,
+    catalog: Catalog,
+    progress: ProgressCallback | None,
+) -> RunReport:
     spec = catalog.get(request.pipeline)
     report = RunReport(
         run_id=request.run_id,
@@ -43,14 +57,22 @@ def run(
         destination=settings.destination_kind,
         dataset=settings.dataset_name,
         shard=f"{request.shard_index}/{request.shard_count}" if request.shard_count > 1 else None,
+        execution=request.execution,
+        task_attempt=request.task_attempt,
     )
     started = time.perf_counter()
     try:
         transform = compile_transform(spec.name, spec.transform)
         with run_pipeline_for(spec.name, settings, request.run_id) as pipeline:
             with report.timed("list"), destination_lock(settings):
-                # a fresh working dir: restore state (incremental cursors) from the destination
+                # a fresh working dir: restore state (incremental cursors) and the schema
+                # (the existing column types that checks compare against) from the destination
                 pipeline.sync_destination()
+                sweep_if_due(pipeline, settings)
+            if request.replay is not None or isinstance(spec.source, FilesSource):
+                # file runs keep their ledger in the data, not in dlt state: writing the state
+                # back would cost a `_dlt_pipeline_state` load job on every run
+                pipeline.config.restore_from_destination = False
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
@@ -100,6 +122,9 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     )
     with report.timed("normalize"):
         normalize_info = pipeline.normalize()
+    # Arrow keeps freed batch memory in its pool; give it back before DuckDB's load step
+    # needs its own (else the two add up to the run's peak)
+    pa.default_memory_pool().release_unused()
     for check in run.before_load:
         check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly

@@ -1,15 +1,19 @@
-"""Declarative pandas steps, applied in order to each batch. Pure: no I/O."""
+"""Declarative steps, compiled once per run and applied in order to each batch. Pure: no I/O.
+
+Each step has its pandas form (the reference, and the only form of `function:` steps and
+of expressions Arrow cannot express) and, where possible, an Arrow form (`arrow_steps`).
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import pandas as pd
 import pyarrow as pa
 
+from app.run.arrow_steps import TableStep, compile_table_step
 from core.arrow_types import ARROW_TYPES
 from core.errors import ConfigError, TransformError
 from core.spec import (
@@ -28,8 +32,13 @@ from core.spec import (
     TransformStep,
 )
 
-Frame: TypeAlias = pd.DataFrame
-StepFunction: TypeAlias = Callable[[Frame], Frame]
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported where a pandas step runs: a run whose steps all compile to Arrow (and
+# a server answering health checks) never pays its ~0.5 s import
+Frame: TypeAlias = "pd.DataFrame"
+StepFunction: TypeAlias = Callable[["pd.DataFrame"], "pd.DataFrame"]
 
 
 def arrow_type(name: ArrowTypeName) -> pa.DataType:
@@ -42,6 +51,8 @@ class CompiledStep:
     """e.g. 'step 3 (cast)': how errors point at the step."""
     columns: tuple[str, ...]
     apply: StepFunction
+    on_table: TableStep | None = None
+    """The same step on an Arrow table, when Arrow can express it (no pandas round trip)."""
 
 
 @dataclass(frozen=True)
@@ -50,28 +61,60 @@ class Transform:
     steps: tuple[CompiledStep, ...]
 
     def __call__(self, frame: Frame) -> Frame:
+        """Every step in pandas (the reference behaviour)."""
         for step in self.steps:
-            missing = [c for c in step.columns if c not in frame.columns]
-            if missing:
-                raise TransformError(
-                    f"{step.label}: column '{missing[0]}' not found "
-                    f"(have: {', '.join(map(str, frame.columns))})",
-                    pipeline=self.pipeline,
-                    details={"step": step.label, "column": missing[0]},
-                )
-            try:
-                frame = step.apply(frame)
-            except TransformError:
-                raise
-            except Exception as error:
-                column = getattr(error, "ferry_column", None)
-                where = f", column '{column}'" if column else ""
-                raise TransformError(
-                    f"{step.label}{where}: {type(error).__name__}: {error}",
-                    pipeline=self.pipeline,
-                    details={"step": step.label, "column": column},
-                ) from error
+            frame = self._pandas_step(step, frame)
         return frame
+
+    def on_table(self, table: pa.Table) -> pa.Table:
+        """Every step, Arrow where the step compiled to Arrow, pandas for the rest.
+
+        Consecutive pandas steps share one conversion each way. pandas stays the reference:
+        when an Arrow step cannot run on this data (or fails), the step runs in pandas, which
+        either does what it always did or raises the step's TransformError.
+        """
+        frame: Frame | None = None
+        for step in self.steps:
+            if step.on_table is not None:
+                if frame is not None:
+                    table, frame = pa.Table.from_pandas(frame, preserve_index=False), None
+                self._check_columns(step, table.column_names)
+                try:
+                    table = step.on_table(table)
+                    continue
+                except Exception:  # noqa: S110 - pandas runs the step and reports
+                    pass
+            if frame is None:
+                import pandas as pd
+
+                frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+            frame = self._pandas_step(step, frame)
+        return table if frame is None else pa.Table.from_pandas(frame, preserve_index=False)
+
+    def _check_columns(self, step: CompiledStep, have: Sequence[Any]) -> None:
+        missing = [c for c in step.columns if c not in have]
+        if missing:
+            raise TransformError(
+                f"{step.label}: column '{missing[0]}' not found "
+                f"(have: {', '.join(map(str, have))})",
+                pipeline=self.pipeline,
+                details={"step": step.label, "column": missing[0]},
+            )
+
+    def _pandas_step(self, step: CompiledStep, frame: Frame) -> Frame:
+        self._check_columns(step, list(frame.columns))
+        try:
+            return step.apply(frame)
+        except TransformError:
+            raise
+        except Exception as error:
+            column = getattr(error, "ferry_column", None)
+            where = f", column '{column}'" if column else ""
+            raise TransformError(
+                f"{step.label}{where}: {type(error).__name__}: {error}",
+                pipeline=self.pipeline,
+                details={"step": step.label, "column": column},
+            ) from error
 
     @property
     def is_identity(self) -> bool:
@@ -83,7 +126,8 @@ def compile_transform(pipeline: str, steps: Sequence[TransformStep]) -> Transfor
     compiled = []
     for number, step in enumerate(steps, start=1):
         kind, columns, apply = _compile_step(pipeline, number, step)
-        compiled.append(CompiledStep(f"step {number} ({kind})", columns, apply))
+        label = f"step {number} ({kind})"
+        compiled.append(CompiledStep(label, columns, apply, compile_table_step(step)))
     return Transform(pipeline, tuple(compiled))
 
 
@@ -139,6 +183,8 @@ def _cast(types: dict[str, ArrowTypeName]) -> StepFunction:
 
 
 def _cast_series(series: pd.Series, target: pa.DataType) -> pd.Series:
+    import pandas as pd
+
     if pa.types.is_timestamp(target) and not pd.api.types.is_datetime64_any_dtype(series):
         series = pd.to_datetime(series, utc=True)
     return series.astype(pd.ArrowDtype(target))
@@ -153,6 +199,8 @@ def _evaluate(frame: Frame, expression: str) -> Any:
 
 
 def _numeric_as_numpy(frame: Frame) -> Frame:
+    import pandas as pd
+
     numeric = {
         str(name): frame[name].convert_dtypes(dtype_backend="numpy_nullable")
         for name, dtype in frame.dtypes.items()
@@ -167,6 +215,8 @@ def _numeric_as_numpy(frame: Frame) -> Frame:
 
 
 def _filter(frame: Frame, expression: str) -> Frame:
+    import pandas as pd
+
     mask = _evaluate(frame, expression)
     if not isinstance(mask, pd.Series):
         raise ValueError(f"filter '{expression}' must evaluate to one boolean per row")
@@ -194,6 +244,8 @@ def _parse_timestamps(step: ParseTimestampsStep) -> StepFunction:
     }
 
     def apply(frame: Frame) -> Frame:
+        import pandas as pd
+
         frame = frame.copy(deep=False)
         for column, spec in formats.items():
             try:
@@ -220,6 +272,8 @@ def _import_function(pipeline: str, number: int, target: str) -> StepFunction:
         )
 
     def apply(frame: Frame) -> Frame:
+        import pandas as pd
+
         result = function(frame)
         if not isinstance(result, pd.DataFrame):
             raise TypeError(f"'{target}' returned {type(result).__name__}, not a DataFrame")

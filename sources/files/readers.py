@@ -44,6 +44,7 @@ from .settings import (
 )
 
 MAX_PARQUET_BATCH_ROWS = 131_072
+PARQUET_READ_BUFFER_BYTES = 1 << 20
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 _CSV_COLUMN_ERROR = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?(.*)", re.DOTALL)
 _INFERRED_HINT = (
@@ -424,14 +425,30 @@ JSON_FALLBACK_ROWS = 10_000
 
 
 def _json_lines(read: _Read, skip: int) -> Iterator[pa.RecordBatch]:
-    """Python's JSON parser, one line at a time: slow, only for files with bad rows."""
+    """Python's JSON parser, one line at a time: slow, only for files with bad rows.
+
+    A line longer than the read block (the longest line Arrow accepts too) is a rejected
+    row, skipped without being held in memory.
+    """
     assert read.rejects is not None
     declared = read.source.columns
     rows: list[dict[str, Any]] = []
     seen = rows_before = skip
     with _text_stream(read) as stream:
-        for number, line in enumerate(_lines(stream), start=1):
-            if not line.strip() or number <= skip:
+        for number, line in enumerate(_lines(stream, read.block_bytes), start=1):
+            if number <= skip:
+                continue
+            if isinstance(line, _LongLine):
+                read.rejects.add(
+                    RejectedRow(
+                        row=number,
+                        reason=f"line is {line.size} bytes, longer than the {read.block_bytes}-"
+                        "byte limit (batch_bytes / 8, at least 1 MiB)",
+                        raw=line.head.decode("utf-8", "replace"),
+                    )
+                )
+                continue
+            if not line.strip():
                 continue
             try:
                 record = json.loads(line)
@@ -466,14 +483,55 @@ def _text_declared(rows: list[dict[str, Any]], declared: dict[str, Any]) -> pa.R
     return table.combine_chunks().to_batches()[0]
 
 
-def _lines(stream: pa.NativeFile) -> Iterator[bytes]:
-    tail = b""
+@dataclass(frozen=True)
+class _LongLine:
+    """A line over the limit: only its size and first bytes are kept."""
+
+    size: int
+    head: bytes
+
+
+LONG_LINE_HEAD_BYTES = 1000
+
+
+class _LineBuffer:
+    """The pieces of the line being read; past `limit` bytes it keeps only the head."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.head: bytes | None = None
+
+    def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.head is not None:
+            return
+        self.pieces.append(piece)
+        if self.size > self.limit:
+            self.head = b"".join(self.pieces)[:LONG_LINE_HEAD_BYTES]
+            self.pieces = []
+
+    def take(self) -> bytes | _LongLine:
+        line: bytes | _LongLine = (
+            _LongLine(self.size, self.head) if self.head is not None else b"".join(self.pieces)
+        )
+        self.pieces, self.size, self.head = [], 0, None
+        return line
+
+
+def _lines(stream: pa.NativeFile, limit: int) -> Iterator[bytes | _LongLine]:
+    """The lines of `stream` (without the newline), in time and memory linear in their size;
+    a line over `limit` bytes comes as a _LongLine."""
+    line = _LineBuffer(limit)
     while chunk := stream.read(1 << 20):
-        lines = (tail + chunk).split(b"\n")
-        tail = lines.pop()
-        yield from lines
-    if tail:
-        yield tail
+        *ended, rest = chunk.split(b"\n")
+        for piece in ended:
+            line.add(piece)
+            yield line.take()
+        line.add(rest)
+    if line.size:
+        yield line.take()
 
 
 # --- Parquet --------------------------------------------------------------------------
@@ -490,7 +548,11 @@ def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
     file = open_seekable(read.obj, storage_client=read.storage_client, chunk_bytes=read.batch_bytes)
     with file:
         try:
-            parquet = pa_parquet.ParquetFile(file)
+            # no pre-buffering: by default Arrow reads a whole row group's column chunks at
+            # once (a 250K-row group held ~170 MiB); streamed in 1 MiB reads it holds ~4 MiB
+            parquet = pa_parquet.ParquetFile(
+                file, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER_BYTES
+            )
         except _ARROW_ERRORS as error:
             raise BadDataError(
                 f"{read.uri}: not a readable Parquet file ({error}); if it is gzip-compressed, "

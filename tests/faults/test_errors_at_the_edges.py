@@ -116,7 +116,7 @@ def test_a_20000_column_csv_is_terminal_bad_data_before_loading(tmp_path: Path) 
     error = raised.value
     assert not error.retriable and outcome_of(error).push_ack and outcome_of(error).exit_code == 2
     assert "20000 columns is beyond the limit of 10000" in error.message
-    assert error.details["report"]["status"] == "failed"
+    assert error.report is not None and error.report.to_dict()["status"] == "failed"
     assert count(settings, "wide") == 0
 
 

@@ -125,3 +125,87 @@ def test_failing_step_names_pipeline_step_and_column(
         transform(frame(**data))
     assert caught.value.pipeline == "orders"
     assert "pipeline 'orders'" in str(caught.value)
+
+
+def table(**columns: list[object]) -> pa.Table:
+    return pa.table(columns)
+
+
+ARROW_AND_PANDAS = [
+    pytest.param(
+        [
+            {"rename": {"Qty": "quantity", "Price": "price"}},
+            {"cast": {"quantity": "int64", "price": "float64"}},
+            {"filter": "quantity > 1 and price < 2"},
+            {"derive": {"amount": "quantity * price", "half": "quantity / 2", "neg": "-quantity"}},
+            {"fill_nulls": {"note": "none"}},
+            {"drop": ["Extra"]},
+        ],
+        {
+            "Qty": ["1", "2", "3", "4"],
+            "Price": ["2.5", "1.5", None, "0.5"],
+            "note": ["a", None, "c", None],
+            "Extra": [0, 0, 0, 0],
+        },
+        id="arrow-steps",
+    ),
+    pytest.param(
+        [{"filter": "n % 2 == 0"}, {"derive": {"r": "n % 3"}}, {"select": ["r", "n"]}],
+        {"n": [1, 2, 3, 4]},
+        id="pandas-only-operator-then-arrow-step",
+    ),
+    pytest.param(
+        [{"filter": "(a >= 1) & ~(b == 'x')"}, {"derive": {"c": "1 < a <= 3", "k": "7"}}],
+        {"a": [0, 1, 2, 3, None], "b": ["y", "x", "y", "y", "y"]},
+        id="bitwise-booleans-chained-comparison-literal",
+    ),
+    pytest.param(
+        [{"cast": {"at": "timestamp"}}, {"dedupe": ["id"]}, {"derive": {"id2": "id + 1"}}],
+        {"id": [1, 1, 2], "at": ["2026-01-01 10:00:00", "2026-01-02 00:00:00", None]},
+        id="text-to-timestamp-and-dedupe-in-pandas",
+    ),
+]
+
+
+@pytest.mark.parametrize(("declared", "data"), ARROW_AND_PANDAS)
+def test_arrow_steps_give_what_pandas_gives(
+    declared: list[dict[str, object]], data: dict[str, list[object]]
+) -> None:
+    transform = compile_transform("p", steps(*declared))
+    expected = pa.Table.from_pandas(transform(frame(**data)), preserve_index=False)
+    got = transform.on_table(table(**data))
+    assert got.column_names == expected.column_names
+    assert got.to_pylist() == expected.to_pylist()
+    assert got.schema.remove_metadata() == expected.schema.remove_metadata()
+
+
+def test_declarative_steps_compile_to_arrow_and_functions_stay_pandas() -> None:
+    transform = compile_transform(
+        "p",
+        steps(
+            {"rename": {"a": "b"}},
+            {"filter": "b > 1"},
+            {"derive": {"c": "b * 2"}},
+            {"derive": {"d": "b.abs()"}},
+            {"function": "examples.transforms:add_order_size"},
+        ),
+    )
+    assert [step.on_table is not None for step in transform.steps] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_arrow_path_failures_name_step_and_column_like_pandas() -> None:
+    transform = compile_transform("orders", steps({"cast": {"qty": "int64"}}))
+    with pytest.raises(TransformError, match=r"step 1 \(cast\), column 'qty'"):
+        transform.on_table(table(qty=["1", "two"]))
+    missing = compile_transform("orders", steps({"select": ["nope"]}))
+    with pytest.raises(TransformError, match=r"step 1 \(select\): column 'nope' not found"):
+        missing.on_table(table(qty=[1]))
+    unknown = compile_transform("orders", steps({"derive": {"total": "qty * nothing"}}))
+    with pytest.raises(TransformError, match=r"step 1 \(derive\), column 'total'"):
+        unknown.on_table(table(qty=[1]))

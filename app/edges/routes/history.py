@@ -10,13 +10,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from app.edges.deps import ServiceDep
+from app.edges.deps import RunsCaller, ServiceDep
+from app.edges.headers import page_csp
 from app.edges.routes.schemas import ERROR_RESPONSES, HTML_ROUTE_ERROR_RESPONSES
 from app.ops.runlog import MAX_LIMIT, RunLog
 from app.ops.service import RunService
 from core.errors import RunNotFoundError
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], dependencies=[RunsCaller])
 
 Status = Literal["succeeded", "failed", "skipped"]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many runs")]
@@ -136,7 +137,10 @@ def runs_page(
     status: FormStatusFilter = None,
 ) -> HTMLResponse:
     runs = _summaries(service, limit, pipeline or None, status or None)
-    return HTMLResponse(render_runs_page(runs, pipeline=pipeline, status=status))
+    return HTMLResponse(
+        render_runs_page(runs, pipeline=pipeline, status=status),
+        headers={"Content-Security-Policy": PAGE_CSP},
+    )
 
 
 # --- the page (pure) ------------------------------------------------------------------------
@@ -164,6 +168,9 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;color:#59636e;white-s
 tr.models td{padding:2px 10px 8px 32px;font-size:12px;color:#59636e}
 tr.models .badge{font-size:11px}
 """
+
+PAGE_CSP = page_csp(_STYLE)
+"""The page's only asset is its inline style: the CSP allows exactly that."""
 
 _HEADERS = (
     ("Started (UTC)", ""),

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.edges.deps import ServiceDep
+from app.edges.deps import RunsCaller, ServiceDep
 from app.edges.routes.schemas import ERROR_RESPONSES
 from app.run.request import MODELS_RUN
 from app.run.runner import RunRequest
 from core.errors import RequestError
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], dependencies=[RunsCaller])
 
 
 class RunBody(BaseModel):
