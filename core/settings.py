@@ -13,7 +13,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DestinationKind = Literal["auto", "duckdb", "bigquery"]
 
 
-class Settings(BaseSettings):
+class JobExit(BaseSettings):
+    """The one setting the CLI needs even when the others are invalid (see Settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore", frozen=True)
+
+    terminal_exit_code: int = 2
+    """Exit code for terminal errors. Cloud Run Jobs retry any non-zero exit: set 0 there
+    so a bad config or bad file is logged as an error but not retried."""
+
+
+class Settings(JobExit):
     model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore", frozen=True)
 
     pipelines_file: Path = Path("examples/pipelines.yaml")
@@ -47,9 +57,6 @@ class Settings(BaseSettings):
     max_columns: int = Field(default=10_000, ge=1)
     """A file with more columns is refused as terminal bad data before loading (BigQuery
     takes at most 10,000 columns per table)."""
-    terminal_exit_code: int = 2
-    """Exit code for terminal errors. Cloud Run Jobs retry any non-zero exit: set 0 there
-    so a bad config or bad file is logged as an error but not retried."""
     dead_letter_topic: str | None = None
     """`projects/P/topics/T`: terminal push failures are published here, then acknowledged."""
     run_events_topic: str | None = None
@@ -62,7 +69,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 8.0
     """After SIGTERM, in-flight requests get this long (Cloud Run allows 10 s in all)."""
     log_format: Literal["auto", "json", "text"] = "auto"
-    log_level: str = "INFO"
+    """`json` (Cloud Logging), `text`, or `auto`: text on a terminal, JSON otherwise."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     push_auth_audience: str | None = None
     """Expected `aud` of the OIDC token on Pub/Sub push / Eventarc requests (the push
     endpoint URL or a custom audience). Unset: ferry does not verify tokens itself (Cloud
@@ -112,6 +120,11 @@ class Settings(BaseSettings):
         if isinstance(items, list):
             return [str(item).strip() for item in items if str(item).strip()]
         return items
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def upper_case_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("bigquery_dataset", "duckdb_dataset")
     @classmethod

@@ -44,6 +44,18 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
     yield
 
 
+def list_datasets(client: Any, settings: Settings) -> list[str]:
+    """Datasets of the project (`client`: the pipeline's dlt SQL client)."""
+    bigquery = client.native_connection
+    return [item.dataset_id for item in bigquery.list_datasets(settings.bigquery_project)]
+
+
+def drop_dataset(client: Any, settings: Settings, name: str) -> None:
+    client.native_connection.delete_dataset(
+        f"{settings.bigquery_project}.{name}", delete_contents=True, not_found_ok=True
+    )
+
+
 def adapt(resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any:
     """Partition and cluster; file loads cluster on the source URI by default, which keeps
     the per-object delete of a merge cheap."""

@@ -63,6 +63,20 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def list_datasets(client: Any, settings: Settings) -> list[str]:
+    """Schemas of the database file (`client`: the pipeline's dlt SQL client)."""
+    rows = client.execute_sql(
+        "SELECT schema_name FROM information_schema.schemata "
+        "WHERE catalog_name = current_database()"
+    )
+    return [str(row[0]) for row in rows or []]
+
+
+def drop_dataset(client: Any, settings: Settings, name: str) -> None:
+    escaped = client.capabilities.escape_identifier(name)
+    client.execute_sql(f"DROP SCHEMA IF EXISTS {escaped} CASCADE")
+
+
 def adapt(resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any:
     """DuckDB takes no partition or cluster hints (they are BigQuery-only settings)."""
     return resource

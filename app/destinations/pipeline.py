@@ -30,6 +30,10 @@ class Destination(Protocol):
 
     def adapt(self, resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any: ...
 
+    def list_datasets(self, client: Any, settings: Settings) -> list[str]: ...
+
+    def drop_dataset(self, client: Any, settings: Settings, name: str) -> None: ...
+
 
 def destination_for(settings: Settings) -> Destination:
     from app.destinations import bigquery, duckdb

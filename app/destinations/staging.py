@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.destinations.pipeline import destination_for
 from core.errors import classify
 from core.settings import Settings
 
@@ -61,27 +62,13 @@ def sweep_stale_staging(pipeline: Any, settings: Settings) -> list[str]:
 
     The caller holds the destination lock (DuckDB).
     """
+    destination = destination_for(settings)
     max_age = timedelta(hours=settings.staging_max_age_hours)
     with pipeline.sql_client() as client:
-        if settings.destination_kind == "bigquery":
-            bigquery = client.native_connection
-            project = settings.bigquery_project
-            names = [item.dataset_id for item in bigquery.list_datasets(project)]
-            stale = stale_staging(names, settings.dataset_name, datetime.now(), max_age)
-            for name in stale:
-                bigquery.delete_dataset(
-                    f"{project}.{name}", delete_contents=True, not_found_ok=True
-                )
-        else:
-            rows = client.execute_sql(
-                "SELECT schema_name FROM information_schema.schemata "
-                "WHERE catalog_name = current_database()"
-            )
-            names = [str(row[0]) for row in rows or []]
-            stale = stale_staging(names, settings.dataset_name, datetime.now(), max_age)
-            for name in stale:
-                escaped = client.capabilities.escape_identifier(name)
-                client.execute_sql(f"DROP SCHEMA IF EXISTS {escaped} CASCADE")
+        names = destination.list_datasets(client, settings)
+        stale = stale_staging(names, settings.dataset_name, datetime.now(), max_age)
+        for name in stale:
+            destination.drop_dataset(client, settings, name)
     if stale:
         log.warning(
             "dropped %d staging dataset(s) left by killed runs: %s",

@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except FerryError as error:  # no settings, so no configured format: log it plainly
         configure_logging("auto", "INFO")
-        return _failed(error, EXIT_TERMINAL)
+        return _failed(error, _terminal_exit_code_alone())
     configure_logging(settings.log_format, settings.log_level)
     try:
         if args.command == "run":
@@ -309,3 +309,16 @@ def _failed(error: FerryError, terminal_exit_code: int) -> int:
         sys.stdout.write(json.dumps(error.report.to_dict(), indent=2) + "\n")
     outcome = outcome_of(error)
     return terminal_exit_code if outcome.exit_code == EXIT_TERMINAL else outcome.exit_code
+
+
+def _terminal_exit_code_alone() -> int:
+    """FERRY_TERMINAL_EXIT_CODE when the other settings are invalid: a Cloud Run Job told to
+    exit 0 on terminal failures must not be retried for a broken config either."""
+    from pydantic import ValidationError
+
+    from core.settings import JobExit
+
+    try:
+        return JobExit().terminal_exit_code
+    except ValidationError:
+        return EXIT_TERMINAL

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from app.destinations.ledger import DELETED, EMPTIED, Ledger, read_ledger, read_lineage, retire
@@ -165,12 +166,20 @@ def _select_objects(
         objects = list(list_objects(pattern, base_dir=base_dir, storage_client=storage_client))
     else:
         target = narrowed_uri(name, pattern, request.source_uri, base_dir)
-        if request.generation is not None or not has_glob(target):
-            live = get_object(target, None, storage_client=storage_client)
-            objects = [requested_generation(live, request.generation, run.report)]
-        else:
+        if request.generation is None and has_glob(target):
             named = False
             objects = list(list_objects(target, base_dir=base_dir, storage_client=storage_client))
+        else:
+            try:
+                live = get_object(target, None, storage_client=storage_client)
+            except SourceNotFoundError as missing:
+                if request.generation is not None:
+                    raise
+                # no such object: that folder, as the glob rule reads a name without a glob
+                named = False
+                objects = list(_folder(target, base_dir, storage_client, missing))
+            else:
+                objects = [requested_generation(live, request.generation, run.report)]
     present = [obj for obj in objects if obj is not None]
     kept = admitted(name, pattern, present, named=named)
     if present and not kept:
@@ -178,6 +187,17 @@ def _select_objects(
             f"no object it matched lies within the configured source '{pattern}'", pipeline=name
         )
     return shard(kept, request.shard_index, request.shard_count)
+
+
+def _folder(
+    target: str, base_dir: Path, storage_client: Any, missing: SourceNotFoundError
+) -> list[SourceObject]:
+    from sources.files import list_objects
+
+    try:
+        return list_objects(target + "/", base_dir=base_dir, storage_client=storage_client)
+    except SourceNotFoundError:
+        raise missing from None
 
 
 def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:

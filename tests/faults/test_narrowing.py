@@ -137,6 +137,21 @@ def test_local_source_cannot_escape_by_a_string_prefix(tmp_path: Path) -> None:
     assert loaded_uris(settings) == [str(tmp_path / "in" / "exports" / "a.csv")]
 
 
+def test_a_source_naming_a_sub_folder_loads_that_folder(tmp_path: Path) -> None:
+    (tmp_path / "in" / "exports" / "2026").mkdir(parents=True)
+    (tmp_path / "in" / "exports" / "a.csv").write_bytes(CSV)
+    (tmp_path / "in" / "exports" / "2026" / "b.csv").write_bytes(b"id,name\n2,grace\n")
+    catalog(tmp_path, "in/exports")
+    settings = duckdb_settings(tmp_path)
+
+    response = post_run(settings, {"pipeline": "people", "source": "in/exports/2026"})
+
+    assert response.status_code == 200, response.text
+    assert loaded_uris(settings) == [str(tmp_path / "in" / "exports" / "2026" / "b.csv")]
+    response = post_run(settings, {"pipeline": "people", "source": "in/exports/2027"})
+    assert response.status_code == 404, response.text
+
+
 # --- every listed object is re-checked against the configured pattern -------------------------
 
 
