@@ -66,6 +66,9 @@ class ModelSpec(_Strict):
     unique_key: list[str] = Field(default_factory=list)
     """incremental only: the columns a row is matched on."""
     checks: ModelChecks = Field(default_factory=ModelChecks)
+    build_after_load: bool = True
+    """False: only `build` (CLI or `POST /runs {"models": [...]}`) builds it, e.g. on a
+    schedule, when rebuilding after every pushed object would cost too many query jobs."""
 
     @field_validator("name")
     @classmethod

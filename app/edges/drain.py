@@ -212,7 +212,7 @@ def _load_group(
         error = classify(raw, pipeline=pipeline)
         if isinstance(error, ModelFailedError | ModelUnavailableError):
             # the objects loaded and committed; only a model after the load failed, and a
-            # redelivery would find them loaded and build nothing: keep the error, ack
+            # redelivery would find them loaded and build nothing: record the error, ack
             report.failures.append(error)
             after_run(settings, error)  # recorded before the ack, like a success
             _ack(client, subscription, members, report)

@@ -42,38 +42,37 @@ Three shapes reach the service when a GCS object lands:
   events (``google.cloud.storage.object.v1.*``) carry the object resource as data; a
   ``google.cloud.pubsub.topic.v1.messagePublished`` event carries a push envelope as data.
 
-The JSON shapes are pydantic models (aliases for the camelCase/snake_case twins Pub/Sub
-writes); a `ValidationError` becomes a `RequestError` in one place (`request_error`). Any
-malformed input, JSON nested too deeply included, raises `RequestError` (terminal:
-redelivering the same bytes cannot help). An error message quotes at most `_PREVIEW_CHARS`
-characters of what was received.
+The JSON shapes are pydantic models in `app.edges.wire` (aliases for the camelCase/snake_case
+twins Pub/Sub writes); a `ValidationError` becomes a `RequestError` in one place
+(`wire.request_error`). Any malformed input, JSON nested too deeply included, raises
+`RequestError` (terminal: redelivering the same bytes cannot help).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final
+from typing import Any, Final
 from urllib.parse import unquote
 
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 from cloudevents.core.exceptions import BaseCloudEventException
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-)
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic import ValidationError
 
+from app.edges.wire import (
+    JSON_ERRORS,
+    ObjectResource,
+    PushEnvelope,
+    StructuredCloudEvent,
+    clip,
+    describe,
+    load_json,
+    parse_integer,
+    preview,
+    request_error,
+)
 from core.errors import RequestError
 
 OBJECT_FINALIZE: Final = "OBJECT_FINALIZE"
@@ -88,8 +87,6 @@ PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 UNKNOWN_EVENT_TYPE: Final = "UNKNOWN"
 """A GCS object named only by its resource, with no ``eventType`` attribute to say what happened."""
 
-_PREVIEW_CHARS: Final = 200
-_INTEGER = re.compile(r"[0-9]+")
 
 # Pub/Sub metadata headers of an unwrapped push (write-metadata on).
 _H_MESSAGE_ID: Final = "x-goog-pubsub-message-id"
@@ -210,172 +207,6 @@ class GcsObjectEvent:
         return _is_suspicious(self.name)
 
 
-# --- the wire shapes (pydantic) and the one ValidationError -> RequestError mapping -----
-
-_COMPLETE: Final = "ferry_complete"
-"""A custom error whose message names its field already."""
-_PROBLEM: Final = "ferry_problem"
-"""A custom error whose message follows the field's label."""
-_JSON_ERRORS: Final = (UnicodeDecodeError, json.JSONDecodeError, RecursionError)
-"""What json.loads raises on bytes that are not JSON, or JSON nested deeper than Python's stack."""
-
-
-def _complete(text: str) -> PydanticCustomError:
-    return PydanticCustomError(_COMPLETE, "{problem}", {"problem": text})
-
-
-def _problem(text: str) -> PydanticCustomError:
-    return PydanticCustomError(_PROBLEM, "{problem}", {"problem": text})
-
-
-def request_error(error: ValidationError, where: str, *, label: str | None = None) -> RequestError:
-    """Every problem pydantic found, in one sentence per problem, after `where`."""
-    problems = [_problem_text(problem, label) for problem in error.errors(include_url=False)]
-    return RequestError(f"{where}: {'; '.join(problems)}" if where else "; ".join(problems))
-
-
-def _problem_text(problem: ErrorDetails, label: str | None) -> str:
-    if problem["type"] == _COMPLETE:
-        return problem["msg"]
-    if label is None:
-        leaf = next((str(part) for part in reversed(problem["loc"]) if isinstance(part, str)), "")
-        label = f"'{leaf}'" if leaf else "the value"
-    if problem["type"] == _PROBLEM:
-        return f"{label} {problem['msg']}"
-    if problem["type"] in ("model_type", "dict_type", "model_attributes_type"):
-        return f"{label} must be an object, got {_describe(problem['input'])}"
-    if problem["type"] == "string_type":
-        return f"{label} must be a string, got {_describe(problem['input'])}"
-    return f"{label}: {problem['msg']}"
-
-
-def _optional_integer(value: object) -> int | None:
-    """An integer sent as a JSON number or a decimal string (GCS sends int64 as strings)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and _INTEGER.fullmatch(value):
-        return int(value)
-    raise _problem(f"must be a non-negative integer, got {_describe(value)}")
-
-
-def _base64_data(value: object) -> bytes:
-    if value is None:
-        return b""
-    if not isinstance(value, str):
-        raise _complete(f"'message.data' must be a base64 string, got {_describe(value)}")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise _complete(
-            f"'message.data' is not valid base64 ({error}); it starts {_preview(value)}"
-        ) from None
-
-
-def _string_attributes(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _complete(f"'message.attributes' must be an object, got {_describe(value)}")
-    wrong = [str(key) for key, item in value.items() if not isinstance(item, str)]
-    if wrong:
-        raise _complete(
-            f"'message.attributes' values must be strings; not a string: {_clip(', '.join(wrong))}"
-        )
-    return dict(value)
-
-
-def _an_object(value: object) -> object:
-    if not isinstance(value, dict):
-        raise _complete(f"'message' must be an object, got {_describe(value)}")
-    return value
-
-
-def _lenient_name(value: object) -> str | None:
-    """A bucket or object name in a resource; anything but a non-empty string is no name."""
-    return value if isinstance(value, str) and value else None
-
-
-OptionalInteger = Annotated[int | None, BeforeValidator(_optional_integer)]
-_INTEGER_ADAPTER: Final = TypeAdapter(OptionalInteger)
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
-
-
-class PushMessage(_Wire):
-    """``message`` of a wrapped push (Pub/Sub writes both key spellings)."""
-
-    data: Annotated[bytes, BeforeValidator(_base64_data)] = b""
-    attributes: Annotated[dict[str, str], BeforeValidator(_string_attributes)] = Field(
-        default_factory=dict
-    )
-    message_id: str | None = Field(
-        default=None, validation_alias=AliasChoices("messageId", "message_id")
-    )
-    publish_time: str | None = Field(
-        default=None, validation_alias=AliasChoices("publishTime", "publish_time")
-    )
-
-
-class PushEnvelope(_Wire):
-    """The body of a wrapped push, or the data of a ``messagePublished`` CloudEvent."""
-
-    message: Annotated[PushMessage, BeforeValidator(_an_object)] = Field(
-        default=None, validate_default=True
-    )
-    subscription: str | None = None
-    delivery_attempt: OptionalInteger = Field(default=None, alias="deliveryAttempt")
-
-    def to_message(self) -> PubSubMessage:
-        return PubSubMessage(
-            data=self.message.data,
-            attributes=dict(self.message.attributes),
-            message_id=self.message.message_id,
-            publish_time=self.message.publish_time,
-            subscription=self.subscription,
-            delivery_attempt=self.delivery_attempt,
-        )
-
-
-class ObjectResource(_Wire):
-    """The Cloud Storage JSON API object resource (notification data, storage CloudEvents).
-
-    Only what ferry reads; generation and size are kept raw here and parsed with a label
-    that names the object (`_integer`).
-    """
-
-    bucket: Annotated[str | None, BeforeValidator(_lenient_name)] = None
-    name: Annotated[str | None, BeforeValidator(_lenient_name)] = None
-    generation: object = None
-    size: object = None
-
-
-class StructuredCloudEvent(_Wire):
-    """The required context attributes of a structured-mode CloudEvent (the SDK reads the
-    rest, but fills a missing id/time/specversion with defaults: a sender must send them)."""
-
-    id: Any
-    source: Any
-    type: Any
-    specversion: Any
-    time: Any = None
-
-
-def _integer(value: object, what: str) -> int | None:
-    try:
-        return _INTEGER_ADAPTER.validate_python(value)
-    except ValidationError as error:
-        raise request_error(error, "", label=what) from None
-
-
-def _json(raw: str | bytes) -> object:
-    """json.loads; raises one of `_JSON_ERRORS`."""
-    return json.loads(raw)
-
-
 # --- Pub/Sub push ---------------------------------------------------------------------
 
 
@@ -385,12 +216,12 @@ def parse_push(headers: Mapping[str, str], body: bytes) -> PubSubMessage:
     if any(name in lowered for name in _UNWRAPPED_MARKERS):
         return _unwrapped(lowered, body)
     try:
-        document = _json(body)
-    except _JSON_ERRORS as error:
+        document = load_json(body)
+    except JSON_ERRORS as error:
         raise RequestError(
             "not a Pub/Sub push: the body is not a JSON envelope "
-            f"({_clip(str(error))}) and there is no {_H_MESSAGE_ID} header of an unwrapped "
-            f"push; body starts {_preview(body)}"
+            f"({clip(str(error))}) and there is no {_H_MESSAGE_ID} header of an unwrapped "
+            f"push; body starts {preview(body)}"
         ) from None
     if isinstance(document, dict) and "message" in document:
         return _message_from_envelope(document, where="push envelope")
@@ -399,7 +230,7 @@ def parse_push(headers: Mapping[str, str], body: bytes) -> PubSubMessage:
         return PubSubMessage(data=body)
     raise RequestError(
         f"not a Pub/Sub push: the body is JSON {type(document).__name__}, not an envelope "
-        f"object with a 'message' key; body starts {_preview(body)}"
+        f"object with a 'message' key; body starts {preview(body)}"
     )
 
 
@@ -415,7 +246,7 @@ def _unwrapped(lowered: dict[str, str], body: bytes) -> PubSubMessage:
         message_id=lowered.get(_H_MESSAGE_ID),
         publish_time=lowered.get(_H_PUBLISH_TIME),
         subscription=lowered.get(_H_SUBSCRIPTION),
-        delivery_attempt=_integer(
+        delivery_attempt=parse_integer(
             lowered.get(_H_DELIVERY_ATTEMPT), f"header {_H_DELIVERY_ATTEMPT}"
         ),
     )
@@ -423,9 +254,17 @@ def _unwrapped(lowered: dict[str, str], body: bytes) -> PubSubMessage:
 
 def _message_from_envelope(envelope: dict[str, Any], *, where: str) -> PubSubMessage:
     try:
-        return PushEnvelope.model_validate(envelope).to_message()
+        parsed = PushEnvelope.model_validate(envelope)
     except ValidationError as error:
         raise request_error(error, where) from None
+    return PubSubMessage(
+        data=parsed.message.data,
+        attributes=dict(parsed.message.attributes),
+        message_id=parsed.message.message_id,
+        publish_time=parsed.message.publish_time,
+        subscription=parsed.subscription,
+        delivery_attempt=parsed.delivery_attempt,
+    )
 
 
 # --- Cloud Storage notification -------------------------------------------------------
@@ -459,13 +298,13 @@ def gcs_event_from_message(message: PubSubMessage) -> GcsObjectEvent | None:
     return GcsObjectEvent(
         bucket=bucket,
         name=name,
-        generation=_integer(generation_value, f"generation of gs://{bucket}/{name}"),
+        generation=parse_integer(generation_value, f"generation of gs://{bucket}/{name}"),
         event_type=attributes.get("eventType") or UNKNOWN_EVENT_TYPE,
-        size=_integer(resource.size if resource else None, f"size of gs://{bucket}/{name}"),
+        size=parse_integer(resource.size if resource else None, f"size of gs://{bucket}/{name}"),
         message_id=message.message_id,
         publish_time=message.publish_time,
         delivery_attempt=message.delivery_attempt,
-        overwritten_by=_integer(
+        overwritten_by=parse_integer(
             attributes.get("overwrittenByGeneration"), f"overwrittenByGeneration of {name}"
         ),
     )
@@ -477,13 +316,13 @@ def _object_resource(message: PubSubMessage) -> ObjectResource | None:
     if payload_format == "NONE" or not message.data.strip():
         return None
     try:
-        document = _json(message.data)
-    except _JSON_ERRORS as error:
+        document = load_json(message.data)
+    except JSON_ERRORS as error:
         if payload_format == "JSON_API_V1":
             raise RequestError(
                 f"Cloud Storage notification (message {message.message_id}) declares "
-                f"payloadFormat JSON_API_V1 but its data is not JSON ({_clip(str(error))}); "
-                f"data starts {_preview(message.data)}"
+                f"payloadFormat JSON_API_V1 but its data is not JSON ({clip(str(error))}); "
+                f"data starts {preview(message.data)}"
             ) from None
         return None
     return ObjectResource.model_validate(document) if isinstance(document, dict) else None
@@ -515,7 +354,7 @@ def parse_cloudevent(
     if event_type.startswith(STORAGE_EVENT_PREFIX):
         return _storage_event(event, sent_time)
     if event_type == PUBSUB_PUBLISHED:
-        data = _event_json(event)
+        data = _eventload_json(event)
         return _message_from_envelope(data, where=f"CloudEvent {event.get_id()} data")
     return None
 
@@ -535,29 +374,27 @@ def _read_cloudevent(lowered: dict[str, str], body: bytes) -> tuple[BaseCloudEve
             content_type = lowered.get("content-type", "")
             raise RequestError(
                 "not a CloudEvent: no ce-* headers (binary mode) and content-type "
-                f"{_preview(content_type or '(none)')} is not application/cloudevents+json"
+                f"{preview(content_type or '(none)')} is not application/cloudevents+json"
                 " (structured mode)"
             )
         sent_time = _structured_time(body)
     try:
         event = from_http_event(HTTPMessage(headers=lowered, body=body))
     except (BaseCloudEventException, ValueError, TypeError, OverflowError, RecursionError) as error:
-        raise RequestError(f"malformed CloudEvent: {_clip(str(error))}") from None
+        raise RequestError(f"malformed CloudEvent: {clip(str(error))}") from None
     return event, sent_time if isinstance(sent_time, str) else None
 
 
 def _structured_time(body: bytes) -> object:
     try:
-        document = _json(body)
-    except _JSON_ERRORS as error:
+        document = load_json(body)
+    except JSON_ERRORS as error:
         raise RequestError(
-            f"structured CloudEvent is not valid JSON ({_clip(str(error))}); "
-            f"body starts {_preview(body)}"
+            f"structured CloudEvent is not valid JSON ({clip(str(error))}); "
+            f"body starts {preview(body)}"
         ) from None
     if not isinstance(document, dict):
-        raise RequestError(
-            f"structured CloudEvent must be a JSON object, got {_describe(document)}"
-        )
+        raise RequestError(f"structured CloudEvent must be a JSON object, got {describe(document)}")
     try:
         return StructuredCloudEvent.model_validate(document).time
     except ValidationError as error:
@@ -568,29 +405,29 @@ def _structured_time(body: bytes) -> object:
 
 
 def _storage_event(event: BaseCloudEvent, sent_time: str | None) -> GcsObjectEvent:
-    data = ObjectResource.model_validate(_event_json(event))
+    data = ObjectResource.model_validate(_eventload_json(event))
     bucket = data.bucket or _bucket_from_event(event)
     name = data.name or _name_from_subject(event.get_subject())
     where = f"CloudEvent {event.get_id()} ({event.get_type()})"
     if not bucket or not name:
         raise RequestError(
             f"{where} names no object: data has no bucket/name and "
-            f"source {_preview(event.get_source())} / subject "
-            f"{_preview(event.get_subject() or '(none)')} do not say"
+            f"source {preview(event.get_source())} / subject "
+            f"{preview(event.get_subject() or '(none)')} do not say"
         )
     return GcsObjectEvent(
         bucket=bucket,
         name=name,
-        generation=_integer(data.generation, f"{where}: generation"),
+        generation=parse_integer(data.generation, f"{where}: generation"),
         event_type=event.get_type(),
-        size=_integer(data.size, f"{where}: size"),
+        size=parse_integer(data.size, f"{where}: size"),
         message_id=event.get_id(),
         publish_time=sent_time,
         delivery_attempt=None,
     )
 
 
-def _event_json(event: BaseCloudEvent) -> dict[str, Any]:
+def _eventload_json(event: BaseCloudEvent) -> dict[str, Any]:
     """The event data as a JSON object, whatever the SDK made of it."""
     raw = event.get_data()
     where = f"CloudEvent {event.get_id()} ({event.get_type()})"
@@ -598,13 +435,13 @@ def _event_json(event: BaseCloudEvent) -> dict[str, Any]:
     if isinstance(raw, str | bytes):
         # binary mode with a non-JSON content type, or structured data sent as a string
         try:
-            data = _json(raw)
-        except _JSON_ERRORS as error:
+            data = load_json(raw)
+        except JSON_ERRORS as error:
             raise RequestError(
-                f"{where}: data is not JSON ({_clip(str(error))}); it starts {_preview(raw)}"
+                f"{where}: data is not JSON ({clip(str(error))}); it starts {preview(raw)}"
             ) from None
     if not isinstance(data, dict):
-        raise RequestError(f"{where}: data must be a JSON object, got {_describe(data)}")
+        raise RequestError(f"{where}: data must be a JSON object, got {describe(data)}")
     return data
 
 
@@ -642,22 +479,3 @@ def _is_suspicious(name: str) -> bool:
         if any(segment in (".", "..") for segment in re.split(r"[/\\]", candidate)):
             return True
     return False
-
-
-def _clip(text: str) -> str:
-    if len(text) > _PREVIEW_CHARS:
-        return f"{text[:_PREVIEW_CHARS]}... ({len(text)} characters)"
-    return text
-
-
-def _preview(value: str | bytes) -> str:
-    """A short, quoted excerpt of untrusted input, safe to put in an error message."""
-    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-    shown = repr(text[:_PREVIEW_CHARS])
-    return shown if len(text) <= _PREVIEW_CHARS else f"{shown}... ({len(text)} characters)"
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    return f"{type(value).__name__} {_clip(repr(value))}"

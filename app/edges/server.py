@@ -53,7 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(FerryError, _ferry_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    # outside every middleware (Starlette's last resort) and, through CatchAll, inside them
+    # so the answer still carries the security headers
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TraceContext, project=settings.trace_project)
@@ -146,6 +149,33 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
         }
     }
     return JSONResponse(body, status_code=500)
+
+
+class CatchAll:
+    """An exception no handler took becomes the documented JSON 500 here, inside the other
+    middlewares; Starlette's own last resort answers outside them (without their headers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as error:
+            if started:  # too late for another answer: the server closes the connection
+                raise
+            response = await _unexpected_error(Request(scope), error)
+            await response(scope, receive, send)
 
 
 class BodyLimit:

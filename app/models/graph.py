@@ -44,11 +44,18 @@ class ModelGraph:
             order=tuple(order),
         )
 
-    def downstream_of(self, tables: Iterable[str]) -> list[str]:
-        """Models that read any of `tables`, directly or through other models, in order."""
+    def downstream_of(
+        self, tables: Iterable[str], only: Collection[str] | None = None
+    ) -> list[str]:
+        """Models that read any of `tables`, directly or through other models, in order.
+
+        `only`: the models that may be reached; a change stops at any other model.
+        """
         reached = set(tables)
         found: list[str] = []
         for name in self.order:  # dependencies come first, so one pass reaches every level
+            if only is not None and name not in only:
+                continue
             if self.upstream[name] & reached:
                 found.append(name)
                 reached.add(name)

@@ -26,7 +26,8 @@ def build_after_load(context: RunContext) -> None:
     if not models or not report.load_ids:
         return
     changed = sorted(table for table, rows in report.tables.items() if rows > 0)
-    names = models.graph.downstream_of(changed)
+    automatic = [name for name, spec in models.specs.items() if spec.build_after_load]
+    names = models.graph.downstream_of(changed, only=automatic)
     if names:
         _build(names, context.catalog, context.settings, context.pipeline, report)
 

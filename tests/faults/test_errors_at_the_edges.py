@@ -291,6 +291,7 @@ def test_an_unexpected_error_answers_the_documented_json_shape(
         response = client.post("/runs", json={"pipeline": "people"})
     assert response.status_code == 500
     assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["x-content-type-options"] == "nosniff"
     assert response.json() == {
         "error": {
             "code": "internal_error",

@@ -28,7 +28,7 @@ from dlt.common.versioned_state import decompress_state
 from fastapi.testclient import TestClient
 
 from app.edges.server import create_app
-from app.ops import service as app_service
+from app.run import runner as app_runner
 from app.run.catalog import Catalog
 from app.run.report import RunReport
 from app.run.runner import RunRequest, run
@@ -82,7 +82,8 @@ def jail(monkeypatch: pytest.MonkeyPatch) -> Jail:
 
 @dataclass
 class RunLog:
-    """Every runner call the service made (patched into app.ops.service)."""
+    """Every runner call the service made (patched into app.run.runner, which the service
+    imports on its first run)."""
 
     requests: list[RunRequest] = field(default_factory=list)
 
@@ -95,7 +96,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> RunLog:
         log.requests.append(request)
         return run(request, *args, **kwargs)
 
-    monkeypatch.setattr(app_service, "run", recording_run)
+    monkeypatch.setattr(app_runner, "run", recording_run)
     return log
 
 

@@ -15,8 +15,9 @@ from app.edges.cli import main
 from app.edges.server import create_app
 from app.models.builder import ModelReport
 from app.run.catalog import Catalog, load_catalog
+from app.run.request import MODELS_RUN
 from app.run.runner import RunRequest, run
-from core.errors import ModelCheckError, ModelFailedError, outcome_of
+from core.errors import FerryError, ModelCheckError, ModelFailedError, outcome_of
 from core.settings import Settings
 from tests.helpers import REPO, duckdb_settings, query, write_catalog
 
@@ -112,7 +113,7 @@ def people(tmp_path: Path) -> tuple[Catalog, Settings]:
     ids=["sql-error", "check-fails"],
 )
 def test_a_failing_model_keeps_its_previous_table_and_never_undoes_the_load(
-    tmp_path: Path, bad_code: str, error_class: type[Exception], code: str
+    tmp_path: Path, bad_code: str, error_class: type[FerryError], code: str
 ) -> None:
     catalog, settings = people(tmp_path)
     first = run(RunRequest("people"), settings, catalog)
@@ -128,11 +129,11 @@ def test_a_failing_model_keeps_its_previous_table_and_never_undoes_the_load(
         run(RunRequest("people"), settings, catalog)
 
     error = caught.value
-    assert error.code == code  # type: ignore[attr-defined]
-    assert outcome_of(error).exit_code == 2 and outcome_of(error).http_status == 422  # type: ignore[arg-type]
+    assert error.code == code
+    assert outcome_of(error).exit_code == 2 and outcome_of(error).http_status == 422
     assert "model 'codes'" in str(error)
-    assert error.report is not None  # type: ignore[attr-defined]
-    report = error.report.to_dict()  # type: ignore[attr-defined]
+    assert error.report is not None, "the failed run's report rides on the error"
+    report = error.report.to_dict()
     assert report["status"] == "failed" and report["error"]["code"] == code
     assert report["tables"] == {"people": 1} and report["load_ids"], "the load committed"
     models = {m["name"]: m for m in report["models"]}
@@ -213,3 +214,26 @@ def test_build_over_http_is_listed_under_its_run(tmp_path: Path) -> None:
         page = client.get("/ui/runs").text
         assert page.count('<tr class="models"') == 3
         assert "code_total" in page
+
+
+def test_models_left_to_build_on_demand_wait_for_build(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("id,code\n1,10\n", encoding="utf-8")
+    catalog = write_catalog(
+        tmp_path,
+        """
+        pipelines:
+          - {name: people, source: {uri: "data/*.csv"}, destination: {table: people}}
+        models:
+          - {name: nightly, sql: "SELECT COUNT(*) AS n FROM people", build_after_load: false}
+          - {name: after_nightly, sql: "SELECT n * 2 AS twice FROM nightly"}
+        """,
+    )
+    settings = duckdb_settings(tmp_path, run_log=False)
+
+    loaded = run(RunRequest("people"), settings, catalog)
+    built = run(RunRequest(MODELS_RUN, models=("nightly",)), settings, catalog)
+
+    assert loaded.models == [], "the load reaches no model: nightly waits for build"
+    assert statuses(built.models) == [("nightly", "built"), ("after_nightly", "built")]
+    assert query(settings, "select twice from ferry.after_nightly") == [(2,)]

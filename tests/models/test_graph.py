@@ -42,6 +42,13 @@ def test_downstream_of_changed_tables_in_order(changed: set[str], expected: list
     assert found == [name for name in graph.order if name in expected]
 
 
+def test_a_change_stops_at_models_left_to_build_on_demand() -> None:
+    graph = ModelGraph.of(GRAPH)
+
+    assert graph.downstream_of(["ratings"], only=["best", "report", "other"]) == []
+    assert graph.downstream_of(["movies"], only=["other", "report"]) == ["other", "report"]
+
+
 def test_selection_adds_downstream_models_and_empty_means_all() -> None:
     graph = ModelGraph.of(GRAPH)
 
