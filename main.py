@@ -1,4 +1,4 @@
-"""ferry's entry point: `python main.py run|drain|replay|validate|serve` (app/edges/cli.py).
+"""ferry's entry point: `python main.py run|build|drain|replay|validate|serve` (app/edges/cli.py).
 
 Exit codes: 0 success; 1 retriable failure (run again); 2 terminal failure (fix the config or
 the data first; FERRY_TERMINAL_EXIT_CODE overrides).

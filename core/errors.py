@@ -7,9 +7,14 @@ edges (CLI, HTTP routes, Pub/Sub push) never decide this themselves: they read `
 
 from __future__ import annotations
 
+import errno
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final, Protocol
+
+log = logging.getLogger("ferry.errors")
 
 
 class Recovery(StrEnum):
@@ -34,12 +39,22 @@ EXIT_RETRIABLE = 1
 EXIT_TERMINAL = 2
 
 
+class RunReportLike(Protocol):
+    """What an error knows of the run it ended: app/run/report.py's RunReport, which core
+    cannot import (core imports nothing of ours)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class FerryError(Exception):
     """Root of every error ferry raises on purpose."""
 
     recovery: Recovery = Recovery.TERMINAL
     code: str = "ferry_error"
     http_status: int = 500
+    report: RunReportLike | None = None
+    """The failed run's report, set by the runner; only an edge serialises it (beside
+    `to_dict()`, never inside it)."""
 
     def __init__(
         self,
@@ -49,6 +64,7 @@ class FerryError(Exception):
         run_id: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        message = without_traceback(message)
         super().__init__(message)
         self.message = message
         self.pipeline = pipeline
@@ -152,6 +168,14 @@ class SourceAccessDeniedError(TerminalError):
     http_status = 424
 
 
+class SourceRejectedError(TerminalError):
+    """The source refused the request itself (a 4xx other than auth, not-found, conflict or
+    rate limit): the same request is refused again."""
+
+    code = "source_rejected"
+    http_status = 422
+
+
 class BadDataError(TerminalError):
     """The input cannot be read as declared (malformed rows, wrong types, bad encoding)."""
 
@@ -181,9 +205,33 @@ class QualityCheckError(TerminalError):
 
 
 class DestinationRejectedError(TerminalError):
-    """The destination refused the load for a reason retrying cannot fix."""
+    """The destination refused the load for a reason retrying cannot fix (including running
+    out of memory on this one load: the same load needs the same memory again)."""
 
     code = "destination_rejected"
+    http_status = 422
+
+
+class DestinationAccessDeniedError(TerminalError):
+    """The destination refused our credentials (401/403 without a rate-limit reason)."""
+
+    code = "destination_access_denied"
+    http_status = 424
+
+
+class ModelFailedError(TerminalError):
+    """A post-load SQL model did not build (its SQL failed on the destination). The load
+    before it stays committed and the model's previous table stays in place; fix the SQL,
+    then `python main.py build MODEL` (or `POST /runs {"models": [...]}`)."""
+
+    code = "model_failed"
+    http_status = 422
+
+
+class ModelCheckError(ModelFailedError):
+    """A model built, but a check on its rows failed: the new rows were not swapped in."""
+
+    code = "model_check_failed"
     http_status = 422
 
 
@@ -226,6 +274,14 @@ class DeadLetterUnavailableError(RetriableError):
     http_status = 503
 
 
+class ModelUnavailableError(RetriableError):
+    """The destination failed while a model was building (network, 5xx, lock): the model's
+    previous table is in place and the load before it committed; build it again later."""
+
+    code = "model_unavailable"
+    http_status = 503
+
+
 class QuotaExceededError(RetriableError):
     code = "quota_exceeded"
     http_status = 429
@@ -238,70 +294,289 @@ def outcome_of(error: FerryError) -> Outcome:
     return Outcome(http_status=error.http_status, push_ack=True, exit_code=EXIT_TERMINAL)
 
 
-def classify(error: BaseException, *, pipeline: str | None = None) -> FerryError:
-    """Turn anything a library raised into a FerryError with the right recovery."""
+# --- HTTP status / Google error reason -> error class: the one table -------------------
+
+
+class Party(StrEnum):
+    """Who answered: the same status means a different error class on each side."""
+
+    SOURCE = "source"
+    DESTINATION = "destination"
+
+
+class Condition(StrEnum):
+    """What an HTTP answer says about retrying, whoever sent it."""
+
+    REJECTED = "rejected"
+    """The request itself is wrong (terminal)."""
+    DENIED = "denied"
+    """Our credentials were refused (terminal)."""
+    NOT_FOUND = "not_found"
+    """The thing asked for does not exist (terminal)."""
+    CONFLICT = "conflict"
+    """Already exists / concurrent update: another writer got there first (retriable)."""
+    QUOTA = "quota"
+    """Rate limit or quota (retriable)."""
+    UNAVAILABLE = "unavailable"
+    """Timeout or server error (retriable)."""
+
+
+STATUS_CONDITIONS: Final[Mapping[int, Condition]] = {
+    400: Condition.REJECTED,
+    401: Condition.DENIED,
+    403: Condition.DENIED,
+    404: Condition.NOT_FOUND,
+    408: Condition.UNAVAILABLE,
+    409: Condition.CONFLICT,
+    410: Condition.NOT_FOUND,
+    412: Condition.CONFLICT,
+    429: Condition.QUOTA,
+}
+"""Statuses with their own condition; any other 5xx is unavailable, any other 4xx rejected."""
+
+REASON_CONDITIONS: Final[Mapping[str, Condition]] = {
+    # Google APIs answer some quota errors with 403 (BigQuery, Cloud Storage) or 400: the
+    # reason, not the status, says a later attempt passes
+    "rateLimitExceeded": Condition.QUOTA,
+    "userRateLimitExceeded": Condition.QUOTA,
+    "quotaExceeded": Condition.QUOTA,
+    "jobRateLimitExceeded": Condition.QUOTA,
+    "RATE_LIMIT_EXCEEDED": Condition.QUOTA,
+    "RESOURCE_EXHAUSTED": Condition.QUOTA,
+    "backendError": Condition.UNAVAILABLE,
+    "internalError": Condition.UNAVAILABLE,
+    "badGateway": Condition.UNAVAILABLE,
+    # 409 "Already Exists": a concurrent first load created the table or dataset first
+    "duplicate": Condition.CONFLICT,
+    # one job needing more than the destination gives it needs the same again on a retry
+    "resourcesExceeded": Condition.REJECTED,
+}
+"""Google error reasons (``errors[].reason`` or ``ErrorInfo.reason``) that win over the status."""
+
+ERROR_CLASSES: Final[Mapping[Condition, tuple[type[FerryError], type[FerryError]]]] = {
+    Condition.REJECTED: (SourceRejectedError, DestinationRejectedError),
+    Condition.DENIED: (SourceAccessDeniedError, DestinationAccessDeniedError),
+    Condition.NOT_FOUND: (SourceNotFoundError, DestinationRejectedError),
+    Condition.CONFLICT: (SourceUnavailableError, DestinationUnavailableError),
+    Condition.QUOTA: (QuotaExceededError, QuotaExceededError),
+    Condition.UNAVAILABLE: (SourceUnavailableError, DestinationUnavailableError),
+}
+"""Condition -> (error class when a source answered, when the destination answered)."""
+
+
+def condition_of(status: int, reason: str | None = None) -> Condition:
+    if reason is not None and reason in REASON_CONDITIONS:
+        return REASON_CONDITIONS[reason]
+    if status in STATUS_CONDITIONS:
+        return STATUS_CONDITIONS[status]
+    return Condition.UNAVAILABLE if status >= 500 else Condition.REJECTED
+
+
+def error_for_status(
+    status: int, reason: str | None = None, *, party: Party = Party.SOURCE
+) -> type[FerryError]:
+    """The error class, named for how to recover, of an HTTP error answer."""
+    source_class, destination_class = ERROR_CLASSES[condition_of(status, reason)]
+    return source_class if party is Party.SOURCE else destination_class
+
+
+# --- anything a library raised -> FerryError ---------------------------------------------
+
+MESSAGE_CHARS: Final = 300
+"""Longest message taken from a library exception (a name or a SQL text can be huge)."""
+_TRACEBACK: Final = "Traceback (most recent call last)"
+
+
+def without_traceback(message: str) -> str:
+    """The message up to any Python traceback in it (dlt puts whole tracebacks in its
+    messages); tracebacks go to the log only, never into a response or the run log."""
+    cut = message.find(_TRACEBACK)
+    if cut < 0:
+        return message
+    kept = message[:cut].rstrip(" :\n")
+    return kept or "the library raised an error (details in the log)"
+
+
+def one_sentence(text: str) -> str:
+    """First non-empty line of a library message, without traceback, clipped."""
+    lines = [line.strip() for line in without_traceback(text).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    return first if len(first) <= MESSAGE_CHARS else first[:MESSAGE_CHARS] + "..."
+
+
+def classify(
+    error: BaseException, *, pipeline: str | None = None, party: Party = Party.DESTINATION
+) -> FerryError:
+    """Turn anything a library raised into a FerryError with the right recovery.
+
+    dlt wraps the real failure (a step in `PipelineStepFailed`, a job's client exception in
+    `LoadClientJob*`, a driver error in `DatabaseException`); the innermost exception that is
+    recognised decides, else the nearest dlt terminal/transient marker outside it. Library
+    types are recognised with isinstance, imported here (on failure) to keep start-up cheap.
+    `party` says who answered an HTTP error that carries no side of its own.
+    """
+    found = error if isinstance(error, FerryError) else _from_library(error, party)
+    if pipeline and not found.pipeline:
+        found.pipeline = pipeline
+    return found
+
+
+def _from_library(error: BaseException, party: Party) -> FerryError:
+    found = recognise(error, party=party)
+    if found is None:
+        # unknown failures are retried: a bug shows up as repeated nacks, never as lost data
+        found = RetriableError(f"unexpected error: {_describe(_chain(error)[-1])}")
+    # the traceback goes to the log, once, and never into a message
+    log.warning("%s <- %s", found, type(error).__name__, exc_info=error)
+    return found
+
+
+def recognise(error: BaseException, *, party: Party = Party.DESTINATION) -> FerryError | None:
+    """classify() for exceptions of a known type; None for anything else."""
+    chain = _chain(error)
+    # a dlt wrapper recognised only by its terminal/transient marker is described by what
+    # it wraps: its own message repeats that, with a traceback
+    cause = _describe(chain[-1])
+    for inner in reversed(chain):
+        found = _recognise(inner, party, cause)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    text = one_sentence(str(error))
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """`error` and what it wraps, outermost first; stops at a FerryError."""
+    chain = [error]
+    while not isinstance(chain[-1], FerryError):
+        inner = _wrapped(chain[-1])
+        if inner is None or any(inner is seen for seen in chain):
+            break
+        chain.append(inner)
+    return chain
+
+
+def _wrapped(error: BaseException) -> BaseException | None:
+    from dlt.destinations.exceptions import DatabaseException
+    from dlt.load.exceptions import LoadClientJobException, LoadPackageAborted
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    inner: object = None
+    if isinstance(error, PipelineStepFailed):
+        inner = error.exception
+    elif isinstance(error, LoadClientJobException):
+        inner = error.client_exception
+    elif isinstance(error, LoadPackageAborted):
+        inner = error.job_exception
+    elif isinstance(error, DatabaseException):
+        inner = error.dbapi_exception
+    elif _is_bigquery_dbapi_error(error) and error.args:
+        # google.cloud.bigquery.dbapi puts the API exception in args[0]
+        inner = error.args[0]
+    if isinstance(inner, BaseException):
+        return inner
+    return error.__cause__
+
+
+def _is_bigquery_dbapi_error(error: BaseException) -> bool:
+    try:
+        from google.cloud.bigquery.dbapi import exceptions as bigquery_dbapi
+    except ImportError:  # pragma: no cover - part of the pinned install
+        return False
+    return isinstance(error, bigquery_dbapi.Error)
+
+
+def _recognise(error: BaseException, party: Party, cause: str) -> FerryError | None:
+    """A FerryError for an exception type we know, else None."""
     if isinstance(error, FerryError):
-        if pipeline and not error.pipeline:
-            error.pipeline = pipeline
         return error
-    inner = _unwrap(error)
-    if inner is not error:
-        return classify(inner, pipeline=pipeline)
-    text = f"{type(error).__name__}: {error}"
-    status = _http_status(error)
-    if status is not None:
-        if status in (408, 429) or status >= 500:
-            kind: type[FerryError] = QuotaExceededError if status == 429 else RetriableError
-            return kind(f"remote service answered {status}: {text}", pipeline=pipeline)
-        if status == 404:
-            return SourceNotFoundError(text, pipeline=pipeline)
-        if status in (401, 403):
-            return SourceAccessDeniedError(text, pipeline=pipeline)
-        return DestinationRejectedError(text, pipeline=pipeline)
-    if _is_transient(error):
-        return DestinationUnavailableError(text, pipeline=pipeline)
-    if _is_schema_contract(error):
-        return SchemaContractError(text, pipeline=pipeline)
-    if _is_terminal_library_error(error):
-        return DestinationRejectedError(text, pipeline=pipeline)
-    # unknown failures are retried: a bug shows up as repeated nacks, never as lost data
-    return RetriableError(f"unexpected error: {text}", pipeline=pipeline)
+    for recognise in (_recognise_http, _recognise_duckdb, _recognise_os):
+        found = recognise(error, party)
+        if found is not None:
+            return found
+    return _recognise_dlt(error, cause)
 
 
-def _unwrap(error: BaseException) -> BaseException:
-    """dlt wraps a step's real failure (PipelineStepFailed.exception, __cause__)."""
-    wrapped = getattr(error, "exception", None)
-    if isinstance(wrapped, BaseException):
-        return wrapped
-    if type(error).__name__ in ("PipelineStepFailed", "ResourceExtractionError"):
-        cause = error.__cause__ or error.__context__
-        if cause is not None:
-            return cause
-    return error
+def _recognise_http(error: BaseException, party: Party) -> FerryError | None:
+    from google.api_core import exceptions as google_errors
+    from google.auth import exceptions as auth_errors
+    from requests import exceptions as http_errors
+
+    text = _describe(error)
+    if isinstance(error, google_errors.GoogleAPICallError) and isinstance(error.code, int):
+        status, reason = error.code, google_reason(error)
+        kind = error_for_status(status, reason, party=party)
+        answered = f"{status} {reason}" if reason else str(status)
+        return kind(f"{party.value} answered {answered}: {text}")
+    if isinstance(error, http_errors.HTTPError) and error.response is not None:
+        status = error.response.status_code
+        return error_for_status(status, party=party)(f"{party.value} answered {status}: {text}")
+    if isinstance(error, auth_errors.DefaultCredentialsError | auth_errors.RefreshError):
+        return ERROR_CLASSES[Condition.DENIED][party is Party.DESTINATION](text)
+    if isinstance(
+        error,
+        google_errors.RetryError
+        | auth_errors.TransportError
+        | http_errors.ConnectionError
+        | http_errors.Timeout
+        | http_errors.ChunkedEncodingError
+        | ConnectionError
+        | TimeoutError,
+    ):
+        return ERROR_CLASSES[Condition.UNAVAILABLE][party is Party.DESTINATION](text)
+    return None
 
 
-def _http_status(error: BaseException) -> int | None:
-    code = getattr(error, "code", None)
-    if isinstance(code, int) and 100 <= code < 600 and "google" in type(error).__module__:
-        return code
-    response = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
+def google_reason(error: BaseException) -> str | None:
+    """The reason of a Google API error: ErrorInfo's, else the first of ``errors[]``."""
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    for item in getattr(error, "errors", None) or []:
+        if isinstance(item, dict) and isinstance(item.get("reason"), str):
+            return str(item["reason"])
+    return None
 
 
-def _is_transient(error: BaseException) -> bool:
-    names = {cls.__name__ for cls in type(error).__mro__}
-    if names & {"TransientException", "ConnectionError", "TimeoutError", "Timeout"}:
-        return True
-    text = str(error)
-    # DuckDB allows one writing process: another run holding the file is a passing condition
-    return "Could not set lock on file" in text or "Conflicting lock" in text
+def _recognise_dlt(error: BaseException, cause: str) -> FerryError | None:
+    from dlt.common.exceptions import TerminalException, TransientException
+    from dlt.common.schema.exceptions import DataValidationError
+
+    if isinstance(error, DataValidationError):
+        return SchemaContractError(_describe(error))
+    if isinstance(error, TransientException):
+        return DestinationUnavailableError(cause)
+    if isinstance(error, TerminalException):
+        return DestinationRejectedError(cause)
+    return None
 
 
-def _is_schema_contract(error: BaseException) -> bool:
-    return type(error).__name__ == "DataValidationError"
+def _recognise_duckdb(error: BaseException, party: Party) -> FerryError | None:
+    import duckdb
+
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return DestinationRejectedError(
+            f"the destination ran out of memory on this load: {_describe(error)}"
+        )
+    if isinstance(error, duckdb.IOException):
+        # e.g. another process holds the database file's lock: a passing condition
+        return DestinationUnavailableError(_describe(error))
+    return None
 
 
-def _is_terminal_library_error(error: BaseException) -> bool:
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"TerminalException", "DestinationTerminalException"})
+# names no file can have: retrying the same name fails the same way
+_TERMINAL_ERRNOS: Final = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP})
+
+
+def _recognise_os(error: BaseException, party: Party) -> FerryError | None:
+    if isinstance(error, FileNotFoundError):
+        return SourceNotFoundError(_describe(error))
+    if isinstance(error, PermissionError):
+        return SourceAccessDeniedError(_describe(error))
+    if isinstance(error, OSError) and error.errno in _TERMINAL_ERRNOS:
+        return SourceNotFoundError(f"no such file can exist: {_describe(error)}")
+    return None

@@ -13,7 +13,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DestinationKind = Literal["auto", "duckdb", "bigquery"]
 
 
-class Settings(BaseSettings):
+class JobExit(BaseSettings):
+    """The one setting the CLI needs even when the others are invalid (see Settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore", frozen=True)
+
+    terminal_exit_code: int = 2
+    """Exit code for terminal errors. Cloud Run Jobs retry any non-zero exit: set 0 there
+    so a bad config or bad file is logged as an error but not retried."""
+
+
+class Settings(JobExit):
     model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore", frozen=True)
 
     pipelines_file: Path = Path("examples/pipelines.yaml")
@@ -35,6 +45,8 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "128MB"
     """DuckDB's own memory cap while loading (it spills to disk past it)."""
     gcs_project: str | None = None
+    google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
+    """The project whose Cloud Trace the request traces belong to (log lines name it)."""
     storage_emulator_host: str | None = Field(
         default=None, validation_alias="STORAGE_EMULATOR_HOST"
     )
@@ -42,9 +54,9 @@ class Settings(BaseSettings):
     """Bytes of source text parsed per Arrow batch: bounds memory per batch."""
     max_uncompressed_bytes: int = 50 << 30
     """A compressed object that expands past this is rejected (gzip-bomb defence)."""
-    terminal_exit_code: int = 2
-    """Exit code for terminal errors. Cloud Run Jobs retry any non-zero exit: set 0 there
-    so a bad config or bad file is logged as an error but not retried."""
+    max_columns: int = Field(default=10_000, ge=1)
+    """A file with more columns is refused as terminal bad data before loading (BigQuery
+    takes at most 10,000 columns per table)."""
     dead_letter_topic: str | None = None
     """`projects/P/topics/T`: terminal push failures are published here, then acknowledged."""
     run_events_topic: str | None = None
@@ -57,7 +69,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 8.0
     """After SIGTERM, in-flight requests get this long (Cloud Run allows 10 s in all)."""
     log_format: Literal["auto", "json", "text"] = "auto"
-    log_level: str = "INFO"
+    """`json` (Cloud Logging), `text`, or `auto`: text on a terminal, JSON otherwise."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     push_auth_audience: str | None = None
     """Expected `aud` of the OIDC token on Pub/Sub push / Eventarc requests (the push
     endpoint URL or a custom audience). Unset: ferry does not verify tokens itself (Cloud
@@ -71,8 +84,31 @@ class Settings(BaseSettings):
         default_factory=lambda: ["https://accounts.google.com", "accounts.google.com"]
     )
     """Accepted `iss` claims (comma-separated or a JSON list)."""
+    staging_max_age_hours: float = Field(default=24.0, gt=0)
+    """Staging datasets of runs that started longer ago than this were left by killed runs
+    and are dropped (at the start of a run and by `main.py gc`). Keep it above the longest
+    run: a live run's staging dataset must never be swept."""
+    docs: bool | None = None
+    """Serve the OpenAPI pages `/docs` and `/redoc` (their scripts come from a CDN). Unset:
+    on, except on Cloud Run (`K_SERVICE` set) or with `FERRY_ENV=production`."""
+    env: str | None = None
+    """`production` turns off what is meant for local use only (the docs pages)."""
+    cloud_run_service: str | None = Field(default=None, validation_alias="K_SERVICE")
+    """Set by Cloud Run in a service's container."""
+    runs_auth_audience: str | None = None
+    """Expected `aud` of the OIDC token on `POST /runs` and the history routes (`GET /runs`,
+    `GET /runs/{id}`, `/ui/runs`). Unset: ferry does not verify those callers itself."""
+    runs_auth_allowed_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Service account emails allowed to start runs and read history (an orchestrator's
+    account; comma-separated or a JSON list); required when `runs_auth_audience` is set.
+    Certificates and issuers are the push ones."""
 
-    @field_validator("push_auth_service_accounts", "push_auth_issuers", mode="before")
+    @field_validator(
+        "push_auth_service_accounts",
+        "push_auth_issuers",
+        "runs_auth_allowed_callers",
+        mode="before",
+    )
     @classmethod
     def split_list(cls, value: Any) -> Any:
         """Accept `a,b` as well as `["a", "b"]` from the environment."""
@@ -84,6 +120,11 @@ class Settings(BaseSettings):
         if isinstance(items, list):
             return [str(item).strip() for item in items if str(item).strip()]
         return items
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def upper_case_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("bigquery_dataset", "duckdb_dataset")
     @classmethod
@@ -120,11 +161,33 @@ class Settings(BaseSettings):
             raise ValueError("FERRY_PUSH_AUTH_ISSUERS must not be empty")
         return self
 
+    @model_validator(mode="after")
+    def runs_auth_is_configured(self) -> Settings:
+        if self.runs_auth_audience and not self.runs_auth_allowed_callers:
+            raise ValueError(
+                "FERRY_RUNS_AUTH_AUDIENCE needs FERRY_RUNS_AUTH_ALLOWED_CALLERS "
+                "(the service account emails allowed to start runs)"
+            )
+        if self.runs_auth_audience and not self.push_auth_issuers:
+            raise ValueError("FERRY_PUSH_AUTH_ISSUERS must not be empty")
+        return self
+
     @property
     def destination_kind(self) -> Literal["duckdb", "bigquery"]:
         if self.destination == "auto":
             return "bigquery" if self.bigquery_project else "duckdb"
         return self.destination
+
+    @property
+    def trace_project(self) -> str | None:
+        """The project in `projects/P/traces/T` of log lines."""
+        return self.google_cloud_project or self.bigquery_project or self.gcs_project
+
+    @property
+    def docs_enabled(self) -> bool:
+        if self.docs is not None:
+            return self.docs
+        return not self.cloud_run_service and self.env != "production"
 
     @property
     def resolved_duckdb_path(self) -> Path:

@@ -15,6 +15,10 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import ConfigError
+from core.model_spec import ModelSpec
+from core.uris import is_gcs, split_gs_uri
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -74,12 +78,28 @@ class FilesSource(Strict):
     max_rejected_rows: int = Field(default=10_000, ge=0)
     """With `reject`: a file with more bad rows than this fails instead (it is likely the
     wrong format, not a few bad rows)."""
+    partition_columns: dict[str, ArrowTypeName] = Field(default_factory=dict)
+    """Hive-style path segments (`dt=2026-11-20/region=eu/`) that become typed columns."""
+    on_object_delete: Literal["ignore", "delete_rows"] = "ignore"
+    """`delete_rows`: an `OBJECT_DELETE` notification (or `deleted` CloudEvent) removes the
+    rows that object's generation loaded. A delete caused by an overwrite is always ignored:
+    the new generation replaces the rows itself."""
+
+    @field_validator("partition_columns")
+    @classmethod
+    def partition_identifiers(cls, value: dict[str, ArrowTypeName]) -> dict[str, ArrowTypeName]:
+        for name in value:
+            check_identifier(name)
+        return value
 
     @field_validator("uri")
     @classmethod
     def uri_shape(cls, value: str) -> str:
-        if value.startswith("gs://"):
-            bucket = value[5:].split("/", 1)[0]
+        if is_gcs(value):
+            try:
+                bucket, _ = split_gs_uri(value)
+            except ConfigError as error:
+                raise ValueError(error.message) from None
             if not re.match(r"^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]$", bucket):
                 raise ValueError(f"'{bucket}' is not a valid GCS bucket name")
         elif "://" in value:
@@ -258,6 +278,30 @@ class RawZoneSpec(Strict):
     `<prefix>/pipeline=<name>/dt=<YYYY-MM-DD>/...` before they are transformed."""
 
 
+class CdcSpec(Strict):
+    """Change data capture: one column says what happened to the row's key."""
+
+    operation_column: str
+    """The column holding the operation (`op`, `_change_type`, ...)."""
+    delete_values: list[str] = Field(default_factory=lambda: ["d", "D", "delete", "DELETE"])
+    """Operation values that delete the key; any other value upserts it."""
+    deletes: Literal["hard", "soft"] = "hard"
+    """`hard`: the key's row is removed (a tombstone in `<table>__tombstones` keeps a late,
+    older change from bringing it back). `soft`: the row stays, with `_ferry_deleted_at` set."""
+
+    @field_validator("operation_column")
+    @classmethod
+    def operation_identifier(cls, value: str) -> str:
+        return check_identifier(value)
+
+    @field_validator("delete_values")
+    @classmethod
+    def some_delete_values(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one operation value that deletes")
+        return value
+
+
 class DestinationSpec(Strict):
     table: str
     write_disposition: Literal["append", "replace", "merge"] = "append"
@@ -268,6 +312,12 @@ class DestinationSpec(Strict):
     cluster: list[str] = Field(default_factory=list)
     """BigQuery: up to four columns to cluster by (ignored on DuckDB)."""
     schema_contract: Literal["evolve", "freeze"] = "evolve"
+    sequence: str | None = None
+    """Merge: the column that orders changes to a key (`updated_at`, an LSN). Default: the
+    object's generation (the latest upload wins). A change older than what the table holds for
+    its key changes nothing, whatever order files arrive in."""
+    cdc: CdcSpec | None = None
+    """Merge: the operation column and the values that delete a key."""
 
     @field_validator("table")
     @classmethod
@@ -279,9 +329,9 @@ class DestinationSpec(Strict):
     def column_identifiers(cls, value: list[str]) -> list[str]:
         return [check_identifier(column) for column in value]
 
-    @field_validator("partition")
+    @field_validator("partition", "sequence")
     @classmethod
-    def partition_identifier(cls, value: str | None) -> str | None:
+    def optional_identifier(cls, value: str | None) -> str | None:
         return None if value is None else check_identifier(value)
 
     @model_validator(mode="after")
@@ -290,7 +340,22 @@ class DestinationSpec(Strict):
             raise ValueError("write_disposition 'merge' needs primary_key or merge_key")
         if len(self.cluster) > 4:
             raise ValueError("BigQuery allows at most four cluster columns")
+        for option in ("sequence", "cdc"):
+            if getattr(self, option) is None:
+                continue
+            if self.write_disposition != "merge" or not self.primary_key or self.merge_key:
+                raise ValueError(
+                    f"{option} orders changes per key: it needs write_disposition 'merge' with "
+                    "primary_key (and no merge_key)"
+                )
+        if self.cdc is not None and self.cdc.operation_column in self.primary_key:
+            raise ValueError("cdc.operation_column cannot be part of the primary_key")
         return self
+
+    @property
+    def ordered(self) -> bool:
+        """Merges by key in sequence order (every file merge pipeline with a primary key)."""
+        return self.write_disposition == "merge" and bool(self.primary_key) and not self.merge_key
 
 
 class PipelineSpec(Strict):
@@ -302,6 +367,23 @@ class PipelineSpec(Strict):
     raw: RawZoneSpec | None = None
     destination: DestinationSpec
 
+    @property
+    def removes_deleted_rows(self) -> bool:
+        """An OBJECT_DELETE of one of its objects removes that object's rows."""
+        return (
+            isinstance(self.source, FilesSource) and self.source.on_object_delete == "delete_rows"
+        )
+
+    @model_validator(mode="after")
+    def ordering_needs_files(self) -> PipelineSpec:
+        destination = self.destination
+        if isinstance(self.source, ApiSource) and (destination.sequence or destination.cdc):
+            raise ValueError(
+                "destination.sequence and destination.cdc need a files source (API rows have "
+                "no object lineage to order by)"
+            )
+        return self
+
     @field_validator("name")
     @classmethod
     def name_shape(cls, value: str) -> str:
@@ -312,6 +394,8 @@ class PipelineSpec(Strict):
 
 class PipelinesFile(Strict):
     pipelines: list[PipelineSpec]
+    models: list[ModelSpec] = Field(default_factory=list)
+    """SQL models built in the destination after loads (core/model_spec.py)."""
 
     @model_validator(mode="after")
     def unique_names(self) -> PipelinesFile:

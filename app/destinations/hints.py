@@ -1,10 +1,13 @@
-"""dlt table hints from a pipeline's destination spec."""
+"""dlt table hints from a pipeline's destination spec (pure), and the destination's own
+adapter (BigQuery partition/cluster) on top."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.lineage import REJECTS_SUFFIX, SOURCE_URI_COLUMN
+from app.destinations.ordering import OrderedMerge
+from app.destinations.pipeline import destination_for
+from core.lineage import DELETED_AT_COLUMN, REJECTS_SUFFIX, SOURCE_URI_COLUMN, TOMBSTONES_SUFFIX
 from core.settings import Settings
 from core.spec import DestinationSpec
 
@@ -26,9 +29,53 @@ def write_hints(destination: DestinationSpec, *, keyed_by_object: bool) -> dict[
         hints["write_disposition"] = {"disposition": "merge", "strategy": "delete-insert"}
         hints["primary_key"] = primary_key or None
         hints["merge_key"] = merge_key or None
+    return {**hints, **_contract(destination)}
+
+
+def _contract(destination: DestinationSpec) -> dict[str, Any]:
     if destination.schema_contract == "freeze":
-        hints["schema_contract"] = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
-    return hints
+        return {"schema_contract": {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}}
+    return {}
+
+
+def ordered_hints(order: OrderedMerge) -> dict[str, Any]:
+    """A delete-insert merge on the primary key, filtered and scoped (column hints apart)."""
+    disposition: dict[str, Any] = {
+        "disposition": "merge",
+        "strategy": "delete-insert",
+        "source_filter": order.source_filter,
+    }
+    if order.destination_scope:
+        disposition["destination_scope"] = order.destination_scope
+    return {
+        "write_disposition": disposition,
+        "primary_key": list(order.primary_key),
+        "merge_key": [],
+    }
+
+
+def ordered_columns(order: OrderedMerge, *, hard_delete: bool = False) -> dict[str, Any]:
+    """Latest sequence first within a load; with `hard_delete` a delete mark removes the key.
+
+    Given to the table's own items only: dlt copies a resource's column hints into every table
+    variant it yields (rejects, ledger), which lack these columns."""
+    columns: dict[str, Any] = {order.sequence: {"name": order.sequence, "dedup_sort": "desc"}}
+    if hard_delete:
+        columns[DELETED_AT_COLUMN] = {
+            "name": DELETED_AT_COLUMN,
+            "data_type": "timestamp",
+            "nullable": True,
+            "hard_delete": True,
+        }
+    return columns
+
+
+def tombstone_hints(destination: DestinationSpec, order: OrderedMerge) -> dict[str, Any]:
+    return {
+        "table_name": destination.table + TOMBSTONES_SUFFIX,
+        **ordered_hints(order),
+        "columns": ordered_columns(order),
+    }
 
 
 def rejects_hints(destination: DestinationSpec, *, keyed_by_object: bool) -> dict[str, Any]:
@@ -50,15 +97,10 @@ def apply_hints(
     *,
     lineage: bool,
     keyed_by_object: bool,
+    order: OrderedMerge | None = None,
 ) -> Any:
-    resource.apply_hints(**write_hints(destination, keyed_by_object=keyed_by_object))
-    if settings.destination_kind == "bigquery":
-        from dlt.destinations.adapters import bigquery_adapter
-
-        cluster = destination.cluster or ([SOURCE_URI_COLUMN] if lineage else [])
-        bigquery_adapter(
-            resource,
-            partition=destination.partition,  # type: ignore[arg-type]
-            cluster=cluster or None,  # type: ignore[arg-type]
-        )
-    return resource
+    if order is not None:
+        resource.apply_hints(**ordered_hints(order), **_contract(destination))
+    else:
+        resource.apply_hints(**write_hints(destination, keyed_by_object=keyed_by_object))
+    return destination_for(settings).adapt(resource, destination, lineage=lineage)

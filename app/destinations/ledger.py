@@ -1,21 +1,38 @@
-"""Which generation of each object the destination already holds, read from the rows themselves.
+"""Which generation of each object the destination already holds: the object ledger.
 
-The lineage columns of the destination table are the ledger. A row counts as loaded only
-when its `_dlt_load_id` is in dlt's `_dlt_loads` with status 0, which dlt writes after
-*every* job of the load finished. So a load killed halfway (data committed, rejects or
-state not yet) is not "loaded": its redelivery merges over the partial rows instead of
-skipping them, and nothing is lost or doubled.
+Every file load writes one row per object generation into `_ferry_objects` (pipeline, table,
+uri, generation, rows, status: loaded | emptied | deleted) *in the same dlt load* as the data.
+A row counts only when its `_dlt_load_id` is in dlt's `_dlt_loads` with status 0, which dlt
+writes after *every* job of the load finished. So a load killed halfway (data committed,
+ledger or rejects not yet, or the reverse) is not "loaded": its redelivery merges over the
+partial rows instead of skipping them, and nothing is lost or doubled. Unlike the lineage
+columns of the data rows (the ledger before it), the entry survives whatever later loads do
+to the rows: an object whose rows were all overwritten by newer changes still reads loaded.
+
+Upgrade path: an object the ledger does not know but whose lineage rows are in the table (a
+deployment from before the ledger) is read from those rows, as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from core.lineage import LOAD_ID_COLUMN, SOURCE_GENERATION_COLUMN, SOURCE_URI_COLUMN
+import pyarrow as pa
+
+from core.lineage import (
+    LOAD_ID_COLUMN,
+    OBJECTS_TABLE,
+    REJECTS_SUFFIX,
+    SOURCE_GENERATION_COLUMN,
+    SOURCE_URI_COLUMN,
+)
 
 QUERY_CHUNK = 500
+LOADED, EMPTIED, DELETED = "loaded", "emptied", "deleted"
+_RANK = {LOADED: 0, EMPTIED: 0, DELETED: 1}
+"""At one generation a delete comes after the load it undoes."""
 
 
 @dataclass(frozen=True)
@@ -24,9 +41,130 @@ class Ledger:
     """uri -> highest generation whose load completed."""
     present: frozenset[str]
     """uris with any rows at all (complete or from a killed load)."""
+    status: dict[str, str] = field(default_factory=dict)
+    """uri -> status of that highest generation (loaded | emptied | deleted)."""
 
 
-def read_ledger(pipeline: Any, table: str, uris: Iterable[str]) -> Ledger:
+OBJECT_COLUMNS: dict[str, Any] = {
+    "pipeline": {"data_type": "text", "nullable": False},
+    "table_name": {"data_type": "text", "nullable": False},
+    "uri": {"data_type": "text", "nullable": False},
+    "generation": {"data_type": "bigint", "nullable": False},
+    "run_id": {"data_type": "text", "nullable": False},
+    "row_count": {"data_type": "bigint", "nullable": False},
+    "status": {"data_type": "text", "nullable": False},
+}
+OBJECT_KEY = ["pipeline", "table_name", "uri", "generation", "run_id"]
+
+
+def objects_hints() -> dict[str, Any]:
+    """Merged (keyed by run, so never overwritten): on BigQuery the load job goes to the run's
+    staging table and `_ferry_objects` itself only receives DML, so the ledger costs no load
+    job against the per-table daily quota."""
+    return {
+        "table_name": OBJECTS_TABLE,
+        "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+        "primary_key": OBJECT_KEY,
+        "merge_key": [],  # empty, not None: a table variant would keep the data table's key
+        "columns": {name: {"name": name, **hint} for name, hint in OBJECT_COLUMNS.items()},
+    }
+
+
+def object_row(
+    pipeline: str, table: str, uri: str, generation: int, run_id: str, rows: int, status: str
+) -> pa.Table:
+    values = {
+        "pipeline": pipeline,
+        "table_name": table,
+        "uri": uri,
+        "generation": generation,
+        "run_id": run_id,
+        "row_count": rows,
+        "status": status,
+    }
+    schema = pa.schema(
+        [
+            pa.field(name, pa.int64() if isinstance(v, int) else pa.string(), nullable=False)
+            for name, v in values.items()
+        ]
+    )
+    return pa.Table.from_pylist([values], schema=schema)
+
+
+def read_ledger(pipeline: Any, name: str, table: str, uris: Iterable[str]) -> Ledger:
+    """The object ledger of pipeline `name`'s `table`, completed by the lineage rows (upgrade)."""
+    wanted = sorted(set(uris))
+    recorded = _read_objects(pipeline, name, table, wanted)
+    lineage = read_lineage(pipeline, table, [uri for uri in wanted if uri not in recorded])
+    committed = dict(lineage.committed)
+    status = dict.fromkeys(lineage.committed, LOADED)
+    for uri, (generation, state) in recorded.items():
+        committed[uri], status[uri] = generation, state
+    return Ledger(committed, lineage.present | frozenset(recorded), status)
+
+
+def _read_objects(
+    pipeline: Any, name: str, table: str, uris: list[str]
+) -> dict[str, tuple[int, str]]:
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    found: dict[str, tuple[int, str]] = {}
+    if not uris:
+        return found
+    try:
+        with pipeline.sql_client() as client:
+            objects = client.make_qualified_table_name(OBJECTS_TABLE)
+            loads = client.make_qualified_table_name("_dlt_loads")
+            column = client.escape_column_name
+            for start in range(0, len(uris), QUERY_CHUNK):
+                chunk = uris[start : start + QUERY_CHUNK]
+                placeholders = ", ".join(["%s"] * len(chunk))
+                # identifiers come from dlt's own quoting; values are bound parameters
+                query = (
+                    f"SELECT o.{column('uri')}, o.{column('generation')}, "  # noqa: S608
+                    f"o.{column('status')} FROM {objects} AS o "
+                    f"JOIN {loads} AS l ON l.load_id = o.{column(LOAD_ID_COLUMN)} "
+                    f"AND l.status = 0 WHERE o.{column('pipeline')} = %s "
+                    f"AND o.{column('table_name')} = %s AND o.{column('uri')} IN ({placeholders})"
+                )
+                rows = client.execute_sql(query, name, table, *chunk) or []
+                for uri, generation, state in rows:
+                    entry = (int(generation), str(state))
+                    known = found.get(str(uri))
+                    if known is None or _order(entry) > _order(known):
+                        found[str(uri)] = entry
+    except DatabaseUndefinedRelation:
+        return {}
+    return found
+
+
+def _order(entry: tuple[int, str]) -> tuple[int, int]:
+    return entry[0], _RANK.get(entry[1], 0)
+
+
+def retire(pipeline: Any, table: str, uri: str, generation: int, *, inclusive: bool) -> None:
+    """Delete the rows (and rejects) an object's generations up to `generation` loaded: an
+    emptied newer generation (exclusive) or a deleted one (inclusive). Idempotent."""
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    operator = "<=" if inclusive else "<"
+    with pipeline.sql_client() as client:
+        for name in (table, table + REJECTS_SUFFIX):
+            qualified = client.make_qualified_table_name(name)
+            uri_column = client.escape_column_name(SOURCE_URI_COLUMN)
+            generation_column = client.escape_column_name(SOURCE_GENERATION_COLUMN)
+            try:
+                client.execute_sql(
+                    f"DELETE FROM {qualified} WHERE {uri_column} = %s "  # noqa: S608
+                    f"AND {generation_column} {operator} %s",
+                    uri,
+                    generation,
+                )
+            except DatabaseUndefinedRelation:
+                continue
+
+
+def read_lineage(pipeline: Any, table: str, uris: Iterable[str]) -> Ledger:
     """Objects never loaded (or no table yet) are absent from both."""
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 

@@ -1,23 +1,44 @@
-"""The dlt destination (BigQuery or DuckDB) and a pipeline with its own working dir per run."""
+"""The dlt destination of the settings (duckdb.py or bigquery.py, same functions) and a
+pipeline with its own working dir per run."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from core.errors import DestinationUnavailableError
 from core.settings import Settings
+from core.spec import DestinationSpec
 
 log = logging.getLogger("ferry.destination")
+
+
+class Destination(Protocol):
+    """What each destination module (duckdb.py, bigquery.py) provides."""
+
+    APPEND_UNDER_LOCK: bool
+
+    def make_destination(self, settings: Settings, staging_layout: str) -> Any: ...
+
+    def lock(self, settings: Settings, timeout: float = ...) -> AbstractContextManager[None]: ...
+
+    def adapt(self, resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any: ...
+
+    def list_datasets(self, client: Any, settings: Settings) -> list[str]: ...
+
+    def drop_dataset(self, client: Any, settings: Settings, name: str) -> None: ...
+
+
+def destination_for(settings: Settings) -> Destination:
+    from app.destinations import bigquery, duckdb
+
+    return duckdb if settings.destination_kind == "duckdb" else bigquery
 
 
 def make_destination(settings: Settings, run_id: str) -> Any:
@@ -27,67 +48,13 @@ def make_destination(settings: Settings, run_id: str) -> Any:
     runs loading one table would truncate and fill the same staging table and lose rows, so
     each run stages into its own dataset, dropped when the run ends.
     """
-    import dlt
-
     layout = "%s_staging_" + staging_token(run_id)
-    if settings.destination_kind == "duckdb":
-        path = settings.resolved_duckdb_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return dlt.destinations.duckdb(
-            credentials={
-                "database": str(path.resolve()),
-                # bounded memory for the load step; insertion order is irrelevant to a table
-                "global_config": {
-                    "memory_limit": settings.duckdb_memory_limit,
-                    "preserve_insertion_order": False,
-                },
-            },
-            staging_dataset_name_layout=layout,
-        )
-    credentials = None
-    if settings.bigquery_emulator_host:
-        from google.oauth2.credentials import Credentials
-
-        # the emulator: a static token dlt never refreshes, and no gzip load files
-        credentials = Credentials(token="emulator")  # noqa: S106
-        os.environ["DATA_WRITER__DISABLE_COMPRESSION"] = "true"
-    # production: credentials=None means Application Default Credentials
-    return dlt.destinations.bigquery(
-        credentials=credentials,  # type: ignore[arg-type]
-        project_id=settings.bigquery_project,
-        location=settings.bigquery_location,
-        staging_dataset_name_layout=layout,
-    )
+    return destination_for(settings).make_destination(settings, layout)
 
 
-@contextmanager
-def destination_lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
-    """DuckDB allows one writing process at a time: queue local runs on a lock file.
-
-    BigQuery needs no lock (each run stages into its own dataset).
-    """
-    if settings.destination_kind != "duckdb":
-        yield
-        return
-    lock_path = settings.resolved_duckdb_path.with_suffix(".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    with lock_path.open("a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DestinationUnavailableError(
-                        f"DuckDB file {settings.resolved_duckdb_path} stayed locked by another "
-                        f"run for {timeout:.0f}s"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def destination_lock(settings: Settings) -> AbstractContextManager[None]:
+    """Held around every read or write of the destination (DuckDB: one writer at a time)."""
+    return destination_for(settings).lock(settings)
 
 
 def staging_token(run_id: str) -> str:
@@ -171,7 +138,8 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
 
 def destination_types(pipeline: Any, table: str) -> dict[str, str]:
     """Column -> dlt data type of `table` as the destination has it (restored by dlt)."""
-    if not pipeline.default_schema_name:
+    # no schema yet, or a schema without the table (earlier runs loaded no rows into it)
+    if not pipeline.default_schema_name or table not in pipeline.default_schema.tables:
         return {}
     columns = pipeline.default_schema.get_table_columns(table)
     return {

@@ -1,9 +1,11 @@
-"""Optional in-app check of the OIDC token Pub/Sub push and Eventarc put on each request.
+"""Optional in-app check of the OIDC token Pub/Sub push and Eventarc put on each request,
+and of the token an orchestrator sends to `/runs` and the history routes.
 
-Off unless `FERRY_PUSH_AUTH_AUDIENCE` is set. google-auth checks the signature and the
-`iat`/`exp` window; this module adds the audience, issuer and allowed-email checks, caches
-Google's certificates, and maps every failure to a ferry error whose message never
-contains the token.
+Push checks are off unless `FERRY_PUSH_AUTH_AUDIENCE` is set, run checks unless
+`FERRY_RUNS_AUTH_AUDIENCE` is; each has its own audience and allowed callers. google-auth
+checks the signature and the `iat`/`exp` window; this module adds the audience, issuer and
+allowed-email checks, caches Google's certificates, and maps every failure to a ferry error
+whose message never contains the token.
 """
 
 from __future__ import annotations
@@ -141,14 +143,16 @@ class PushTokenVerifier:
         clock_skew_seconds: int = 10,
         *,
         certs_cache: CertsCache | None = None,
+        action: str = "push",
+        callers_setting: str = "FERRY_PUSH_AUTH_SERVICE_ACCOUNTS",
     ) -> None:
         if not audience:
-            raise ConfigError("push token verification needs an audience")
+            raise ConfigError(f"{action} token verification needs an audience")
         emails = frozenset(email.strip().lower() for email in allowed_emails if email.strip())
         if not emails:
             raise ConfigError(
-                "push token verification needs at least one allowed service account email "
-                "(FERRY_PUSH_AUTH_SERVICE_ACCOUNTS)"
+                f"{action} token verification needs at least one allowed service account "
+                f"email ({callers_setting})"
             )
         if not issuers:
             raise ConfigError("push token verification needs at least one issuer")
@@ -158,6 +162,7 @@ class PushTokenVerifier:
         self.issuers = frozenset(issuers)
         self.clock_skew_seconds = clock_skew_seconds
         self.certs_cache = certs_cache or CertsCache()
+        self.action = action
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PushTokenVerifier | None:
@@ -169,6 +174,23 @@ class PushTokenVerifier:
             allowed_emails=settings.push_auth_service_accounts,
             certs_url=settings.push_auth_certs_url,
             issuers=settings.push_auth_issuers,
+        )
+
+    @classmethod
+    def for_runs(
+        cls, settings: Settings, certs_cache: CertsCache | None = None
+    ) -> PushTokenVerifier | None:
+        """The verifier for `/runs` and the history routes; None when it is off."""
+        if not settings.runs_auth_audience:
+            return None
+        return cls(
+            audience=settings.runs_auth_audience,
+            allowed_emails=settings.runs_auth_allowed_callers,
+            certs_url=settings.push_auth_certs_url,
+            issuers=settings.push_auth_issuers,
+            certs_cache=certs_cache,
+            action="start runs",
+            callers_setting="FERRY_RUNS_AUTH_ALLOWED_CALLERS",
         )
 
     def verify(self, authorization_header: str | None) -> PushIdentity:
@@ -196,11 +218,11 @@ class PushTokenVerifier:
 
         email = claims.get("email")
         if not isinstance(email, str) or not email:
-            raise ForbiddenError("token carries no email; only service accounts may push")
+            raise ForbiddenError(f"token carries no email; only service accounts may {self.action}")
         if claims.get("email_verified") not in (True, "true"):
             raise ForbiddenError(f"token email {email!r} is not verified")
         if email.lower() not in self.allowed_emails:
-            raise ForbiddenError(f"service account {email!r} is not allowed to push")
+            raise ForbiddenError(f"service account {email!r} is not allowed to {self.action}")
         return PushIdentity(email=email, subject=subject, audience=self.audience)
 
     def _verified_claims(self, token: str, certs: Mapping[str, str]) -> Mapping[str, Any]:
@@ -226,6 +248,17 @@ def require_push_identity(
     if verifier is None:
         return None
     return verifier.verify(authorization)
+
+
+def warn_if_runs_are_open(settings: Settings) -> None:
+    """Push auth on and run auth off: anyone who reaches the service can start runs."""
+    if settings.push_auth_audience and not settings.runs_auth_audience:
+        log.warning(
+            "push requests are verified (FERRY_PUSH_AUTH_AUDIENCE) but POST /runs and the "
+            "history routes are not: set FERRY_RUNS_AUTH_AUDIENCE and "
+            "FERRY_RUNS_AUTH_ALLOWED_CALLERS, or rely on Cloud Run IAM alone",
+            extra={"event": "runs_auth_off"},
+        )
 
 
 def _bearer_token(authorization_header: str | None) -> str:

@@ -1,4 +1,4 @@
-"""ferry's command line, called by main.py: run, drain, replay, validate, serve.
+"""ferry's command line, called by main.py: run, build, drain, replay, validate, gc, serve.
 
 Exit codes: 0 success; 1 retriable failure (network, 5xx, quota: run again);
 2 terminal failure (bad config or data: fix it first; FERRY_TERMINAL_EXIT_CODE overrides).
@@ -10,14 +10,26 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from core.errors import EXIT_OK, EXIT_TERMINAL, FerryError, RequestError, outcome_of
+from core.errors import (
+    EXIT_OK,
+    EXIT_TERMINAL,
+    FerryError,
+    RequestError,
+    ShuttingDownError,
+    outcome_of,
+)
 
 if TYPE_CHECKING:
     from app.run.catalog import Catalog
+    from app.run.report import RunReport
+    from app.run.request import ProgressCallback
     from app.run.runner import RunRequest
     from core.settings import Settings
 
@@ -53,7 +65,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     replay.add_argument("pipeline")
     replay.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD")
     replay.add_argument("--to", dest="last", help="YYYY-MM-DD (default: --from)")
+    build = commands.add_parser(
+        "build", help="build SQL models (and those downstream of them) now; none named: all"
+    )
+    build.add_argument("models", nargs="*", metavar="MODEL")
     commands.add_parser("validate", help="validate the pipelines file and list pipelines")
+    commands.add_parser(
+        "gc",
+        help="drop staging datasets left by killed runs (older than FERRY_STAGING_MAX_AGE_HOURS)",
+    )
     serve = commands.add_parser("serve", help="serve HTTP on $PORT (Cloud Run service)")
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Cloud Run routes to the container
     return parser.parse_args(argv)
@@ -81,12 +101,10 @@ def shard_from_env() -> tuple[int, int]:
     return index, count
 
 
-def command_run(args: argparse.Namespace) -> int:
+def command_run(args: argparse.Namespace, settings: Settings) -> int:
     from app.run.catalog import load_catalog
     from app.run.runner import RunRequest
-    from core.settings import load_settings
 
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     index, count = shard_from_env()
     request = RunRequest(
@@ -97,45 +115,104 @@ def command_run(args: argparse.Namespace) -> int:
         shard_index=index,
         shard_count=count,
         trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+        **execution_from_env(),
     )
     return execute(request, settings, catalog)
+
+
+def execution_from_env() -> dict[str, Any]:
+    """Cloud Run Jobs name the execution and the task's attempt; kept in the run log."""
+    attempt = os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "")
+    return {
+        "execution": os.environ.get("CLOUD_RUN_EXECUTION") or None,
+        "task_attempt": int(attempt) if attempt.isdigit() else None,
+    }
 
 
 def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
     """Run, record the run (history, event), print its report."""
     from app.edges.progress import TerminalProgress
-    from app.ops.run_events import after_run
+    from app.ops.run_events import run_and_tell
     from app.run.runner import run
 
-    try:
-        with TerminalProgress.for_stderr() as progress:
-            report = run(request, settings, catalog, progress=progress)
-    except FerryError as error:
-        after_run(settings, error.details.get("report"), error.to_dict())
-        raise
-    after_run(settings, report.to_dict())
+    stop = StopOnSigterm.install()
+    with TerminalProgress.for_stderr() as progress:
+        # abandoned on SIGTERM: the grace period is short and the retried task is the run
+        # that counts, as in the service
+        report = run_and_tell(
+            settings,
+            lambda: run(request, settings, catalog, progress=stop.checking(progress)),
+            silent=stop.requested.is_set,
+        )
     log.info(report.summary(), extra={"run_report": report.to_dict()})
     sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     return EXIT_OK
 
 
-def command_drain(args: argparse.Namespace) -> int:
+def command_build(args: argparse.Namespace, settings: Settings) -> int:
+    from app.run.catalog import load_catalog
+    from app.run.request import MODELS_RUN
+    from app.run.runner import RunRequest
+
+    catalog = load_catalog(settings.pipelines_file)
+    request = RunRequest(
+        pipeline=MODELS_RUN,
+        models=tuple(args.models),
+        trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
+        **execution_from_env(),
+    )
+    return execute(request, settings, catalog)
+
+
+class StopOnSigterm:
+    """Job mode: Cloud Run sends SIGTERM on task timeout and on cancel. The run is abandoned
+    at its next batch or before its load commits (nothing visible), like the service does;
+    a load already committing finishes."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    @classmethod
+    def install(cls) -> StopOnSigterm:
+        stop = cls()
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.warning("SIGTERM: abandoning the run at its next checkpoint")
+            stop.requested.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handle)
+        return stop
+
+    def checking(self, progress: ProgressCallback) -> ProgressCallback:
+        def checkpoint(report: RunReport) -> None:
+            if self.requested.is_set():
+                raise ShuttingDownError(
+                    "SIGTERM: run abandoned before its load committed (nothing is visible); "
+                    "the task's retry will load it",
+                    pipeline=report.pipeline,
+                    run_id=report.run_id,
+                )
+            progress(report)
+
+        return checkpoint
+
+
+def command_drain(args: argparse.Namespace, settings: Settings) -> int:
     from app.edges.drain import DrainLimits, drain
-    from app.ops.run_events import after_run
     from app.run.catalog import load_catalog
     from core.errors import EXIT_RETRIABLE
-    from core.settings import load_settings
 
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     limits = DrainLimits(
         max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
     )
-    report = drain(args.subscription, settings, catalog, limits)
-    for run_report in report.runs:
-        after_run(settings, run_report)
-    for error in report.errors:  # terminal failures of single objects carry their run's report
-        after_run(settings, (error.get("details") or {}).get("report"), error)
+    # each run is recorded and published by drain itself, before its messages are acked;
+    # SIGTERM (task timeout, cancel) abandons the run in flight and nacks its messages
+    stop = StopOnSigterm.install()
+    report = drain(
+        args.subscription, settings, catalog, limits, progress=stop.checking(lambda _: None)
+    )
     log.info(
         "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
         report.messages,
@@ -151,77 +228,101 @@ def command_drain(args: argparse.Namespace) -> int:
     return EXIT_RETRIABLE if report.nacked else EXIT_OK
 
 
-def command_replay(args: argparse.Namespace) -> int:
+def command_replay(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import date
 
     from app.run.catalog import load_catalog
     from app.run.runner import RunRequest
-    from core.settings import load_settings
 
     try:
         first = date.fromisoformat(args.first)
         last = date.fromisoformat(args.last or args.first)
     except ValueError as error:
         raise RequestError(f"--from/--to must be YYYY-MM-DD: {error}") from None
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     request = RunRequest(pipeline=args.pipeline, replay=(first, last), trigger="replay")
     return execute(request, settings, catalog)
 
 
-def command_validate() -> int:
+def command_validate(settings: Settings) -> int:
     from app.run.catalog import load_catalog
-    from core.settings import load_settings
 
-    settings = load_settings()
     catalog = load_catalog(settings.pipelines_file)
     for spec in catalog.pipelines.values():
         sys.stdout.write(
             f"{spec.name}: {spec.source.kind} -> {spec.destination.table} "
             f"({spec.destination.write_disposition})\n"
         )
+    models = catalog.models
+    for name in models.graph.order:
+        reads = ", ".join(sorted(models.queries[name].upstream))
+        sys.stdout.write(f"model {name}: {models.specs[name].materialization} <- {reads}\n")
     return EXIT_OK
 
 
-def command_serve(args: argparse.Namespace) -> int:
+def command_gc(settings: Settings) -> int:
+    from app.destinations.staging import sweep_now
+
+    dropped = sweep_now(settings)
+    sys.stdout.write(json.dumps({"dropped_staging_datasets": dropped}) + "\n")
+    return EXIT_OK
+
+
+def command_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.edges.server import serve
 
-    serve(host=args.host, port=int(os.environ.get("PORT", "8080")))
+    serve(host=args.host, port=int(os.environ.get("PORT", "8080")), settings=settings)
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from app.edges.logs import configure_logging
+    from core.settings import load_settings
 
-    configure_logging(
-        os.environ.get("FERRY_LOG_FORMAT", "auto"), os.environ.get("FERRY_LOG_LEVEL", "INFO")
-    )
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "validate":
-            return command_validate()
-        if args.command == "drain":
-            return command_drain(args)
-        if args.command == "replay":
-            return command_replay(args)
-        return command_serve(args)
-    except FerryError as error:
-        outcome = outcome_of(error)
-        report = error.details.pop("report", None)
-        log.error(
-            "%s (%s, %s)", error, error.code, error.recovery.value, extra={"error": error.to_dict()}
-        )
-        if report is not None:
-            sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        if outcome.exit_code == EXIT_TERMINAL:
-            return _terminal_exit_code()
-        return outcome.exit_code
-
-
-def _terminal_exit_code() -> int:
+        settings = load_settings()
+    except FerryError as error:  # no settings, so no configured format: log it plainly
+        configure_logging("auto", "INFO")
+        return _failed(error, _terminal_exit_code_alone())
+    configure_logging(settings.log_format, settings.log_level)
     try:
-        return int(os.environ.get("FERRY_TERMINAL_EXIT_CODE", str(EXIT_TERMINAL)))
-    except ValueError:
+        if args.command == "run":
+            return command_run(args, settings)
+        if args.command == "validate":
+            return command_validate(settings)
+        if args.command == "build":
+            return command_build(args, settings)
+        if args.command == "drain":
+            return command_drain(args, settings)
+        if args.command == "replay":
+            return command_replay(args, settings)
+        if args.command == "gc":
+            return command_gc(settings)
+        return command_serve(args, settings)
+    except FerryError as error:
+        return _failed(error, settings.terminal_exit_code)
+
+
+def _failed(error: FerryError, terminal_exit_code: int) -> int:
+    """Log the error, print the failed run's report (if a run started), pick the exit code."""
+    log.error(
+        "%s (%s, %s)", error, error.code, error.recovery.value, extra={"error": error.to_dict()}
+    )
+    if error.report is not None:
+        sys.stdout.write(json.dumps(error.report.to_dict(), indent=2) + "\n")
+    outcome = outcome_of(error)
+    return terminal_exit_code if outcome.exit_code == EXIT_TERMINAL else outcome.exit_code
+
+
+def _terminal_exit_code_alone() -> int:
+    """FERRY_TERMINAL_EXIT_CODE when the other settings are invalid: a Cloud Run Job told to
+    exit 0 on terminal failures must not be retried for a broken config either."""
+    from pydantic import ValidationError
+
+    from core.settings import JobExit
+
+    try:
+        return JobExit().terminal_exit_code
+    except ValidationError:
         return EXIT_TERMINAL

@@ -2,8 +2,9 @@
 
 BigQuery allows 1,500 load jobs per table per day; push mode spends one per object. Drain
 (a scheduled Cloud Run Job) groups a batch of notifications per pipeline, so a batch costs
-one load job per table. Messages are acknowledged only after their load committed: a crash
-before the ack means redelivery, and the destination ledger turns that into a no-op.
+one load job per table. Messages are acknowledged only after their load committed and the
+run was recorded (run log) and told (run event): a crash before the ack means redelivery,
+and the destination ledger turns that into a no-op; a crash after it loses nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ from typing import Any
 
 from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_message
 from app.ops.deadletter import dead_letter
+from app.ops.run_events import after_run
 from app.run.catalog import Catalog
-from app.run.request import ObjectRef, RunRequest
+from app.run.report import RunReport
+from app.run.request import ObjectRef, ProgressCallback, RunRequest
 from app.run.runner import run
 from core import failpoints
-from core.errors import FerryError, RequestError, classify
+from core.errors import (
+    FerryError,
+    ModelFailedError,
+    ModelUnavailableError,
+    RequestError,
+    ShuttingDownError,
+    classify,
+)
 from core.settings import Settings
 
 log = logging.getLogger("ferry.drain")
@@ -56,8 +66,9 @@ class DrainReport:
     nacked: int = 0
     dead_lettered: int = 0
     ignored: int = 0
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[RunReport] = field(default_factory=list)
+    failures: list[FerryError] = field(default_factory=list)
+    """Each failed run's error (its report on `error.report`), or a message's own error."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,9 +79,16 @@ class DrainReport:
             "dead_lettered": self.dead_lettered,
             "ignored": self.ignored,
             "load_jobs_runs": len(self.runs),
-            "runs": self.runs,
-            "errors": self.errors,
+            "runs": [run.to_dict() for run in self.runs],
+            "errors": [_error_entry(error) for error in self.failures],
         }
+
+
+def _error_entry(error: FerryError) -> dict[str, Any]:
+    entry = error.to_dict()
+    if error.report is not None:  # the drain's JSON kept each failed run's report here
+        entry["details"] = {**entry.get("details", {}), "report": error.report.to_dict()}
+    return entry
 
 
 def drain(
@@ -79,8 +97,12 @@ def drain(
     catalog: Catalog,
     limits: DrainLimits | None = None,
     subscriber: Any = None,
+    progress: ProgressCallback | None = None,
 ) -> DrainReport:
-    """Pull until the subscription is empty or a limit is reached, then load and ack."""
+    """Pull until the subscription is empty or a limit is reached, then load and ack.
+
+    `progress` is called at every run's checkpoints; raising ShuttingDownError there (job
+    mode's SIGTERM) abandons the run and nacks its messages."""
     from google.cloud.pubsub_v1 import SubscriberClient
 
     limits = limits or DrainLimits()
@@ -90,7 +112,9 @@ def drain(
     with _lease(client, subscription, [h.ack_id for h in held], limits.lease_seconds):
         groups = _group(held, catalog, settings, client, subscription, report)
         for pipeline, members in groups.items():
-            _load_group(pipeline, members, settings, catalog, client, subscription, report)
+            _load_group(
+                pipeline, members, settings, catalog, client, subscription, report, progress
+            )
     return report
 
 
@@ -152,10 +176,12 @@ def _group(
             error = RequestError("malformed or unsafe Cloud Storage notification")
             _terminal(item, error, settings, client, subscription, report)
             continue
-        if not event.is_finalize:
+        if not (event.is_finalize or event.is_delete):
             _ack(client, subscription, [item], report, ignored=True)
             continue
         pipelines = catalog.match_uri(event.uri)
+        if event.is_delete:
+            pipelines = [spec for spec in pipelines if spec.removes_deleted_rows]
         if not pipelines:
             log.warning("ignored %s: no pipeline is configured for it", event.uri)
             _ack(client, subscription, [item], report, ignored=True)
@@ -177,14 +203,25 @@ def _load_group(
     client: Any,
     subscription: str,
     report: DrainReport,
+    progress: ProgressCallback | None = None,
 ) -> None:
     """One run for the whole group; if it fails terminally, isolate the bad objects."""
     try:
-        _run(pipeline, members, settings, catalog, report)
+        _run(pipeline, members, settings, catalog, report, progress)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
+        if isinstance(error, ModelFailedError | ModelUnavailableError):
+            # the objects loaded and committed; only a model after the load failed, and a
+            # redelivery would find them loaded and build nothing: record the error, ack
+            report.failures.append(error)
+            after_run(settings, error)  # recorded before the ack, like a success
+            _ack(client, subscription, members, report)
+            return
         if error.retriable:
-            report.errors.append(error.to_dict())
+            report.failures.append(error)
+            # a run abandoned on SIGTERM is not told: its redelivery is the run that counts
+            if not isinstance(error, ShuttingDownError):
+                after_run(settings, error)
             _nack(client, subscription, members, report)
             return
         if len(members) == 1:
@@ -192,29 +229,67 @@ def _load_group(
             return
         log.warning("group of %s failed (%s): loading its objects one by one", len(members), error)
         for member in members:
-            _load_group(pipeline, [member], settings, catalog, client, subscription, report)
+            _load_group(
+                pipeline, [member], settings, catalog, client, subscription, report, progress
+            )
         return
     failpoints.hit("before_ack")
     _ack(client, subscription, members, report)
 
 
 def _run(
-    pipeline: str, members: list[Held], settings: Settings, catalog: Catalog, report: DrainReport
-) -> None:
+    pipeline: str,
+    members: list[Held],
+    settings: Settings,
+    catalog: Catalog,
+    report: DrainReport,
+    progress: ProgressCallback | None,
+) -> list[RunReport]:
     newest: dict[str, int | None] = {}
+    deleted = []
     for member in members:
         assert member.event is not None
         uri, generation = member.event.uri, member.event.generation
+        if member.event.is_delete:
+            deleted.append((uri, generation))
+            continue
         known = newest.get(uri)
         if uri not in newest or (generation or 0) > (known or 0):
             newest[uri] = generation
-    request = RunRequest(
-        pipeline=pipeline,
-        objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
-        trigger="drain",
-    )
-    result = run(request, settings, catalog)
-    report.runs.append(result.to_dict())
+    results: list[RunReport] = []
+    if newest:
+        request = RunRequest(
+            pipeline=pipeline,
+            objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
+            trigger="drain",
+        )
+        results.append(_run_and_record(request, settings, catalog, progress))
+    # deletes after loads: a generation loaded and deleted in one batch ends deleted
+    for uri, generation in sorted(set(deleted)):
+        removal = RunRequest(
+            pipeline=pipeline,
+            source_uri=uri,
+            generation=generation,
+            trigger="drain",
+            object_deleted=True,
+        )
+        results.append(_run_and_record(removal, settings, catalog, progress))
+    report.runs.extend(results)
+    return results
+
+
+def _run_and_record(
+    request: RunRequest,
+    settings: Settings,
+    catalog: Catalog,
+    progress: ProgressCallback | None,
+) -> RunReport:
+    """Run, then record and publish the run *before* its messages are acked: the run log
+    merges on run_id, so a kill before the ack and a redelivery cost one more (skipped) run
+    row, never a lost one. A failed run is told by the caller, which also decides the ack."""
+    result = run(request, settings, catalog, progress=progress)
+    after_run(settings, result)
+    return result
 
 
 def _terminal(
@@ -225,7 +300,8 @@ def _terminal(
     subscription: str,
     report: DrainReport,
 ) -> None:
-    report.errors.append(error.to_dict())
+    report.failures.append(error)
+    after_run(settings, error)
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error

@@ -42,15 +42,14 @@ Three shapes reach the service when a GCS object lands:
   events (``google.cloud.storage.object.v1.*``) carry the object resource as data; a
   ``google.cloud.pubsub.topic.v1.messagePublished`` event carries a push envelope as data.
 
-Malformed input raises `RequestError` (terminal: redelivering the same bytes cannot help).
-An error message quotes at most `_PREVIEW_CHARS` characters of what was received.
+The JSON shapes are pydantic models in `app.edges.wire` (aliases for the camelCase/snake_case
+twins Pub/Sub writes); a `ValidationError` becomes a `RequestError` in one place
+(`wire.request_error`). Any malformed input, JSON nested too deeply included, raises
+`RequestError` (terminal: redelivering the same bytes cannot help).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,20 +59,34 @@ from urllib.parse import unquote
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 from cloudevents.core.exceptions import BaseCloudEventException
+from pydantic import ValidationError
 
+from app.edges.wire import (
+    JSON_ERRORS,
+    ObjectResource,
+    PushEnvelope,
+    StructuredCloudEvent,
+    clip,
+    describe,
+    load_json,
+    parse_integer,
+    preview,
+    request_error,
+)
 from core.errors import RequestError
 
 OBJECT_FINALIZE: Final = "OBJECT_FINALIZE"
 """The Cloud Storage notification event type for a new object (or a new generation)."""
 STORAGE_FINALIZED: Final = "google.cloud.storage.object.v1.finalized"
 """The Eventarc CloudEvent type for the same thing."""
+OBJECT_DELETE: Final = "OBJECT_DELETE"
+"""The notification type for a generation that is gone (deleted, or overwritten)."""
+STORAGE_DELETED: Final = "google.cloud.storage.object.v1.deleted"
 STORAGE_EVENT_PREFIX: Final = "google.cloud.storage.object.v1."
 PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 UNKNOWN_EVENT_TYPE: Final = "UNKNOWN"
 """A GCS object named only by its resource, with no ``eventType`` attribute to say what happened."""
 
-_PREVIEW_CHARS: Final = 200
-_INTEGER = re.compile(r"[0-9]+")
 
 # Pub/Sub metadata headers of an unwrapped push (write-metadata on).
 _H_MESSAGE_ID: Final = "x-goog-pubsub-message-id"
@@ -165,6 +178,9 @@ class GcsObjectEvent:
     """Pub/Sub message id, or the CloudEvent id: the same on every redelivery."""
     publish_time: str | None = None
     delivery_attempt: int | None = None
+    overwritten_by: int | None = None
+    """An OBJECT_DELETE caused by an overwrite names the new generation (Pub/Sub attribute
+    ``overwrittenByGeneration``); that generation's own notification replaces the rows."""
 
     @property
     def uri(self) -> str:
@@ -174,6 +190,11 @@ class GcsObjectEvent:
     def is_finalize(self) -> bool:
         """A new object or a new generation: the only event that should start a load."""
         return self.event_type in (OBJECT_FINALIZE, STORAGE_FINALIZED)
+
+    @property
+    def is_delete(self) -> bool:
+        """The generation is gone and no newer one replaced it (not an overwrite)."""
+        return self.event_type in (OBJECT_DELETE, STORAGE_DELETED) and self.overwritten_by is None
 
     @property
     def is_suspicious_name(self) -> bool:
@@ -195,13 +216,13 @@ def parse_push(headers: Mapping[str, str], body: bytes) -> PubSubMessage:
     if any(name in lowered for name in _UNWRAPPED_MARKERS):
         return _unwrapped(lowered, body)
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = load_json(body)
+    except JSON_ERRORS as error:
         raise RequestError(
             "not a Pub/Sub push: the body is not a JSON envelope "
-            f"({error}) and there is no {_H_MESSAGE_ID} header of an unwrapped push; "
-            f"body starts {_preview(body)}"
-        ) from error
+            f"({clip(str(error))}) and there is no {_H_MESSAGE_ID} header of an unwrapped "
+            f"push; body starts {preview(body)}"
+        ) from None
     if isinstance(document, dict) and "message" in document:
         return _message_from_envelope(document, where="push envelope")
     if isinstance(document, dict):
@@ -209,7 +230,7 @@ def parse_push(headers: Mapping[str, str], body: bytes) -> PubSubMessage:
         return PubSubMessage(data=body)
     raise RequestError(
         f"not a Pub/Sub push: the body is JSON {type(document).__name__}, not an envelope "
-        f"object with a 'message' key; body starts {_preview(body)}"
+        f"object with a 'message' key; body starts {preview(body)}"
     )
 
 
@@ -225,57 +246,25 @@ def _unwrapped(lowered: dict[str, str], body: bytes) -> PubSubMessage:
         message_id=lowered.get(_H_MESSAGE_ID),
         publish_time=lowered.get(_H_PUBLISH_TIME),
         subscription=lowered.get(_H_SUBSCRIPTION),
-        delivery_attempt=_optional_int(
+        delivery_attempt=parse_integer(
             lowered.get(_H_DELIVERY_ATTEMPT), f"header {_H_DELIVERY_ATTEMPT}"
         ),
     )
 
 
 def _message_from_envelope(envelope: dict[str, Any], *, where: str) -> PubSubMessage:
-    message = envelope.get("message")
-    if not isinstance(message, dict):
-        raise RequestError(
-            f"{where}: 'message' must be an object, got {_describe(message)}",
-        )
-    encoded = message.get("data", "")
-    if encoded is None:
-        encoded = ""
-    if not isinstance(encoded, str):
-        raise RequestError(
-            f"{where}: 'message.data' must be a base64 string, got {_describe(encoded)}"
-        )
     try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise RequestError(
-            f"{where}: 'message.data' is not valid base64 ({error}); it starts {_preview(encoded)}"
-        ) from error
+        parsed = PushEnvelope.model_validate(envelope)
+    except ValidationError as error:
+        raise request_error(error, where) from None
     return PubSubMessage(
-        data=data,
-        attributes=_attributes(message.get("attributes"), where=where),
-        message_id=_optional_str(message, ("messageId", "message_id"), where=where),
-        publish_time=_optional_str(message, ("publishTime", "publish_time"), where=where),
-        subscription=_optional_str(envelope, ("subscription",), where=where),
-        delivery_attempt=_optional_int(
-            envelope.get("deliveryAttempt"), f"{where}: 'deliveryAttempt'"
-        ),
+        data=parsed.message.data,
+        attributes=dict(parsed.message.attributes),
+        message_id=parsed.message.message_id,
+        publish_time=parsed.message.publish_time,
+        subscription=parsed.subscription,
+        delivery_attempt=parsed.delivery_attempt,
     )
-
-
-def _attributes(value: object, *, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise RequestError(
-            f"{where}: 'message.attributes' must be an object, got {_describe(value)}"
-        )
-    wrong = [key for key, item in value.items() if not isinstance(item, str)]
-    if wrong:
-        raise RequestError(
-            f"{where}: 'message.attributes' values must be strings; "
-            f"not a string: {_clip(', '.join(wrong))}"
-        )
-    return dict(value)
 
 
 # --- Cloud Storage notification -------------------------------------------------------
@@ -293,8 +282,8 @@ def gcs_event_from_message(message: PubSubMessage) -> GcsObjectEvent | None:
     attributes = message.attributes
     resource = _object_resource(message)
     claims_gcs = any(name in attributes for name in ("bucketId", "objectId", "eventType"))
-    bucket = attributes.get("bucketId") or _resource_str(resource, "bucket")
-    name = attributes.get("objectId") or _resource_str(resource, "name")
+    bucket = attributes.get("bucketId") or (resource.bucket if resource else None)
+    name = attributes.get("objectId") or (resource.name if resource else None)
     if not bucket or not name:
         if claims_gcs:
             missing = "bucketId" if not bucket else "objectId"
@@ -305,45 +294,50 @@ def gcs_event_from_message(message: PubSubMessage) -> GcsObjectEvent | None:
         return None
     generation_value: object = attributes.get("objectGeneration")
     if not generation_value and resource is not None:
-        generation_value = resource.get("generation")
+        generation_value = resource.generation
     return GcsObjectEvent(
         bucket=bucket,
         name=name,
-        generation=_optional_int(generation_value, f"generation of gs://{bucket}/{name}"),
+        generation=parse_integer(generation_value, f"generation of gs://{bucket}/{name}"),
         event_type=attributes.get("eventType") or UNKNOWN_EVENT_TYPE,
-        size=_optional_int(
-            resource.get("size") if resource else None, f"size of gs://{bucket}/{name}"
-        ),
+        size=parse_integer(resource.size if resource else None, f"size of gs://{bucket}/{name}"),
         message_id=message.message_id,
         publish_time=message.publish_time,
         delivery_attempt=message.delivery_attempt,
+        overwritten_by=parse_integer(
+            attributes.get("overwrittenByGeneration"), f"overwrittenByGeneration of {name}"
+        ),
     )
 
 
-def _object_resource(message: PubSubMessage) -> dict[str, Any] | None:
+def _object_resource(message: PubSubMessage) -> ObjectResource | None:
     """The object resource in the data, or None (payloadFormat NONE, empty, or not JSON)."""
     payload_format = message.attributes.get("payloadFormat")
     if payload_format == "NONE" or not message.data.strip():
         return None
     try:
-        document = json.loads(message.data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = load_json(message.data)
+    except JSON_ERRORS as error:
         if payload_format == "JSON_API_V1":
             raise RequestError(
                 f"Cloud Storage notification (message {message.message_id}) declares "
-                f"payloadFormat JSON_API_V1 but its data is not JSON ({error}); "
-                f"data starts {_preview(message.data)}"
-            ) from error
+                f"payloadFormat JSON_API_V1 but its data is not JSON ({clip(str(error))}); "
+                f"data starts {preview(message.data)}"
+            ) from None
         return None
-    return document if isinstance(document, dict) else None
-
-
-def _resource_str(resource: dict[str, Any] | None, key: str) -> str | None:
-    value = resource.get(key) if resource is not None else None
-    return value if isinstance(value, str) and value else None
+    return ObjectResource.model_validate(document) if isinstance(document, dict) else None
 
 
 # --- CloudEvents ----------------------------------------------------------------------
+
+
+def is_cloudevent(headers: Mapping[str, str]) -> bool:
+    """The request claims to be a CloudEvent: ``ce-*`` headers (binary mode) or the
+    structured content type. Anything else on ``POST /`` is not an Eventarc delivery."""
+    lowered = _lower_keys(headers)
+    if any(name.startswith("ce-") for name in lowered):
+        return True
+    return lowered.get("content-type", "").lower().startswith("application/cloudevents+json")
 
 
 def parse_cloudevent(
@@ -360,7 +354,7 @@ def parse_cloudevent(
     if event_type.startswith(STORAGE_EVENT_PREFIX):
         return _storage_event(event, sent_time)
     if event_type == PUBSUB_PUBLISHED:
-        data = _event_json(event)
+        data = _eventload_json(event)
         return _message_from_envelope(data, where=f"CloudEvent {event.get_id()} data")
     return None
 
@@ -369,7 +363,6 @@ def _read_cloudevent(lowered: dict[str, str], body: bytes) -> tuple[BaseCloudEve
     """The event, and its ``time`` exactly as sent (the SDK would invent one when absent)."""
     sent_time: object
     if any(name.startswith("ce-") for name in lowered):
-        # the SDK fills a missing id/time/specversion with defaults; a sender must send them
         missing = [
             f"ce-{a}" for a in ("id", "source", "type", "specversion") if f"ce-{a}" not in lowered
         ]
@@ -377,58 +370,64 @@ def _read_cloudevent(lowered: dict[str, str], body: bytes) -> tuple[BaseCloudEve
             raise RequestError(f"binary-mode CloudEvent lacks header(s) {', '.join(missing)}")
         sent_time = unquote(lowered["ce-time"]) if "ce-time" in lowered else None
     else:
-        content_type = lowered.get("content-type", "")
-        if not content_type.lower().startswith("application/cloudevents+json"):
+        if not is_cloudevent(lowered):
+            content_type = lowered.get("content-type", "")
             raise RequestError(
                 "not a CloudEvent: no ce-* headers (binary mode) and content-type "
-                f"{_preview(content_type or '(none)')} is not application/cloudevents+json"
+                f"{preview(content_type or '(none)')} is not application/cloudevents+json"
                 " (structured mode)"
             )
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RequestError(
-                f"structured CloudEvent is not valid JSON ({error}); body starts {_preview(body)}"
-            ) from error
-        if not isinstance(document, dict):
-            raise RequestError(
-                f"structured CloudEvent must be a JSON object, got {_describe(document)}"
-            )
-        missing = [a for a in ("id", "source", "type", "specversion") if a not in document]
-        if missing:
-            raise RequestError(f"structured CloudEvent lacks attribute(s) {', '.join(missing)}")
-        sent_time = document.get("time")
+        sent_time = _structured_time(body)
     try:
         event = from_http_event(HTTPMessage(headers=lowered, body=body))
-    except (BaseCloudEventException, ValueError, TypeError, OverflowError) as error:
-        raise RequestError(f"malformed CloudEvent: {_clip(str(error))}") from error
+    except (BaseCloudEventException, ValueError, TypeError, OverflowError, RecursionError) as error:
+        raise RequestError(f"malformed CloudEvent: {clip(str(error))}") from None
     return event, sent_time if isinstance(sent_time, str) else None
 
 
+def _structured_time(body: bytes) -> object:
+    try:
+        document = load_json(body)
+    except JSON_ERRORS as error:
+        raise RequestError(
+            f"structured CloudEvent is not valid JSON ({clip(str(error))}); "
+            f"body starts {preview(body)}"
+        ) from None
+    if not isinstance(document, dict):
+        raise RequestError(f"structured CloudEvent must be a JSON object, got {describe(document)}")
+    try:
+        return StructuredCloudEvent.model_validate(document).time
+    except ValidationError as error:
+        missing = [str(e["loc"][0]) for e in error.errors() if e["type"] == "missing"]
+        raise RequestError(
+            f"structured CloudEvent lacks attribute(s) {', '.join(missing)}"
+        ) from None
+
+
 def _storage_event(event: BaseCloudEvent, sent_time: str | None) -> GcsObjectEvent:
-    data = _event_json(event)
-    bucket = _resource_str(data, "bucket") or _bucket_from_event(event)
-    name = _resource_str(data, "name") or _name_from_subject(event.get_subject())
+    data = ObjectResource.model_validate(_eventload_json(event))
+    bucket = data.bucket or _bucket_from_event(event)
+    name = data.name or _name_from_subject(event.get_subject())
     where = f"CloudEvent {event.get_id()} ({event.get_type()})"
     if not bucket or not name:
         raise RequestError(
             f"{where} names no object: data has no bucket/name and "
-            f"source {_preview(event.get_source())} / subject "
-            f"{_preview(event.get_subject() or '(none)')} do not say"
+            f"source {preview(event.get_source())} / subject "
+            f"{preview(event.get_subject() or '(none)')} do not say"
         )
     return GcsObjectEvent(
         bucket=bucket,
         name=name,
-        generation=_optional_int(data.get("generation"), f"{where}: generation"),
+        generation=parse_integer(data.generation, f"{where}: generation"),
         event_type=event.get_type(),
-        size=_optional_int(data.get("size"), f"{where}: size"),
+        size=parse_integer(data.size, f"{where}: size"),
         message_id=event.get_id(),
         publish_time=sent_time,
         delivery_attempt=None,
     )
 
 
-def _event_json(event: BaseCloudEvent) -> dict[str, Any]:
+def _eventload_json(event: BaseCloudEvent) -> dict[str, Any]:
     """The event data as a JSON object, whatever the SDK made of it."""
     raw = event.get_data()
     where = f"CloudEvent {event.get_id()} ({event.get_type()})"
@@ -436,13 +435,13 @@ def _event_json(event: BaseCloudEvent) -> dict[str, Any]:
     if isinstance(raw, str | bytes):
         # binary mode with a non-JSON content type, or structured data sent as a string
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            data = load_json(raw)
+        except JSON_ERRORS as error:
             raise RequestError(
-                f"{where}: data is not JSON ({error}); it starts {_preview(raw)}"
-            ) from error
+                f"{where}: data is not JSON ({clip(str(error))}); it starts {preview(raw)}"
+            ) from None
     if not isinstance(data, dict):
-        raise RequestError(f"{where}: data must be a JSON object, got {_describe(data)}")
+        raise RequestError(f"{where}: data must be a JSON object, got {describe(data)}")
     return data
 
 
@@ -467,28 +466,6 @@ def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
 
-def _optional_str(document: dict[str, Any], keys: tuple[str, ...], *, where: str) -> str | None:
-    for key in keys:
-        value = document.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise RequestError(f"{where}: '{key}' must be a string, got {_describe(value)}")
-        return value
-    return None
-
-
-def _optional_int(value: object, what: str) -> int | None:
-    """An integer sent as a JSON number or a decimal string (GCS sends int64 as strings)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and _INTEGER.fullmatch(value):
-        return int(value)
-    raise RequestError(f"{what} must be a non-negative integer, got {_describe(value)}")
-
-
 def _is_suspicious(name: str) -> bool:
     lowered = name.lower()
     if "%2f" in lowered or "%5c" in lowered:
@@ -502,22 +479,3 @@ def _is_suspicious(name: str) -> bool:
         if any(segment in (".", "..") for segment in re.split(r"[/\\]", candidate)):
             return True
     return False
-
-
-def _clip(text: str) -> str:
-    if len(text) > _PREVIEW_CHARS:
-        return f"{text[:_PREVIEW_CHARS]}... ({len(text)} characters)"
-    return text
-
-
-def _preview(value: str | bytes) -> str:
-    """A short, quoted excerpt of untrusted input, safe to put in an error message."""
-    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-    shown = repr(text[:_PREVIEW_CHARS])
-    return shown if len(text) <= _PREVIEW_CHARS else f"{shown}... ({len(text)} characters)"
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    return f"{type(value).__name__} {_clip(repr(value))}"

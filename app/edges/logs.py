@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from core import log_context
+
 # Cloud Logging reads these keys from a JSON line; extras are kept as structured fields.
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -20,6 +22,8 @@ class CloudLoggingFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "logger": record.name,
         }
+        # the request's trace and the run's labels: Cloud Logging groups lines by them
+        entry.update(log_context.current())
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
@@ -41,6 +45,9 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # library warnings (google-cloud-bigquery's "Storage client not installed") go through
+    # this handler as WARNING lines, not as raw text on stderr
+    logging.captureWarnings(True)
     # dlt and the Google clients are chatty at INFO; their warnings still show
     for noisy in ("dlt", "google", "urllib3", "gcsfs", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

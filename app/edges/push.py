@@ -19,7 +19,14 @@ from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_messa
 from app.ops.deadletter import dead_letter
 from app.ops.service import RunService
 from app.run.runner import RunRequest
-from core.errors import FerryError, RequestError, classify, outcome_of
+from core.errors import (
+    FerryError,
+    ModelFailedError,
+    ModelUnavailableError,
+    RequestError,
+    classify,
+    outcome_of,
+)
 
 log = logging.getLogger("ferry.push")
 
@@ -30,7 +37,7 @@ T = TypeVar("T")
 @dataclass
 class PushOutcome:
     status: str
-    """loaded | skipped | ignored | dead_lettered | failed_terminal | retry"""
+    """loaded | skipped | ignored | model_failed | dead_lettered | failed_terminal | retry"""
     http_status: int = 200
     reports: list[dict[str, Any]] = field(default_factory=list)
     detail: str | None = None
@@ -66,6 +73,10 @@ async def respond(
     """Parse at the edge (a malformed delivery is terminal), then run off the event loop."""
     try:
         parsed = parse()
+    except RecursionError:
+        # parsing never recurses unboundedly on purpose; a delivery that makes it is bad input
+        refused = RequestError("the delivery is nested too deeply to read")
+        outcome = await run_in_threadpool(terminal, service, body, {}, refused)
     except FerryError as error:
         outcome = await run_in_threadpool(terminal, service, body, {}, error)
     else:
@@ -101,13 +112,19 @@ def handle_message(service: RunService, message: PubSubMessage) -> PushOutcome:
 def handle_object_event(
     service: RunService, event: GcsObjectEvent, data: bytes, attributes: dict[str, str]
 ) -> PushOutcome:
-    if not event.is_finalize:
+    if not (event.is_finalize or event.is_delete):
         log.info("ignored %s for %s", event.event_type, event.uri)
         return PushOutcome("ignored", detail=f"event type {event.event_type} is not loaded")
     if event.is_suspicious_name:
         refused = RequestError(f"object name '{event.name}' contains a path traversal form")
         return terminal(service, data, attributes, refused)
     pipelines = service.catalog.match_uri(event.uri)
+    if event.is_delete:
+        # only pipelines that asked for it remove a deleted object's rows
+        pipelines = [spec for spec in pipelines if spec.removes_deleted_rows]
+        if not pipelines or event.generation is None:
+            log.info("ignored %s for %s", event.event_type, event.uri)
+            return PushOutcome("ignored", detail=f"no pipeline removes rows of {event.uri}")
     if not pipelines:
         log.warning("ignored %s: no pipeline is configured for it", event.uri)
         return PushOutcome("ignored", detail=f"no pipeline is configured for {event.uri}")
@@ -118,14 +135,19 @@ def handle_object_event(
             source_uri=event.uri,
             generation=event.generation,
             trigger="pubsub" if event.message_id else "eventarc",
+            object_deleted=event.is_delete,
         )
         try:
-            outcome.reports.append(service.execute(request))
+            outcome.reports.append(service.execute(request).to_dict())
         except BaseException as raw:
             error = classify(raw, pipeline=spec.name)
-            report = error.details.pop("report", None)
-            if report:
-                outcome.reports.append(report)
+            if error.report is not None:
+                outcome.reports.append(error.report.to_dict())
+            if isinstance(error, ModelFailedError | ModelUnavailableError):
+                # the object loaded and committed; only a model after it failed, and a
+                # redelivery would find the object loaded and build nothing: acknowledge
+                log.error("model failed after %s loaded: %s", event.uri, error)
+                return PushOutcome("model_failed", 200, outcome.reports, error=error.to_dict())
             if error.retriable:
                 log.warning("nack %s: %s", event.uri, error, extra={"error": error.to_dict()})
                 return PushOutcome("retry", NACK_STATUS, outcome.reports, error=error.to_dict())

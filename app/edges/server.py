@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 from types import FrameType
 from typing import Any
@@ -13,9 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.edges.headers import SecurityHeaders, TraceContext
 from app.ops.service import RunService
 from app.run.catalog import load_catalog
-from core.errors import FerryError, outcome_of
+from core.errors import FerryError, RequestError, error_for_status, outcome_of
 from core.settings import Settings, load_settings
 
 log = logging.getLogger("ferry.server")
@@ -23,19 +25,26 @@ log = logging.getLogger("ferry.server")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
-    from app.edges.auth import PushTokenVerifier
+    from app.edges.auth import PushTokenVerifier, warn_if_runs_are_open
     from app.edges.routes import events, health, history, pubsub, runs
 
     settings = settings or load_settings()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
     service = RunService(settings=settings, catalog=load_catalog(settings.pipelines_file))
+    # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default
+    docs = settings.docs_enabled
     app = FastAPI(
         title="ferry",
         description="ELT worker for Cloud Run: GCS / HTTP API -> pandas -> dlt -> BigQuery",
         version="0.1.0",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.service = service
     app.state.verifier = PushTokenVerifier.from_settings(settings)
+    certs_cache = app.state.verifier.certs_cache if app.state.verifier else None
+    app.state.runs_verifier = PushTokenVerifier.for_runs(settings, certs_cache)
+    warn_if_runs_are_open(settings)
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(history.router)
@@ -44,16 +53,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(FerryError, _ferry_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    # outside every middleware (Starlette's last resort) and, through CatchAll, inside them
+    # so the answer still carries the security headers
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TraceContext, project=settings.trace_project)
     return app
 
 
 async def _ferry_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, FerryError)
-    report = error.details.pop("report", None)
     body: dict[str, Any] = {"error": error.to_dict()}
-    if report is not None:
-        body["report"] = report
+    if error.report is not None:
+        body["report"] = error.report.to_dict()
     status = outcome_of(error).http_status
     level = logging.ERROR if status >= 500 else logging.WARNING
     log.log(
@@ -89,14 +103,79 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     `{"error": ...}` shape as every other error, as the OpenAPI document declares."""
     assert isinstance(error, HTTPException)
     status = error.status_code
+    headers = dict(error.headers or {})
+    if status == 405:
+        # Starlette names only the methods of the first route on the path; /runs has two
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     body = {
         "error": {
             "code": "request_invalid" if status == 400 else f"http_{status}",
             "message": str(error.detail),
-            "recovery": "retriable" if status == 429 or status >= 500 else "terminal",
+            "recovery": error_for_status(status).recovery.value,
         }
     }
-    return JSONResponse(body, status_code=status, headers=error.headers)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document declares on the request's path."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    """Anything no other handler took: the documented JSON shape, never a plain-text 500.
+    The traceback goes to the log only; the body says no more than one clean sentence."""
+    if isinstance(error, RecursionError):
+        # only untrusted input nests deep enough for this: refuse it, do not retry it
+        refused = RequestError("the request is nested too deeply to read")
+        return await _ferry_error(request, refused)
+    log.error(
+        "%s %s -> 500: unexpected %s",
+        request.method,
+        request.url.path,
+        type(error).__name__,
+        exc_info=error,
+    )
+    body = {
+        "error": {
+            "code": "internal_error",
+            "message": "unexpected error; the details are in the service log",
+            "recovery": "retriable",
+        }
+    }
+    return JSONResponse(body, status_code=500)
+
+
+class CatchAll:
+    """An exception no handler took becomes the documented JSON 500 here, inside the other
+    middlewares; Starlette's own last resort answers outside them (without their headers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as error:
+            if started:  # too late for another answer: the server closes the connection
+                raise
+            response = await _unexpected_error(Request(scope), error)
+            await response(scope, receive, send)
 
 
 class BodyLimit:
@@ -151,11 +230,11 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, settings: Settings | None = None) -> None:
     """uvicorn on $PORT. SIGTERM: stop accepting, abandon runs cleanly, exit within grace."""
     import uvicorn
 
-    settings = load_settings()
+    settings = settings or load_settings()
     app = create_app(settings)
     service: RunService = app.state.service
     config = uvicorn.Config(

@@ -13,9 +13,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from app.destinations.side_tables import merge_row, select
+from app.ops.locks import KeyedLocks
 from core.errors import RequestError
 from core.settings import Settings
 
@@ -26,22 +28,34 @@ PIPELINE = "_idempotency"
 MEMORY_ENTRIES = 2048
 
 
+@dataclass(frozen=True)
+class ReplayedReport:
+    """The stored report of the run that first used an idempotency key, answered again."""
+
+    stored: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.stored.get("status"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.stored, "replayed": True}
+
+
 class IdempotencyStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: KeyedLocks[str] = KeyedLocks()
         self._guard = threading.Lock()
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
         """Serialise requests that carry the same key (a retry racing the first call)."""
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        with self._locks.hold(key):
             yield
 
-    def lookup(self, key: str, pipeline: str) -> dict[str, Any] | None:
+    def lookup(self, key: str, pipeline: str) -> ReplayedReport | None:
         report = self._reports.get(key) or self._read_destination(key)
         if report is None:
             return None
@@ -50,7 +64,7 @@ class IdempotencyStore:
                 f"idempotency key '{key}' was already used for pipeline '{report.get('pipeline')}'",
                 pipeline=pipeline,
             )
-        return report
+        return ReplayedReport(report)
 
     def record(self, key: str, report: dict[str, Any]) -> None:
         self._remember(key, report)

@@ -1,4 +1,4 @@
-"""After every run: a completion or failure event on a Pub/Sub topic, and a run-log row.
+"""After every run: a run-log row and a completion or failure event on a Pub/Sub topic.
 
 Both are best effort. They happen after the run's data committed (or the run failed), so a
 publish or record failure is logged and never changes the run's outcome.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from app.ops.runlog import RunLog
+from app.run.report import RunReport
+from core.errors import FerryError
 from core.settings import Settings
 
 log = logging.getLogger("ferry.run_events")
@@ -47,6 +50,16 @@ def run_event(report: dict[str, Any], error: dict[str, Any] | None = None) -> di
         "started_at": report.get("started_at"),
         "finished_at": report.get("finished_at"),
         "seconds": report.get("seconds", {}),
+        "models": [
+            {
+                "name": model.get("name"),
+                "status": model.get("status"),
+                "rows": model.get("rows"),
+                "seconds": model.get("seconds"),
+                "error_code": (model.get("error") or {}).get("code"),
+            }
+            for model in report.get("models") or []
+        ],
     }
 
 
@@ -85,17 +98,40 @@ def publish_run_event(
     return message_id
 
 
-def after_run(
-    settings: Settings, report: dict[str, Any] | None, error: dict[str, Any] | None = None
-) -> None:
+def after_run(settings: Settings, ended: RunReport | FerryError) -> None:
     """Record the run in the run log and publish its event, as configured.
 
-    `report` is None when a request failed before any run started (unknown pipeline):
-    there is no run to tell about.
+    A failure that ended no run (unknown pipeline: the error carries no report) has no run
+    to tell about.
     """
-    if report is None or report.get("replayed"):
+    if isinstance(ended, FerryError):
+        report, error = ended.report, ended.to_dict()
+    else:
+        report, error = ended, None
+    if report is None:
         return
+    body = report.to_dict()
     if settings.run_log:
-        RunLog(settings).record(report)
+        RunLog(settings).record(body)
     if settings.run_events_topic:
-        publish_run_event(settings.run_events_topic, report, error)
+        publish_run_event(settings.run_events_topic, body, error)
+
+
+def run_and_tell(
+    settings: Settings,
+    attempt: Callable[[], RunReport],
+    *,
+    silent: Callable[[], bool] = lambda: False,
+) -> RunReport:
+    """Run (`attempt`), then tell how it ended, success or failure: the one after-run
+    sequence of every trigger. `silent()` true skips the telling (a run abandoned on
+    SIGTERM: its redelivery is the run that counts)."""
+    try:
+        report = attempt()
+    except FerryError as error:
+        if not silent():
+            after_run(settings, error)
+        raise
+    if not silent():
+        after_run(settings, report)
+    return report

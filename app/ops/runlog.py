@@ -38,6 +38,8 @@ COLUMNS: dict[str, TColumnSchema] = {
     "seconds_total": {"data_type": "double"},
     "error_code": {"data_type": "text", "nullable": True},
     "report": {"data_type": "text"},
+    "execution": {"data_type": "text", "nullable": True},
+    "task_attempt": {"data_type": "bigint", "nullable": True},
 }
 
 
@@ -57,6 +59,9 @@ def run_row(report: dict[str, Any]) -> dict[str, Any]:
         "seconds_total": float((report.get("seconds") or {}).get("total", 0.0)),
         "error_code": error.get("code"),
         "report": json.dumps(report, default=str),
+        # Cloud Run Jobs: which execution and attempt ran it (None elsewhere)
+        "execution": report.get("execution"),
+        "task_attempt": report.get("task_attempt"),
     }
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from app.models.compile import ModelSet, compile_models
 from core.errors import ConfigError, RequestError, UnknownPipelineError
+from core.globs import matches
 from core.spec import FilesSource, PipelinesFile, PipelineSpec
 
 
@@ -19,6 +20,8 @@ class Catalog:
     pipelines: dict[str, PipelineSpec]
     base_dir: Path
     """Relative local paths in the file resolve against this folder."""
+    models: ModelSet = field(default_factory=ModelSet)
+    """Post-load SQL models, validated (parsed, translatable, tables known, no cycle)."""
 
     def get(self, name: str) -> PipelineSpec:
         try:
@@ -34,7 +37,7 @@ class Catalog:
         return [
             spec
             for spec in self.pipelines.values()
-            if isinstance(spec.source, FilesSource) and uri_matches(spec.source.uri, uri)
+            if isinstance(spec.source, FilesSource) and matches(spec.source.uri, uri)
         ]
 
     def pipeline_for_uri(self, uri: str) -> PipelineSpec:
@@ -45,15 +48,6 @@ class Catalog:
             names = ", ".join(spec.name for spec in matches)
             raise RequestError(f"'{uri}' matches several pipelines ({names}); name one")
         return matches[0]
-
-
-def uri_matches(pattern: str, uri: str) -> bool:
-    """True when `uri` lies within `pattern` (a glob, or an exact object / prefix)."""
-    if ".." in uri.split("/") or "%2e" in uri.lower() or "\x00" in uri:
-        return False
-    if any(ch in pattern for ch in "*?["):
-        return fnmatch.fnmatchcase(uri, pattern)
-    return uri == pattern or uri.startswith(pattern.rstrip("/") + "/")
 
 
 def load_catalog(path: Path) -> Catalog:
@@ -77,9 +71,12 @@ def load_catalog(path: Path) -> Catalog:
 
     for spec in parsed.pipelines:
         compile_transform(spec.name, spec.transform)
+    base_dir = path.resolve().parent
+    loaded_tables = {spec.destination.table for spec in parsed.pipelines}
     return Catalog(
         pipelines={spec.name: spec for spec in parsed.pipelines},
-        base_dir=path.resolve().parent,
+        base_dir=base_dir,
+        models=compile_models(parsed.models, loaded_tables, base_dir),
     )
 
 
@@ -90,8 +87,14 @@ def describe_problem(raw: Any, loc: tuple[int | str, ...], message: str) -> str:
         name = entry.get("name") if isinstance(entry, dict) else None
         who = f"pipeline '{name}'" if name else f"pipeline #{loc[1] + 1}"
         # drop pydantic's union-member tags (e.g. 'files', 'RenameStep') from the path
-        field = ".".join(str(part) for part in loc[2:] if not _is_union_tag(part))
-        return f"{who}, field {field or '(entry)'}: {message}"
+        path = ".".join(str(part) for part in loc[2:] if not _is_union_tag(part))
+        return f"{who}, field {path or '(entry)'}: {message}"
+    if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
+        entry = raw["models"][loc[1]] if isinstance(raw, dict) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        who = f"model '{name}'" if name else f"model #{loc[1] + 1}"
+        path = ".".join(str(part) for part in loc[2:])
+        return f"{who}, field {path or '(entry)'}: {message}"
     return f"field {'.'.join(str(p) for p in loc) or '(top level)'}: {message}"
 
 

@@ -10,9 +10,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.destinations.hints import apply_hints, key_columns, rejects_hints
+from app.destinations.hints import (
+    apply_hints,
+    key_columns,
+    ordered_columns,
+    rejects_hints,
+    tombstone_hints,
+)
+from app.destinations.ledger import DELETED, EMPTIED, LOADED, object_row, objects_hints, retire
 from app.destinations.pipeline import destination_types
 from app.run.batches import RunSchema, add_lineage, apply_transform
+from app.run.changes import ChangeMarker, partition_values, with_partition_columns
 from app.run.checks import FileChecks, has_checks
 from app.run.plan import FilePlan, Planned
 from app.run.prefetch import prefetched
@@ -39,12 +47,33 @@ class FileExtractor:
         self.source = source
         self.plan = plan
         self.storage_client = storage_client
+        destination = run.spec.destination
+        sequence = (destination.sequence,) if destination.sequence else ()
         self.run_schema = RunSchema(
-            key_columns(run.spec.destination),
-            destination_types(run.pipeline, run.spec.destination.table),
+            (*key_columns(destination), *sequence),
+            destination_types(run.pipeline, destination.table),
         )
         self.rejects_hints = dlt.mark.make_hints(
-            **rejects_hints(run.spec.destination, keyed_by_object=plan.keyed_by_object)
+            **rejects_hints(destination, keyed_by_object=plan.keyed_by_object)
+        )
+        self.objects_hints = dlt.mark.make_hints(**objects_hints())
+        self.tombstone_hints = (
+            dlt.mark.make_hints(**tombstone_hints(destination, plan.tombstones))
+            if plan.tombstones is not None
+            else None
+        )
+        self.data_hints = (
+            dlt.mark.make_hints(
+                table_name=destination.table,
+                columns=ordered_columns(plan.order, hard_delete=self.tombstone_hints is not None),
+            )
+            if plan.order is not None
+            else None
+        )
+        self.changes = (
+            ChangeMarker(destination.cdc, destination.primary_key, destination.sequence)
+            if destination.cdc is not None
+            else None
         )
 
     def resource(self) -> Any:
@@ -63,6 +92,7 @@ class FileExtractor:
             self.run.settings,
             lineage=True,
             keyed_by_object=self.plan.keyed_by_object,
+            order=self.plan.order,
         )
 
     def batches(self) -> Iterator[Any]:
@@ -70,9 +100,39 @@ class FileExtractor:
             yield from self._object(plan, entry)
 
     def _object(self, plan: Planned, entry: FileReport) -> Iterator[Any]:
+        if plan.deleted:
+            entry.status = "deleted"
+            yield from self._recorded(plan, DELETED, 0)
+            return
+        yield from self._read(plan, entry)
+        status = LOADED if entry.rows_loaded else EMPTIED
+        yield from self._recorded(plan, status, entry.rows_loaded)
+
+    def _recorded(self, plan: Planned, status: str, rows: int) -> Iterator[Any]:
+        """The object's ledger row, committed in this load; then, for an object that emptied or
+        vanished, the removal of its older rows once the load committed."""
+        import dlt
+
+        run = self.run
+        table = run.spec.destination.table
+        row = object_row(
+            run.spec.name, table, plan.uri, plan.generation, run.request.run_id, rows, status
+        )
+        yield dlt.mark.with_hints(row, self.objects_hints, create_table_variant=True)
+        if status in (EMPTIED, DELETED) and plan.lineage:
+            pipeline, uri, generation = run.pipeline, plan.uri, plan.generation
+
+            def remove_older_rows() -> None:
+                retire(pipeline, table, uri, generation, inclusive=status == DELETED)
+
+            run.after_commit.append(remove_older_rows)
+
+    def _read(self, plan: Planned, entry: FileReport) -> Iterator[Any]:
         from sources.files import Rejects, read_batches
 
         run, obj = self.run, plan.obj
+        if obj is None:  # a deleted object has nothing to read (handled by the caller)
+            return
         log.info("read %s (generation %s, %s bytes)", obj.uri, obj.generation, obj.size)
         run.report.bytes_read += obj.size
         raw = run.spec.raw
@@ -91,6 +151,7 @@ class FileExtractor:
             if has_checks(run.spec.checks)
             else None
         )
+        partitions = partition_values(plan.uri, self.source.partition_columns)
         try:
             for batch in read_batches(
                 obj,
@@ -99,20 +160,26 @@ class FileExtractor:
                 batch_bytes=run.settings.batch_bytes,
                 max_uncompressed_bytes=run.settings.max_uncompressed_bytes,
                 rejects=rejects,
+                max_columns=run.settings.max_columns,
             ):
                 entry.rows_read += batch.num_rows
                 run.report.rows_read += batch.num_rows
                 started = time.perf_counter()
+                if partitions:
+                    batch = with_partition_columns(batch, partitions)
                 table_out = apply_transform(batch, run.transform)
                 if checks:
                     checks.batch(table_out)
+                if self.changes:
+                    table_out = self.changes.mark(table_out, obj.uri)
                 if plan.lineage:
                     table_out = add_lineage(table_out, plan.uri, plan.generation)
                 table_out = self.run_schema.conform(table_out, obj.uri)
                 run.report.add_time("transform", time.perf_counter() - started)
                 entry.rows_loaded += table_out.num_rows
                 if table_out.num_rows:
-                    yield table_out
+                    yield self._data(table_out)
+                    yield from self._tombstones(table_out)
                 failpoints.hit("after_first_batch")
                 yield from self._rejected(rejects, plan, entry)
                 run.checkpoint()
@@ -122,6 +189,23 @@ class FileExtractor:
             self._set_aside(obj, entry, error)
             raise
         yield from self._rejected(rejects, plan, entry)
+
+    def _data(self, table: pa.Table) -> Any:
+        import dlt
+
+        if self.data_hints is None:
+            return table
+        return dlt.mark.with_hints(table, self.data_hints, create_table_variant=True)
+
+    def _tombstones(self, table: pa.Table) -> Iterator[Any]:
+        """Hard-deleting CDC: the deletes of this batch, for `<table>__tombstones`."""
+        import dlt
+
+        if self.changes is None or self.tombstone_hints is None:
+            return
+        deletes = self.changes.tombstones(table)
+        if deletes.num_rows:
+            yield dlt.mark.with_hints(deletes, self.tombstone_hints, create_table_variant=True)
 
     def _set_aside(self, obj: Any, entry: FileReport, error: FerryError) -> None:
         """Mark the file failed and, if the pipeline says so, copy it to quarantine."""

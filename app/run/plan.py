@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from app.destinations.ledger import Ledger, read_ledger
-from app.destinations.pipeline import destination_lock
+from app.destinations.ledger import DELETED, EMPTIED, Ledger, read_ledger, read_lineage, retire
+from app.destinations.ordering import OrderedMerge, ordered_merge, tombstone_merge
+from app.destinations.pipeline import destination_for, destination_lock
 from app.run.raw_zone import days, origin_of, partition
 from app.run.report import FileReport
 from app.run.request import CommitGuard, RunContext
-from app.run.selection import is_glob, narrowed_uri, requested_generation, resolve_pattern
+from app.run.selection import admitted, narrowed_uri, requested_generation
 from core.errors import DestinationUnavailableError, RequestError, SourceNotFoundError
-from core.lineage import REJECTS_SUFFIX
-from core.spec import FilesSource
+from core.globs import has_glob
+from core.lineage import REJECTS_SUFFIX, SOURCE_GENERATION_COLUMN, TOMBSTONES_SUFFIX
+from core.spec import DestinationSpec, FilesSource
+from sources.files import SourceObject, resolve_pattern
 
 log = logging.getLogger("ferry.files")
 
@@ -24,11 +28,18 @@ log = logging.getLogger("ferry.files")
 class Planned:
     """An object to read, and the object its rows are lineage of (differs when replaying)."""
 
-    obj: Any
+    obj: SourceObject | None
+    """None for a deleted object (nothing to read)."""
     uri: str
     generation: int
     lineage: bool = True
     """False for archived API pages: API rows carry no object lineage (keyed by primary key)."""
+    deleted: bool = False
+    """The object generation was deleted (OBJECT_DELETE): nothing to read, its rows go."""
+
+    @property
+    def size(self) -> int:
+        return int(getattr(self.obj, "size", 0) or 0)
 
 
 @dataclass
@@ -41,13 +52,21 @@ class FilePlan:
     keyed_by_object: bool
     """Rows merge on their source object, so a reload replaces that object's rows."""
     replaying: bool
+    order: OrderedMerge | None = None
+    """Merge pipelines: the conditions that keep the latest change per key (ordering.py)."""
+    tombstones: OrderedMerge | None = None
+    """Hard-deleting CDC pipelines: how `<table>__tombstones` keeps the latest delete per key."""
 
 
 def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> FilePlan:
     replaying = run.request.replay is not None
+    destination = run.spec.destination
+    order = tombstones = None
     with run.report.timed("list"):
         if replaying:
             planned = _replayed_objects(run, storage_client)
+        elif run.request.object_deleted:
+            planned = [_deleted_object(run, source)]
         else:
             planned = [
                 Planned(obj, obj.uri, obj.generation)
@@ -57,27 +76,83 @@ def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> Fil
         if run.spec.destination.write_disposition != "replace" and not replaying:
             with destination_lock(run.settings):
                 ledger = read_ledger(
-                    run.pipeline, run.spec.destination.table, (p.uri for p in planned)
+                    run.pipeline, run.spec.name, destination.table, (p.uri for p in planned)
                 )
-    pending = _not_yet_loaded(run, planned, ledger.committed)
+        pending = _not_yet_loaded(run, planned, ledger)
+        by_object = all(plan.lineage for plan, _ in pending)
+        if pending and by_object and destination.ordered:
+            with destination_lock(run.settings):
+                order, tombstones = _merge_order(run.pipeline, destination)
     # a replay replaces each object's rows, so it always merges by object
     guard = None
     if pending and not replaying:
         guard = _append_guard(run, [p.uri for p, _ in pending], ledger)
-    by_object = all(plan.lineage for plan, _ in pending)
-    return FilePlan(pending, guard, guard is None and by_object, replaying)
+    return FilePlan(pending, guard, guard is None and by_object, replaying, order, tombstones)
 
 
-def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -> list[Any]:
+def _deleted_object(run: RunContext, source: FilesSource) -> Planned:
+    """An OBJECT_DELETE notification: the object is gone, so there is nothing to read."""
+    request = run.request
+    if request.source_uri is None or request.generation is None:
+        raise RequestError("a deleted object needs its uri and generation", pipeline=run.spec.name)
+    pattern = resolve_pattern(source.uri, run.catalog.base_dir)
+    uri = narrowed_uri(run.spec.name, pattern, request.source_uri, run.catalog.base_dir)
+    return Planned(None, uri, request.generation, deleted=True)
+
+
+def _merge_order(
+    pipeline: Any, destination: DestinationSpec
+) -> tuple[OrderedMerge, OrderedMerge | None]:
+    """The ordered-merge conditions, with the destination's own quoting and naming."""
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    naming = NamingConvention()
+    keys = [naming.normalize_identifier(key) for key in destination.primary_key]
+    sequence = naming.normalize_identifier(destination.sequence or SOURCE_GENERATION_COLUMN)
+    hard = destination.cdc is not None and destination.cdc.deletes == "hard"
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(destination.table)
+        tombstones_table = client.make_qualified_table_name(destination.table + TOMBSTONES_SUFFIX)
+        tombstones_exist = False
+        if hard:
+            try:
+                client.execute_sql(f"SELECT 1 FROM {tombstones_table} WHERE 1 = 0")  # noqa: S608
+                tombstones_exist = True
+            except DatabaseUndefinedRelation:
+                pass
+        escape = client.escape_column_name
+        order = ordered_merge(
+            table=table,
+            tombstones=tombstones_table if tombstones_exist else None,
+            primary_key=keys,
+            sequence=sequence,
+            escape=escape,
+        )
+        tombstones = (
+            tombstone_merge(
+                tombstones=tombstones_table, primary_key=keys, sequence=sequence, escape=escape
+            )
+            if hard
+            else None
+        )
+    return order, tombstones
+
+
+def _select_objects(
+    run: RunContext, source: FilesSource, storage_client: Any
+) -> list[SourceObject]:
     from sources.files import get_object, list_objects, shard
 
-    request, base_dir = run.request, run.catalog.base_dir
+    request, base_dir, name = run.request, run.catalog.base_dir, run.spec.name
     pattern = resolve_pattern(source.uri, base_dir)
+    named = True
+    objects: list[SourceObject | None]
     if request.objects:
         objects = [
             requested_generation(
                 get_object(
-                    narrowed_uri(run.spec.name, pattern, ref.uri, base_dir),
+                    narrowed_uri(name, pattern, ref.uri, base_dir),
                     None,
                     storage_client=storage_client,
                 ),
@@ -87,16 +162,42 @@ def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -
             for ref in request.objects
         ]
     elif request.source_uri is None:
-        objects = list_objects(pattern, base_dir=base_dir, storage_client=storage_client)
+        named = False
+        objects = list(list_objects(pattern, base_dir=base_dir, storage_client=storage_client))
     else:
-        target = narrowed_uri(run.spec.name, pattern, request.source_uri, base_dir)
-        if request.generation is not None or not is_glob(target):
-            live = get_object(target, None, storage_client=storage_client)
-            objects = [requested_generation(live, request.generation, run.report)]
+        target = narrowed_uri(name, pattern, request.source_uri, base_dir)
+        if request.generation is None and has_glob(target):
+            named = False
+            objects = list(list_objects(target, base_dir=base_dir, storage_client=storage_client))
         else:
-            objects = list_objects(target, base_dir=base_dir, storage_client=storage_client)
+            try:
+                live = get_object(target, None, storage_client=storage_client)
+            except SourceNotFoundError as missing:
+                if request.generation is not None:
+                    raise
+                # no such object: that folder, as the glob rule reads a name without a glob
+                named = False
+                objects = list(_folder(target, base_dir, storage_client, missing))
+            else:
+                objects = [requested_generation(live, request.generation, run.report)]
     present = [obj for obj in objects if obj is not None]
-    return shard(present, request.shard_index, request.shard_count)
+    kept = admitted(name, pattern, present, named=named)
+    if present and not kept:
+        raise SourceNotFoundError(
+            f"no object it matched lies within the configured source '{pattern}'", pipeline=name
+        )
+    return shard(kept, request.shard_index, request.shard_count)
+
+
+def _folder(
+    target: str, base_dir: Path, storage_client: Any, missing: SourceNotFoundError
+) -> list[SourceObject]:
+    from sources.files import list_objects
+
+    try:
+        return list_objects(target + "/", base_dir=base_dir, storage_client=storage_client)
+    except SourceNotFoundError:
+        raise missing from None
 
 
 def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:
@@ -113,11 +214,11 @@ def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:
         folder = partition(prefix, spec.name, day)
         try:
             found = list_objects(
-                folder + "/**", base_dir=run.catalog.base_dir, storage_client=storage_client
+                folder + "/", base_dir=run.catalog.base_dir, storage_client=storage_client
             )
         except SourceNotFoundError:
             continue
-        for obj in found:
+        for obj in admitted(spec.name, folder, found, named=False):
             origin = origin_of(obj.uri, folder)
             from_api = origin.origin_uri == obj.uri
             planned.append(Planned(obj, origin.origin_uri, origin.generation, not from_api))
@@ -131,19 +232,47 @@ def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:
 
 
 def _not_yet_loaded(
-    run: RunContext, planned: list[Planned], ledger: dict[str, int]
+    run: RunContext, planned: list[Planned], ledger: Ledger
 ) -> list[tuple[Planned, FileReport]]:
     pending = []
+    seen: set[tuple[str, int, bool]] = set()
     for plan in planned:
-        entry = FileReport(uri=plan.uri, generation=plan.generation, bytes=plan.obj.size)
+        entry = FileReport(uri=plan.uri, generation=plan.generation, bytes=plan.size)
         run.report.files.append(entry)
-        if plan.obj.uri != plan.uri:
+        if plan.obj is not None and plan.obj.uri != plan.uri:
             entry.reason = f"replayed from {plan.obj.uri}"
-        loaded = ledger.get(plan.uri)
-        if loaded is not None and loaded >= plan.generation:
-            entry.status = "already_loaded" if loaded == plan.generation else "stale_generation"
-            entry.reason = f"destination holds generation {loaded}"
+        if (plan.uri, plan.generation, plan.deleted) in seen:
+            # named twice in one request (a drain batch with duplicate notifications)
+            entry.status, entry.reason = "already_loaded", "named twice in this run"
+            continue
+        seen.add((plan.uri, plan.generation, plan.deleted))
+        loaded = ledger.committed.get(plan.uri)
+        status = ledger.status.get(plan.uri)
+        done = loaded is not None and (
+            loaded > plan.generation
+            or (loaded == plan.generation and (not plan.deleted or status == DELETED))
+        )
+        if done:
+            assert loaded is not None
+            entry.status = (
+                "already_deleted"
+                if plan.deleted and status == DELETED
+                else "already_loaded"
+                if loaded == plan.generation
+                else "stale_generation"
+            )
+            entry.reason = f"destination holds generation {loaded} ({status})"
             log.info("skip %s (generation %s): %s", plan.uri, plan.generation, entry.reason)
+            if status in (EMPTIED, DELETED):
+                # the load that recorded it may have died before removing the older rows
+                with destination_lock(run.settings):
+                    retire(
+                        run.pipeline,
+                        run.spec.destination.table,
+                        plan.uri,
+                        loaded,
+                        inclusive=status == DELETED,
+                    )
             continue
         pending.append((plan, entry))
     return pending
@@ -161,7 +290,7 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     """
     destination = run.spec.destination
     if not (
-        run.settings.destination_kind == "duckdb"
+        destination_for(run.settings).APPEND_UNDER_LOCK
         and destination.write_disposition == "append"
         and not destination.merge_key
     ):
@@ -183,8 +312,8 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
 
 def _any_rows(run: RunContext, uris: list[str], ledger: Ledger | None) -> bool:
     table = run.spec.destination.table
-    data = ledger or read_ledger(run.pipeline, table, uris)
+    data = ledger or read_lineage(run.pipeline, table, uris)
     if any(uri in data.present for uri in uris):
         return True
-    rejects = read_ledger(run.pipeline, table + REJECTS_SUFFIX, uris)
+    rejects = read_lineage(run.pipeline, table + REJECTS_SUFFIX, uris)
     return any(uri in rejects.present for uri in uris)

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from core.uris import gs_uri, is_gcs, split_gs_uri
+
 log = logging.getLogger("ferry.quarantine")
 
 
@@ -23,9 +25,9 @@ def quarantine(
 ) -> str | None:
     """The quarantined copy's URI: `<prefix>/pipeline=<name>/<generation>/<object name>`."""
     try:
-        if uri.startswith("gs://") and prefix.startswith("gs://"):
+        if is_gcs(uri) and is_gcs(prefix):
             return _copy_gcs(uri, generation, prefix, pipeline, reason, storage_client())
-        if not uri.startswith("gs://") and not prefix.startswith("gs://"):
+        if not is_gcs(uri) and not is_gcs(prefix):
             return _copy_local(Path(uri), generation, base_dir / prefix, pipeline, reason)
         log.warning("not quarantined: %s and %s are not both GCS or both local", uri, prefix)
     except Exception as error:  # the failure itself is still reported; the copy is a courtesy
@@ -36,8 +38,8 @@ def quarantine(
 def _copy_gcs(
     uri: str, generation: int, prefix: str, pipeline: str, reason: str, client: Any
 ) -> str:
-    source_bucket, _, name = uri[5:].partition("/")
-    target_bucket, _, target_prefix = prefix[5:].partition("/")
+    source_bucket, name = split_gs_uri(uri)
+    target_bucket, target_prefix = split_gs_uri(prefix)
     target_name = f"{target_prefix.rstrip('/')}/pipeline={pipeline}/{generation}/{name}".lstrip("/")
     source = client.bucket(source_bucket).blob(name, generation=generation)
     copied = client.bucket(source_bucket).copy_blob(
@@ -45,7 +47,7 @@ def _copy_gcs(
     )
     copied.metadata = {"ferry_reason": reason[:1000], "ferry_source": uri}
     copied.patch()
-    return f"gs://{target_bucket}/{target_name}"
+    return gs_uri(target_bucket, target_name)
 
 
 def _copy_local(path: Path, generation: int, folder: Path, pipeline: str, reason: str) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, SourceUnavailableError
+from core.uris import GCS_SCHEME, is_gcs, split_gs_uri
+from sources.files import resolve_pattern
 
 
 @dataclass(frozen=True)
@@ -37,19 +39,19 @@ def archive_object(
 ) -> str:
     """Copy one input into today's partition (server-side for GCS); same input, same name."""
     day = datetime.now(UTC).date()
-    origin = uri[5:] if uri.startswith("gs://") else "local/" + uri.lstrip("/")
-    target = f"{partition(_resolve(prefix, base_dir), pipeline, day)}/{generation}/{origin}"
+    origin = "/".join(split_gs_uri(uri)) if is_gcs(uri) else "local/" + uri.lstrip("/")
+    target = f"{partition(resolve_pattern(prefix, base_dir), pipeline, day)}/{generation}/{origin}"
     try:
-        if uri.startswith("gs://") and target.startswith("gs://"):
-            source_bucket, _, name = uri[5:].partition("/")
-            target_bucket, _, target_name = target[5:].partition("/")
+        if is_gcs(uri) and is_gcs(target):
+            source_bucket, name = split_gs_uri(uri)
+            target_bucket, target_name = split_gs_uri(target)
             client = storage_client()
             client.bucket(source_bucket).copy_blob(
                 client.bucket(source_bucket).blob(name, generation=generation),
                 client.bucket(target_bucket),
                 target_name,
             )
-        elif not uri.startswith("gs://") and not target.startswith("gs://"):
+        elif not is_gcs(uri) and not is_gcs(target):
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(uri, target)
         else:
@@ -70,11 +72,11 @@ def archive_page(
     base_dir: Path,
 ) -> str:
     day = datetime.now(UTC).date()
-    target = f"{partition(_resolve(prefix, base_dir), pipeline, day)}/0/api/{name}.jsonl"
+    target = f"{partition(resolve_pattern(prefix, base_dir), pipeline, day)}/0/api/{name}.jsonl"
     body = "".join(json.dumps(record, default=str) + "\n" for record in records)
     try:
-        if target.startswith("gs://"):
-            bucket, _, object_name = target[5:].partition("/")
+        if is_gcs(target):
+            bucket, object_name = split_gs_uri(target)
             storage_client().bucket(bucket).blob(object_name).upload_from_string(body)
         else:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -100,12 +102,5 @@ def origin_of(raw_uri: str, day_partition: str) -> RawFile:
     elif origin.startswith("api/"):
         origin_uri = raw_uri
     else:
-        origin_uri = "gs://" + origin
+        origin_uri = GCS_SCHEME + origin
     return RawFile(uri=raw_uri, origin_uri=origin_uri, generation=int(generation))
-
-
-def _resolve(prefix: str, base_dir: Path) -> str:
-    if prefix.startswith("gs://"):
-        return prefix
-    path = Path(prefix)
-    return str(path if path.is_absolute() else base_dir / path)

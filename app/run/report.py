@@ -9,7 +9,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-FileStatus = Literal["loaded", "already_loaded", "stale_generation", "superseded", "failed"]
+from app.models.builder import ModelReport
+
+FileStatus = Literal[
+    "loaded",
+    "already_loaded",
+    "stale_generation",
+    "superseded",
+    "failed",
+    "deleted",
+    "already_deleted",
+]
 RunStatus = Literal["succeeded", "failed", "skipped"]
 
 
@@ -50,7 +60,13 @@ class RunReport:
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time per stage: list, extract, transform, normalize, load, total."""
     shard: str | None = None
+    execution: str | None = None
+    """Cloud Run Jobs: the execution that ran this task (CLOUD_RUN_EXECUTION)."""
+    task_attempt: int | None = None
+    """Cloud Run Jobs: the task's attempt, from 0 (CLOUD_RUN_TASK_ATTEMPT)."""
     error: dict[str, Any] | None = None
+    models: list[ModelReport] = field(default_factory=list)
+    """SQL models built after the load (or by a build run), in the order they ran."""
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -83,8 +99,13 @@ class RunReport:
         """One human line, for terminals."""
         tables = ", ".join(f"{name}={rows}" for name, rows in self.tables.items()) or "none"
         total = self.seconds.get("total", 0.0)
+        models = "".join(
+            f"; model {model.name} {model.status}"
+            + (f" ({model.rows} rows)" if model.rows is not None else "")
+            for model in self.models
+        )
         return (
             f"{self.pipeline} [{self.run_id}] {self.status}: read {self.rows_read} rows from "
             f"{len(self.files)} file(s), loaded {self.rows_loaded} ({tables}) into "
-            f"{self.destination}:{self.dataset} in {total:.2f}s"
+            f"{self.destination}:{self.dataset} in {total:.2f}s{models}"
         )

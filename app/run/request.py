@@ -48,9 +48,23 @@ class RunRequest:
     """Orchestrator-supplied: a repeated key returns the first run's report (ops/idempotency)."""
     objects: tuple[ObjectRef, ...] = ()
     """Exactly these objects (drain mode: a batch of notifications), each inside the pattern."""
+    object_deleted: bool = False
+    """`source_uri` at `generation` was deleted (OBJECT_DELETE): remove the rows it loaded
+    (pipelines with `source.on_object_delete: delete_rows`)."""
     replay: tuple[date, date] | None = None
     """Re-load the raw zone's inputs archived on these dates (inclusive), replacing the rows
     each original object loaded."""
+    models: tuple[str, ...] | None = None
+    """A build instead of a load (`main.py build`, `POST /runs {"models": [...]}`): these
+    models and those downstream of them; () builds every model."""
+    execution: str | None = None
+    """The Cloud Run Jobs execution running this task (CLOUD_RUN_EXECUTION)."""
+    task_attempt: int | None = None
+    """Which attempt of the task this is, from 0 (CLOUD_RUN_TASK_ATTEMPT)."""
+
+
+MODELS_RUN = "_models"
+"""The `pipeline` of a build run's report (no pipeline name can start with '_')."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,9 @@ class RunContext:
     progress: ProgressCallback | None = None
     before_load: list[Callable[[], None]] = field(default_factory=list)
     """Whole-run checks that can only run once every item is extracted."""
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    """Idempotent clean-ups that need the load committed first (rows of emptied or deleted
+    objects); a crash before them is repaired when the object is next delivered."""
 
     def checkpoint(self) -> None:
         if self.progress:

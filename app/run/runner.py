@@ -8,19 +8,24 @@ from typing import Any
 import pyarrow as pa
 
 from app.destinations.pipeline import destination_lock, run_pipeline_for
+from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
+from app.run.build import build_after_load, build_run
 from app.run.catalog import Catalog
 from app.run.files import files_resource
 from app.run.report import RunReport
 from app.run.request import CommitGuard, ProgressCallback, RunContext, RunRequest, new_run_id
 from app.run.transform import compile_transform
-from core import failpoints
+from core import failpoints, log_context
 from core.errors import RequestError, classify
 from core.lineage import REJECTS_SUFFIX
 from core.settings import Settings
 from core.spec import FilesSource, PipelineSpec
 
 __all__ = ["ProgressCallback", "RunRequest", "new_run_id", "run"]
+
+BOOKKEEPING = ("_dlt", "_ferry_")
+"""dlt's tables and ferry's ledger: not data, so not in the report's tables or load jobs."""
 
 
 def run(
@@ -29,7 +34,21 @@ def run(
     catalog: Catalog,
     progress: ProgressCallback | None = None,
 ) -> RunReport:
-    """Run one pipeline to completion. Raises FerryError (report attached) on failure."""
+    """Run one pipeline to completion, then the models downstream of what it loaded (or, for
+    a build request, just models). Raises FerryError (its `report` set) on failure."""
+    # every log line of the run is labelled with its run id (and pipeline)
+    with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
+        if request.models is not None:
+            return build_run(request, settings, catalog)
+        return _run(request, settings, catalog, progress)
+
+
+def _run(
+    request: RunRequest,
+    settings: Settings,
+    catalog: Catalog,
+    progress: ProgressCallback | None,
+) -> RunReport:
     spec = catalog.get(request.pipeline)
     report = RunReport(
         run_id=request.run_id,
@@ -38,6 +57,8 @@ def run(
         destination=settings.destination_kind,
         dataset=settings.dataset_name,
         shard=f"{request.shard_index}/{request.shard_count}" if request.shard_count > 1 else None,
+        execution=request.execution,
+        task_attempt=request.task_attempt,
     )
     started = time.perf_counter()
     try:
@@ -47,6 +68,7 @@ def run(
                 # a fresh working dir: restore state (incremental cursors) and the schema
                 # (the existing column types that checks compare against) from the destination
                 pipeline.sync_destination()
+                sweep_if_due(pipeline, settings)
             if request.replay is not None or isinstance(spec.source, FilesSource):
                 # file runs keep their ledger in the data, not in dlt state: writing the state
                 # back would cost a `_dlt_pipeline_state` load job on every run
@@ -63,13 +85,15 @@ def run(
                 resource = api_resource(context, spec.source)
             if resource is not None:
                 _load(context, resource, guard)
+                build_after_load(context)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise
         error = classify(raw, pipeline=spec.name)
         error.run_id = request.run_id
         report.add_time("total", time.perf_counter() - started)
-        error.details.setdefault("report", report.finish("failed", error.to_dict()).to_dict())
+        if error.report is None:
+            error.report = report.finish("failed", error.to_dict())
         raise error from raw
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
@@ -111,15 +135,20 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
         load_info = pipeline.load()
     failpoints.hit("after_commit")
     load_info.raise_on_failed_jobs()
+    for clean_up in run.after_commit:
+        with destination_lock(run.settings):
+            clean_up()
     report.load_ids = list(load_info.loads_ids)
     for package in load_info.load_packages:
         for job in package.jobs.get("completed_jobs", []):
             table, file_format = job.job_file_info.table_name, job.job_file_info.file_format
             # merge follow-ups are SQL (DML) jobs, not load jobs
-            if not table.startswith("_dlt") and file_format != "sql":
+            if not table.startswith(BOOKKEEPING) and file_format != "sql":
                 report.load_jobs[table] = report.load_jobs.get(table, 0) + 1
     counts = normalize_info.row_counts if normalize_info else {}
-    report.tables = {table: rows for table, rows in counts.items() if not table.startswith("_dlt")}
+    report.tables = {
+        table: rows for table, rows in counts.items() if not table.startswith(BOOKKEEPING)
+    }
     report.rows_loaded = sum(
         rows for table, rows in report.tables.items() if not table.endswith(REJECTS_SUFFIX)
     )

@@ -1,30 +1,25 @@
-"""Which objects a file run may read: the configured pattern, narrowed by a request."""
+"""Which objects a file run may read: the configured pattern, narrowed by a request, and every
+object re-checked against the configured pattern before it is read (core/globs.py's rule)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from app.run.catalog import uri_matches
 from app.run.report import FileReport, RunReport
 from core.errors import RequestError, SourceUnavailableError
+from core.globs import is_plain, narrows
+from sources.files import SourceObject, inside, resolve_pattern
 
-
-def resolve_pattern(uri: str, base_dir: Path) -> str:
-    if uri.startswith("gs://"):
-        return uri
-    path = Path(uri)
-    return str(path if path.is_absolute() else (base_dir / path))
-
-
-def is_glob(uri: str) -> bool:
-    return any(ch in uri for ch in "*?[")
+log = logging.getLogger("ferry.files")
 
 
 def narrowed_uri(pipeline: str, pattern: str, uri: str, base_dir: Path) -> str:
-    """An override may only point inside the configured pattern (never another bucket)."""
-    candidate = uri if uri.startswith("gs://") else resolve_pattern(uri, base_dir)
-    if not uri_matches(pattern, candidate) and not _is_sub_pattern(pattern, candidate):
+    """A request's `source` may only point inside the configured pattern (resolved): never
+    another bucket, a look-alike prefix (`land-secrets` beside `land`) or a `..` escape."""
+    candidate = resolve_pattern(uri, base_dir) if is_plain(uri) else uri
+    if not narrows(pattern, candidate):
         raise RequestError(
             f"source '{uri}' is outside the pipeline's configured source '{pattern}'",
             pipeline=pipeline,
@@ -32,16 +27,29 @@ def narrowed_uri(pipeline: str, pattern: str, uri: str, base_dir: Path) -> str:
     return candidate
 
 
-def _is_sub_pattern(pattern: str, candidate: str) -> bool:
-    """A glob override like gs://b/raw/2024-*.csv is allowed when its fixed prefix is inside."""
-    if not is_glob(candidate):
-        return False
-    prefix = candidate.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-    fixed = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-    return prefix.startswith(fixed) and ".." not in candidate.split("/")
+def admitted(
+    pipeline: str, pattern: str, objects: Iterable[SourceObject], *, named: bool
+) -> list[SourceObject]:
+    """The objects the configured pattern covers (a local one not resolving outside its
+    folder). A narrowed glob may list more than the pattern allows (`raw/**` under
+    `raw/*.csv`): those are left out; an object the request named itself is refused."""
+    kept = []
+    for obj in objects:
+        if inside(pattern, obj.uri):
+            kept.append(obj)
+        elif named:
+            raise RequestError(
+                f"'{obj.uri}' is outside the pipeline's configured source '{pattern}'",
+                pipeline=pipeline,
+            )
+        else:
+            log.warning("skip %s: outside the configured source %s", obj.uri, pattern)
+    return kept
 
 
-def requested_generation(live: Any, generation: int | None, report: RunReport) -> Any:
+def requested_generation(
+    live: SourceObject, generation: int | None, report: RunReport
+) -> SourceObject | None:
     """A notification names one generation; only the live one may load.
 
     An older generation that was overwritten is superseded: the newer generation's own

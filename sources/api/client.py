@@ -3,8 +3,10 @@ host-guarded session."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from dlt.sources.helpers.requests import Client
@@ -14,9 +16,9 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.rest_api.config_setup import create_auth, create_paginator
 from requests import HTTPError, Request, Response, Session
 
-from core.errors import ConfigError
+from core.errors import ConfigError, RequestError
 from core.spec import ApiAuth, ApiSource
-from sources.api.guard import GuardedAdapter
+from sources.api.guard import GuardedAdapter, normalize_host, origin
 from sources.api.helpers import retry_after_seconds, safe_url
 from sources.api.settings import RETRY_STATUS
 
@@ -76,8 +78,18 @@ def raise_for_status(response: Response, *args: Any, **kwargs: Any) -> None:
         )
 
 
+def credential_headers(auth: ApiAuth | None) -> tuple[str, ...]:
+    """The request headers that carry the spec's credentials."""
+    if auth is None:
+        return ()
+    if auth.type == "api_key":
+        return (auth.name or "",) if auth.location == "header" else ()
+    return ("Authorization",)
+
+
 def build_session(spec: ApiSource, *, backoff_factor: float, max_retry_delay: float) -> Session:
-    """dlt's retrying requests session, with every request checked by the host guard."""
+    """dlt's retrying requests session, with every request checked by the host guard and
+    credentials kept to base_url's origin."""
 
     def should_retry(response: Response | None, exception: BaseException | None) -> bool:
         # status retries live here (not in `status_codes`) so a Retry-After longer than
@@ -98,18 +110,44 @@ def build_session(spec: ApiSource, *, backoff_factor: float, max_retry_delay: fl
         respect_retry_after_header=True,
     )
     session: Session = client.session
-    adapter = GuardedAdapter(spec.allowed_hosts)
+    adapter = GuardedAdapter(
+        spec.allowed_hosts,
+        credential_origin=origin(spec.base_url),
+        credential_headers=credential_headers(spec.auth),
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
 
 
 class GuardedRESTClient(RESTClient):
-    """dlt's RESTClient, logging only `scheme://host/path` of each request.
+    """dlt's RESTClient, keeping credentials to base_url's origin and logging only
+    `scheme://host/path` of each request.
 
-    dlt logs the full URL, redacting only well-known parameter names; an API key sent
-    under another name would be logged.
+    A next-page link (or a path given as a full URL) to another origin is refused unless
+    its host is in `allowed_hosts`, and is then sent without the auth. dlt logs the full
+    URL, redacting only well-known parameter names; an API key sent under another name
+    would be logged.
     """
+
+    def __init__(self, *args: Any, allowed_hosts: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.credential_origin = origin(self.base_url)
+        self.listed_hosts = frozenset(normalize_host(host) for host in allowed_hosts)
+
+    def _send_request(self, request: Request, **kwargs: Any) -> Response:
+        target = origin(request.url)
+        if target != self.credential_origin:
+            host = target[1] if target else ""
+            if host not in self.listed_hosts:
+                raise RequestError(
+                    f"a page link leads to another host '{host or safe_url(request.url)}' "
+                    f"than base_url's; list it in allowed_hosts if this source must follow it"
+                )
+            # the request object is reused for the next page: strip auth on a copy
+            request = copy.copy(request)
+            request.auth = None
+        return super()._send_request(request, **kwargs)
 
     def _log_request(self, request: Request, prepared_url: str) -> None:
         log.debug("%s %s", request.method, safe_url(prepared_url))
@@ -125,4 +163,5 @@ def build_client(
         paginator=None,
         data_selector=spec.data_selector,
         session=build_session(spec, backoff_factor=backoff_factor, max_retry_delay=max_retry_delay),
+        allowed_hosts=spec.allowed_hosts,
     )

@@ -9,14 +9,8 @@ from email.utils import mktime_tz, parsedate_tz
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from core.errors import (
-    FerryError,
-    RequestError,
-    SourceAccessDeniedError,
-    SourceNotFoundError,
-    SourceUnavailableError,
-)
-from sources.api.settings import RETRY_STATUS
+from core.errors import FerryError, Party, RequestError
+from core.errors import error_for_status as status_error
 
 
 def merge_params(
@@ -73,14 +67,8 @@ def safe_url(url: str) -> str:
 
 
 def error_for_status(status: int) -> type[FerryError]:
-    """The error class named for how to recover from an HTTP error status."""
-    if status in (401, 403):
-        return SourceAccessDeniedError
-    if status in (404, 410):
-        return SourceNotFoundError
-    if status in RETRY_STATUS or status >= 500:
-        return SourceUnavailableError
-    return RequestError
+    """The error class, named for how to recover, of an API's HTTP error status."""
+    return status_error(status, party=Party.SOURCE)
 
 
 def cursor_param_value(value: Any) -> str:

@@ -10,7 +10,13 @@ from dlt.extract.incremental import Incremental
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import exceptions as http
 
-from core.errors import BadDataError, FerryError, RequestError, SourceUnavailableError
+from core.errors import (
+    BadDataError,
+    FerryError,
+    Recovery,
+    RequestError,
+    SourceUnavailableError,
+)
 from sources.api.client import GuardedRESTClient, raise_for_status
 from sources.api.helpers import cursor_param_value, error_for_status, retry_after_seconds, safe_url
 
@@ -78,8 +84,9 @@ def http_error(exc: http.HTTPError, where: str, max_retry_delay: float) -> Ferry
     error_class = error_for_status(status)
     message = f"{where}: HTTP {status} from {url}"
     delay = retry_after_seconds(response.headers.get("Retry-After"))
-    if error_class is SourceUnavailableError and delay is not None and delay > max_retry_delay:
+    retriable = error_class.recovery is Recovery.RETRIABLE
+    if retriable and delay is not None and delay > max_retry_delay:
         message += f" (Retry-After {delay:.0f}s exceeds the {max_retry_delay:.0f}s we wait)"
-    elif error_class is SourceUnavailableError:
+    elif retriable:
         message += " (after retries)"
     return error_class(message, details={"status": status, "url": url})

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from .helpers import shard
-from .objects import SourceObject, StorageClientFactory, get_object, list_objects
+from .objects import (
+    SourceObject,
+    StorageClientFactory,
+    get_object,
+    inside,
+    list_objects,
+    resolve_pattern,
+)
 from .readers import read_batches
 from .rejects import RejectedRow, Rejects
 
@@ -13,7 +20,9 @@ __all__ = [
     "SourceObject",
     "StorageClientFactory",
     "get_object",
+    "inside",
     "list_objects",
     "read_batches",
+    "resolve_pattern",
     "shard",
 ]

@@ -1,16 +1,13 @@
-"""Pure functions of the files source: URI and glob parsing, format detection, sharding."""
+"""Pure functions of the files source: format detection and sharding (globs: core/globs.py)."""
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, TypeVar
 
 from core.errors import ConfigError
 from core.spec import FileFormat
-
-from .settings import GLOB_CHARS
 
 _EXTENSIONS: dict[str, FileFormat] = {
     ".csv": "csv",
@@ -38,71 +35,6 @@ class HasUri(Protocol):
 
 
 T = TypeVar("T", bound=HasUri)
-
-
-def is_gcs(uri: str) -> bool:
-    return uri.startswith("gs://")
-
-
-def split_gs_uri(uri: str) -> tuple[str, str]:
-    """`gs://bucket/a/b.csv` -> (`bucket`, `a/b.csv`); the name is kept byte for byte."""
-    if not is_gcs(uri):
-        raise ConfigError(f"'{uri}' is not a gs:// URI")
-    bucket, _, name = uri[5:].partition("/")
-    if not bucket:
-        raise ConfigError(f"'{uri}' names no bucket")
-    return bucket, name
-
-
-def has_glob(pattern: str) -> bool:
-    return any(char in GLOB_CHARS for char in pattern)
-
-
-def literal_prefix(pattern: str) -> str:
-    """The part before the first glob character: the listing prefix sent to GCS."""
-    for index, char in enumerate(pattern):
-        if char in GLOB_CHARS:
-            return pattern[:index]
-    return pattern
-
-
-def split_glob(pattern: str) -> tuple[str, str]:
-    """Split at the first path segment holding a glob: (`data/in`, `**/*.csv`)."""
-    segments = pattern.split("/")
-    for index, segment in enumerate(segments):
-        if has_glob(segment):
-            return "/".join(segments[:index]), "/".join(segments[index:])
-    return pattern, ""
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a glob where `*` and `?` stay within one segment and `**` crosses segments."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        char = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif char == "*":
-            out.append("[^/]*")
-            i += 1
-        elif char == "?":
-            out.append("[^/]")
-            i += 1
-        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end]
-            negate = body.startswith("!")
-            body = body[1:] if negate else body
-            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(char))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
 
 
 def detect_kind(name: str, declared: FileFormat | None) -> FileKind:

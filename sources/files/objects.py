@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,21 +12,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import requests
-from google.api_core import exceptions as google_errors
-from google.auth import exceptions as auth_errors
 from google.cloud.storage.fileio import BlobReader
 
 from core.errors import (
-    ConfigError,
     FerryError,
-    QuotaExceededError,
+    Party,
     SourceAccessDeniedError,
     SourceNotFoundError,
     SourceUnavailableError,
+    recognise,
 )
+from core.globs import glob_regex, has_glob, literal_prefix, matches, split_glob, within
+from core.uris import gs_uri, is_gcs, split_gs_uri
 
-from .helpers import glob_regex, has_glob, is_gcs, literal_prefix, split_glob, split_gs_uri
 from .settings import MIN_GCS_CHUNK_BYTES
 
 if TYPE_CHECKING:
@@ -35,6 +34,8 @@ StorageClientFactory = Callable[[], "storage.Client"]
 """Builds (or returns a cached) GCS client; only called when a gs:// URI is touched."""
 
 _LIST_FIELDS = "items(name,generation,size),nextPageToken"
+
+log = logging.getLogger("ferry.files")
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,42 @@ def list_objects(
 ) -> list[SourceObject]:
     """Every object matching `pattern`, sorted by URI; no match is an error.
 
-    `*` and `?` match within one path segment, `**` across segments; a trailing `/`
-    (or a local directory) means everything below it.
+    The glob rule is core/globs.py's: `*` and `?` within one segment, `**` across, and a
+    pattern without a glob is that object or that folder. A local file whose real path leaves
+    the pattern's folder (a symlink pointing out) is never listed.
     """
     if is_gcs(pattern):
         found = _list_gcs(pattern, storage_client)
     else:
-        found = _list_local(pattern, base_dir)
+        found = _list_local(resolve_pattern(pattern, base_dir))
     if not found:
         raise SourceNotFoundError(f"no file matches '{pattern}'")
     return sorted(found, key=lambda obj: obj.uri)
+
+
+def resolve_pattern(pattern: str, base_dir: Path) -> str:
+    """A local pattern as an absolute path whose fixed folders are real (symlinks and `..`
+    resolved), so the objects listed under it compare with it as plain strings. A gs://
+    pattern is returned as it is."""
+    if is_gcs(pattern):
+        return pattern
+    static, rest = split_glob(pattern)
+    if pattern.startswith("/") and not static:
+        static = "/"
+    root = str((base_dir / static).resolve()).rstrip("/")  # an absolute static replaces base_dir
+    if rest:
+        return f"{root}/{rest}"
+    return root + "/" if pattern.endswith("/") else root or "/"
+
+
+def inside(pattern: str, uri: str) -> bool:
+    """The object `uri` is one `pattern` covers; a local file also must not resolve (through
+    a symlink) outside the pattern's folder. `pattern` is resolved (resolve_pattern)."""
+    if not matches(pattern, uri):
+        return False
+    if is_gcs(uri):
+        return True
+    return within(split_glob(pattern)[0] or "/", str(Path(uri).resolve()))
 
 
 def get_object(
@@ -118,34 +145,17 @@ def open_seekable(
 
 @contextmanager
 def gcs_errors(what: str) -> Iterator[None]:
-    """Turn google-cloud-storage failures into ferry errors that say whether to retry."""
+    """Turn google-cloud-storage failures into ferry errors that say whether to retry
+    (core.errors' one status/reason table, as for the API source and the destination)."""
     try:
         yield
     except FerryError:
         raise
-    except google_errors.NotFound as error:
-        raise SourceNotFoundError(f"'{what}' does not exist: {error.message}") from error
-    except (
-        google_errors.Forbidden,
-        google_errors.Unauthorized,
-        google_errors.PermissionDenied,
-        auth_errors.DefaultCredentialsError,
-        auth_errors.RefreshError,
-    ) as error:
-        raise SourceAccessDeniedError(f"access to '{what}' was denied: {error}") from error
-    except google_errors.TooManyRequests as error:
-        raise QuotaExceededError(f"Cloud Storage rate-limited '{what}': {error}") from error
-    except (
-        google_errors.ServerError,
-        google_errors.RetryError,
-        requests.exceptions.RequestException,
-        auth_errors.TransportError,
-        ConnectionError,
-        TimeoutError,
-    ) as error:
-        raise SourceUnavailableError(f"Cloud Storage failed on '{what}': {error}") from error
-    except google_errors.GoogleAPICallError as error:
-        raise ConfigError(f"Cloud Storage rejected the request for '{what}': {error}") from error
+    except Exception as error:
+        failure = recognise(error, party=Party.SOURCE)
+        if failure is None:
+            raise
+        raise type(failure)(f"Cloud Storage, '{what}': {failure.message}") from error
 
 
 def _client(factory: StorageClientFactory) -> Any:
@@ -167,35 +177,39 @@ def _list_gcs(pattern: str, factory: StorageClientFactory) -> list[SourceObject]
         name_pattern += "**"
     client = _client(factory)
     with gcs_errors(pattern):
+        blobs = []
         if not has_glob(name_pattern):
             blob = client.bucket(bucket_name).get_blob(name_pattern)
-            blobs = [] if blob is None else [blob]
-        else:
+            if blob is not None:
+                blobs = [blob]
+            else:  # no such object: the folder of that name, as for local paths
+                name_pattern += "/**"
+        if has_glob(name_pattern):
             matcher = glob_regex(name_pattern)
             listed = client.list_blobs(
                 bucket_name, prefix=literal_prefix(name_pattern) or None, fields=_LIST_FIELDS
             )
             blobs = [blob for blob in listed if matcher.fullmatch(blob.name)]
     return [
-        SourceObject(f"gs://{bucket_name}/{blob.name}", int(blob.generation), int(blob.size))
+        SourceObject(gs_uri(bucket_name, blob.name), int(blob.generation), int(blob.size))
         for blob in blobs
         if not blob.name.endswith("/")  # "folder" placeholder objects
     ]
 
 
-def _list_local(pattern: str, base_dir: Path) -> list[SourceObject]:
+def _list_local(pattern: str) -> list[SourceObject]:
+    """`pattern` is absolute with real fixed folders (resolve_pattern)."""
     if pattern.endswith("/"):
         pattern += "**"
     static, rest = split_glob(pattern)
-    if pattern.startswith("/") and not static:
-        static = "/"
-    root = (base_dir / static).resolve()  # an absolute `static` replaces base_dir
+    root = Path(static or "/")
     if not rest:
         if root.is_file():
             return [_local_object(root)]
         if not root.is_dir():
             return []
         rest = "**"
+        pattern = f"{str(root).rstrip('/')}/**"
     matcher = glob_regex(rest)
     # Without `**` a match is at most this many directories deep: prune the walk there.
     max_depth = None if "**" in rest else rest.count("/")
@@ -206,11 +220,14 @@ def _list_local(pattern: str, base_dir: Path) -> list[SourceObject]:
         if max_depth is not None and prefix.count("/") >= max_depth:
             subdirs.clear()
         subdirs.sort()
-        found.extend(
-            _local_object(Path(directory) / file)
-            for file in files
-            if matcher.fullmatch(prefix + file)
-        )
+        for file in files:
+            if not matcher.fullmatch(prefix + file):
+                continue
+            path = Path(directory) / file
+            if not inside(pattern, str(path)):
+                log.warning("skip %s: it resolves outside %s", path, root)
+                continue
+            found.append(_local_object(path))
     return found
 
 

@@ -38,6 +38,7 @@ from .rejects import RejectedRow, Rejects
 from .settings import (
     DEFAULT_BATCH_BYTES,
     GZIP_MAGIC,
+    MAX_COLUMNS,
     MIN_READ_BLOCK_BYTES,
     READ_BLOCKS_PER_BATCH,
 )
@@ -68,6 +69,7 @@ class _Read:
     batch_bytes: int
     max_uncompressed_bytes: int | None
     rejects: Rejects | None
+    max_columns: int | None = None
 
     @property
     def uri(self) -> str:
@@ -88,13 +90,15 @@ def read_batches(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     max_uncompressed_bytes: int | None = None,
     rejects: Rejects | None = None,
+    max_columns: int | None = MAX_COLUMNS,
 ) -> Iterator[pa.RecordBatch]:
     """Stream `obj` as record batches of about `batch_bytes` input each, one schema per file.
 
     An empty file (or one with only a CSV header) yields nothing. Unreadable data raises
     BadDataError naming the file, and where known the column, value and row. With
     `source.on_bad_rows: reject`, ragged CSV rows and unconvertible values go to `rejects`
-    (read it after each batch) and the file goes on.
+    (read it after each batch) and the file goes on. A file wider than `max_columns` is
+    refused (BadDataError) as soon as its header or first block shows it, before any load.
     """
     if source.on_bad_rows == "reject" and rejects is None:
         rejects = Rejects(obj.uri, source.max_rejected_rows)
@@ -106,6 +110,7 @@ def read_batches(
         batch_bytes,
         max_uncompressed_bytes,
         rejects if source.on_bad_rows == "reject" else None,
+        max_columns,
     )
     if obj.size == 0:
         return
@@ -190,6 +195,7 @@ def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.Rec
     pending: list[pa.RecordBatch] = []
     pending_bytes = rows_out = 0
     for batch in reader:
+        _check_width(batch.num_columns, read)
         progress.rows_read += batch.num_rows
         if not batch.num_rows:
             continue
@@ -204,6 +210,17 @@ def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.Rec
     if pending:
         joined = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
         yield _cast(joined, read, rows_out)
+
+
+def _check_width(columns: int, read: _Read) -> None:
+    """Refuse a file wider than the destination takes, before dlt spends minutes and all
+    its memory normalizing and loading it (and fails anyway)."""
+    if read.max_columns is not None and columns > read.max_columns:
+        raise BadDataError(
+            f"{read.uri}: {columns} columns is beyond the limit of {read.max_columns} "
+            "(BigQuery's most per table); split the file or select fewer columns upstream",
+            details={"uri": read.uri, "columns": columns},
+        )
 
 
 def _cast(batch: pa.RecordBatch, read: _Read, rows_before: int) -> pa.RecordBatch:
@@ -255,6 +272,7 @@ def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]
             convert_options=convert_options,
         )
         names = reader.schema.names
+        _check_width(len(names), read)
         _reject_binary(reader.schema, read.uri)
         yield from _rebatched(reader, read, progress)
     except _ARROW_ERRORS as error:
@@ -407,14 +425,30 @@ JSON_FALLBACK_ROWS = 10_000
 
 
 def _json_lines(read: _Read, skip: int) -> Iterator[pa.RecordBatch]:
-    """Python's JSON parser, one line at a time: slow, only for files with bad rows."""
+    """Python's JSON parser, one line at a time: slow, only for files with bad rows.
+
+    A line longer than the read block (the longest line Arrow accepts too) is a rejected
+    row, skipped without being held in memory.
+    """
     assert read.rejects is not None
     declared = read.source.columns
     rows: list[dict[str, Any]] = []
     seen = rows_before = skip
     with _text_stream(read) as stream:
-        for number, line in enumerate(_lines(stream), start=1):
-            if not line.strip() or number <= skip:
+        for number, line in enumerate(_lines(stream, read.block_bytes), start=1):
+            if number <= skip:
+                continue
+            if isinstance(line, _LongLine):
+                read.rejects.add(
+                    RejectedRow(
+                        row=number,
+                        reason=f"line is {line.size} bytes, longer than the {read.block_bytes}-"
+                        "byte limit (batch_bytes / 8, at least 1 MiB)",
+                        raw=line.head.decode("utf-8", "replace"),
+                    )
+                )
+                continue
+            if not line.strip():
                 continue
             try:
                 record = json.loads(line)
@@ -449,14 +483,55 @@ def _text_declared(rows: list[dict[str, Any]], declared: dict[str, Any]) -> pa.R
     return table.combine_chunks().to_batches()[0]
 
 
-def _lines(stream: pa.NativeFile) -> Iterator[bytes]:
-    tail = b""
+@dataclass(frozen=True)
+class _LongLine:
+    """A line over the limit: only its size and first bytes are kept."""
+
+    size: int
+    head: bytes
+
+
+LONG_LINE_HEAD_BYTES = 1000
+
+
+class _LineBuffer:
+    """The pieces of the line being read; past `limit` bytes it keeps only the head."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.head: bytes | None = None
+
+    def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.head is not None:
+            return
+        self.pieces.append(piece)
+        if self.size > self.limit:
+            self.head = b"".join(self.pieces)[:LONG_LINE_HEAD_BYTES]
+            self.pieces = []
+
+    def take(self) -> bytes | _LongLine:
+        line: bytes | _LongLine = (
+            _LongLine(self.size, self.head) if self.head is not None else b"".join(self.pieces)
+        )
+        self.pieces, self.size, self.head = [], 0, None
+        return line
+
+
+def _lines(stream: pa.NativeFile, limit: int) -> Iterator[bytes | _LongLine]:
+    """The lines of `stream` (without the newline), in time and memory linear in their size;
+    a line over `limit` bytes comes as a _LongLine."""
+    line = _LineBuffer(limit)
     while chunk := stream.read(1 << 20):
-        lines = (tail + chunk).split(b"\n")
-        tail = lines.pop()
-        yield from lines
-    if tail:
-        yield tail
+        *ended, rest = chunk.split(b"\n")
+        for piece in ended:
+            line.add(piece)
+            yield line.take()
+        line.add(rest)
+    if line.size:
+        yield line.take()
 
 
 # --- Parquet --------------------------------------------------------------------------
@@ -484,6 +559,7 @@ def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
                 "store it uncompressed"
             ) from error
         metadata = parquet.metadata
+        _check_width(len(parquet.schema_arrow), read)
         if metadata.num_rows == 0:
             return
         expanded = sum(

@@ -17,4 +17,5 @@ MIN_GCS_CHUNK_BYTES = 1 << 20
 
 GZIP_MAGIC = b"\x1f\x8b"
 
-GLOB_CHARS = frozenset("*?[")
+MAX_COLUMNS = 10_000
+"""Widest file read by default: BigQuery's limit of columns per table."""

@@ -271,7 +271,7 @@ def test_the_service_and_the_job_share_one_entrypoint() -> None:
         ("app/edges/routes/__pycache__/runs.cpython-311.pyc", False),
         ("examples/local.duckdb", False),
         ("requirements-dev.txt", False),
-        ("tests/test_cli.py", False),
+        ("tests/edges/test_cli.py", False),
         (".venv/bin/python", False),
         (".data/local.duckdb", False),
         (".env", False),

@@ -195,3 +195,31 @@ def test_a_crash_before_the_ack_redelivers_without_duplicates(stack: DrainStack)
     assert redelivered["acked"] == 20
     assert stack.rows() == (100, 100)
     assert json.dumps(stack.drain()["messages"]) == "0"
+
+
+def test_a_failing_model_after_a_drained_load_is_reported_and_the_group_acked(
+    stack: DrainStack, tmp_path: Path
+) -> None:
+    catalog = write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: people
+            source: {{uri: "gs://{stack.bucket}/incoming/*.csv", columns: {{id: int64}}}}
+            destination: {{table: people}}
+        models:
+          - {{name: broken, sql: "SELECT id, id / (id - id) AS boom FROM people"}}
+        """,
+    )
+    stack.catalog = catalog
+    stack.upload_and_notify(3, rows_each=2)
+
+    report = stack.drain()
+
+    # the load committed; a redelivery would find it loaded and build nothing, so: ack
+    assert report["acked"] == 3 and report["nacked"] == 0 and report["dead_lettered"] == 0
+    errors = report["errors"]
+    assert isinstance(errors, list) and [e["code"] for e in errors] == ["model_failed"]
+    assert errors[0]["details"]["report"]["models"][0]["status"] == "failed"
+    assert stack.rows() == (6, 6)
+    assert stack.drain()["messages"] == 0

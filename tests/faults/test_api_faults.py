@@ -23,6 +23,7 @@ from app.run.catalog import Catalog
 from app.run.runner import RunRequest, run
 from core.errors import (
     FerryError,
+    QuotaExceededError,
     SourceAccessDeniedError,
     SourceNotFoundError,
     SourceUnavailableError,
@@ -209,18 +210,23 @@ def test_429_with_retry_after_is_waited_out_and_rows_are_exact(
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "error_class"),
     [
-        Reply(429, {"error": "quota"}, {"Retry-After": "3600"}),
-        Reply(
-            429, {"error": "quota"}, {"Retry-After": formatdate(time.time() + 3600, usegmt=True)}
+        (Reply(429, {"error": "quota"}, {"Retry-After": "3600"}), QuotaExceededError),
+        (
+            Reply(
+                429,
+                {"error": "quota"},
+                {"Retry-After": formatdate(time.time() + 3600, usegmt=True)},
+            ),
+            QuotaExceededError,
         ),
-        Reply(503, {"error": "maintenance"}, {"Retry-After": "120"}),
+        (Reply(503, {"error": "maintenance"}, {"Retry-After": "120"}), SourceUnavailableError),
     ],
     ids=["429-seconds", "429-http-date", "503-seconds"],
 )
 def test_a_retry_after_beyond_the_wait_limit_aborts_at_once_as_retriable(
-    tmp_path: Path, server: FaultyApiServer, reply: Reply
+    tmp_path: Path, server: FaultyApiServer, reply: Reply, error_class: type[FerryError]
 ) -> None:
     """Production settings wait at most 30 s between attempts: a longer Retry-After fails
     the run now (a nack / exit 1 / 503) instead of holding the worker until it times out."""
@@ -232,10 +238,15 @@ def test_a_retry_after_beyond_the_wait_limit_aborts_at_once_as_retriable(
     error = failing_run(catalog, settings)
 
     assert time.monotonic() - started < 10
-    assert isinstance(error, SourceUnavailableError) and error.retriable
+    assert isinstance(error, error_class) and error.retriable
     assert "Retry-After" in str(error)
     outcome = outcome_of(error)
-    assert (outcome.http_status, outcome.push_ack, outcome.exit_code) == (503, False, 1)
+    # one status table everywhere: a 429 is a quota error (429), a 5xx unavailable (503)
+    assert (outcome.http_status, outcome.push_ack, outcome.exit_code) == (
+        reply.status,
+        False,
+        1,
+    )
     assert pages_requested(server) == [1, 2], "no second attempt at the limited page"
     assert loaded(settings) == (0, 0), "page 1 is not half-loaded"
 

@@ -81,9 +81,8 @@ def distinct_ids(settings: Settings) -> int:
 
 
 def failed_report(error: FerryError) -> dict[str, object]:
-    report = error.details["report"]
-    assert isinstance(report, dict)
-    return report
+    assert error.report is not None
+    return error.report.to_dict()
 
 
 # --- on_bad_rows: reject ---------------------------------------------------------------

@@ -152,7 +152,7 @@ def kill_when_a_load_job_committed(
                 try:
                     completed = list((package / "completed_jobs").iterdir())
                     started = [job.name for job in (package / "started_jobs").iterdir()]
-                except FileNotFoundError:  # the package is moving between folders
+                except (FileNotFoundError, NotADirectoryError):  # the package is moving
                     continue
                 if (completed or not other_jobs) and any(
                     job.startswith(f"{TABLE}.") for job in started

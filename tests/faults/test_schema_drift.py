@@ -67,8 +67,9 @@ def distinct_ids(settings: Settings) -> int:
 
 
 def failure(error: FerryError) -> dict[str, Any]:
-    report = error.details["report"]
-    assert isinstance(report, dict) and report["status"] == "failed"
+    assert error.report is not None
+    report = error.report.to_dict()
+    assert report["status"] == "failed"
     return report
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -47,7 +47,12 @@ MAX_EXAMPLES = 50
 READ_EXAMPLES = 20
 """For the run-history reads (GET /runs...): each call reads the run log from DuckDB
 (~0.2 s), and their inputs are only a few bounded query parameters."""
-CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
+CHECKS = [
+    not_a_server_error,
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+]
 BUCKET = "ferry-in"
 PIPELINES = """
 pipelines:
@@ -72,7 +77,6 @@ class Findings:
 
     problems: list[str] = field(default_factory=list)
     statuses: dict[str, dict[int, int]] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
 
     def check(
         self,
@@ -173,7 +177,6 @@ def run_bodies(folder: str) -> Callable[[Any, Any], st.SearchStrategy[Any]]:
 
 def fuzz(operation: Any, mode: GenerationMode, findings: Findings) -> None:
     """Up to `MAX_EXAMPLES` generated calls of one operation, every answer checked."""
-    started = time.monotonic()
     reads = operation.method.upper() == "GET" and operation.path != "/healthz"
     examples = READ_EXAMPLES if reads else MAX_EXAMPLES
     if reads and mode is GenerationMode.NEGATIVE:
@@ -189,7 +192,6 @@ def fuzz(operation: Any, mode: GenerationMode, findings: Findings) -> None:
     except hypothesis.errors.Unsatisfiable:
         # nothing to negate: an operation without parameters or body (GET /healthz)
         assert mode is GenerationMode.NEGATIVE
-    findings.seconds[operation.label] = round(time.monotonic() - started, 2)
 
 
 @pytest.mark.parametrize(
@@ -205,7 +207,6 @@ def test_every_operation_conforms_to_the_schema(
     assert "POST /runs" in findings.statuses
     if mode is GenerationMode.POSITIVE:
         assert 200 in findings.statuses["POST /runs"], "some generated runs really ran"
-    assert sum(findings.seconds.values()) < 35, findings.seconds
 
 
 # --- push bodies: the OpenAPI document declares none, so we bring the deliveries -------------

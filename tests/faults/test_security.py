@@ -28,7 +28,7 @@ from dlt.common.versioned_state import decompress_state
 from fastapi.testclient import TestClient
 
 from app.edges.server import create_app
-from app.ops import service as app_service
+from app.run import runner as app_runner
 from app.run.catalog import Catalog
 from app.run.report import RunReport
 from app.run.runner import RunRequest, run
@@ -82,7 +82,8 @@ def jail(monkeypatch: pytest.MonkeyPatch) -> Jail:
 
 @dataclass
 class RunLog:
-    """Every runner call the service made (patched into app.ops.service)."""
+    """Every runner call the service made (patched into app.run.runner, which the service
+    imports on its first run)."""
 
     requests: list[RunRequest] = field(default_factory=list)
 
@@ -95,7 +96,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> RunLog:
         log.requests.append(request)
         return run(request, *args, **kwargs)
 
-    monkeypatch.setattr(app_service, "run", recording_run)
+    monkeypatch.setattr(app_runner, "run", recording_run)
     return log
 
 
@@ -855,7 +856,8 @@ def test_canary_token_never_leaks_from_a_run(
         error = raised.value
         assert error.code == code, error.to_dict()
         surfaces += [str(error), repr(error), json.dumps(error.to_dict(), default=str)]
-        surfaces.append(json.dumps(error.details.get("report"), default=str))
+        assert error.report is not None
+        surfaces.append(json.dumps(error.report.to_dict(), default=str))
 
     assert len(api.requests_to("/ok")) == 1 and len(api.requests_to("/broken")) == 2
     assert all(r.headers["authorization"] == f"Bearer {CANARY}" for r in api.received)

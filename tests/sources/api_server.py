@@ -41,13 +41,13 @@ class ApiServer:
     """Routes are exact paths (no query). A route is either a handler computing a reply
     from the request, or a sequence of replies served in order (the last one repeats)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Handler | list[Reply]] = {}
         self.received: list[Received] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = ThreadingHTTPServer((host, 0), self._handler_class())
         self.port: int = self._httpd.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"http://{host}:{self.port}"
 
     def route(self, path: str, reply: Handler | Reply | Sequence[Reply]) -> None:
         if isinstance(reply, Reply):
@@ -122,8 +122,8 @@ class ApiServer:
 
 
 @contextmanager
-def serve() -> Iterator[ApiServer]:
-    server = ApiServer()
+def serve(host: str = "127.0.0.1") -> Iterator[ApiServer]:
+    server = ApiServer(host)
     server.start()
     try:
         yield server

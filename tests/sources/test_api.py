@@ -23,9 +23,11 @@ from core.errors import (
     BadDataError,
     ConfigError,
     FerryError,
+    QuotaExceededError,
     RequestError,
     SourceAccessDeniedError,
     SourceNotFoundError,
+    SourceRejectedError,
     SourceUnavailableError,
 )
 from core.spec import ApiSource
@@ -269,13 +271,14 @@ def test_safe_url_drops_credentials_query_and_fragment() -> None:
 @pytest.mark.parametrize(
     ("status", "error"),
     [
-        (400, RequestError),
+        (400, SourceRejectedError),
         (401, SourceAccessDeniedError),
         (403, SourceAccessDeniedError),
         (404, SourceNotFoundError),
         (410, SourceNotFoundError),
-        (422, RequestError),
-        (429, SourceUnavailableError),
+        (409, SourceUnavailableError),
+        (422, SourceRejectedError),
+        (429, QuotaExceededError),
         (500, SourceUnavailableError),
         (503, SourceUnavailableError),
     ],
@@ -558,7 +561,7 @@ def test_retry_after_longer_than_the_max_delay_fails_at_once(server: ApiServer) 
     server.route("/limited", Reply(429, {"e": "come back later"}, {"Retry-After": "3600"}))
     started = time.monotonic()
     error = raised(fast_pages(make_spec(server, "/limited"), "l"))
-    assert isinstance(error, SourceUnavailableError) and error.retriable
+    assert isinstance(error, QuotaExceededError) and error.retriable
     assert "3600" in str(error)
     assert len(server.received) == 1
     assert time.monotonic() - started < 1.0
@@ -585,10 +588,10 @@ def test_404_is_not_found(server: ApiServer) -> None:
     assert len(server.received) == 1
 
 
-def test_other_4xx_is_a_request_error(server: ApiServer) -> None:
+def test_other_4xx_is_a_terminal_source_rejection(server: ApiServer) -> None:
     server.route("/bad", Reply(400, {"e": "bad param"}))
     error = raised(fast_pages(make_spec(server, "/bad"), "bad"))
-    assert isinstance(error, RequestError)
+    assert isinstance(error, SourceRejectedError) and not error.retriable
     assert len(server.received) == 1
 
 

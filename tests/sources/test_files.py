@@ -17,14 +17,9 @@ from core.errors import (
     SourceNotFoundError,
 )
 from core.spec import FilesSource
+from core.uris import split_gs_uri
 from sources.files import SourceObject, get_object, list_objects, read_batches, shard
-from sources.files.helpers import (
-    detect_kind,
-    glob_regex,
-    literal_prefix,
-    split_glob,
-    split_gs_uri,
-)
+from sources.files.helpers import detect_kind
 from tests.emulators import GcsEmulator
 
 
@@ -58,31 +53,6 @@ def read_local(
 
 
 # --- pure helpers -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("pattern", "name", "matches"),
-    [
-        ("*.csv", "a.csv", True),
-        ("*.csv", "dir/a.csv", False),
-        ("**/*.csv", "a.csv", True),
-        ("**/*.csv", "x/y/a.csv", True),
-        ("in/**", "in/x/y.json", True),
-        ("in/2024-??.csv", "in/2024-01.csv", True),
-        ("in/[!b]*.csv", "in/b1.csv", False),
-        ("in/[ab]*.csv", "in/b1.csv", True),
-        ("a.b+(c).csv", "a.b+(c).csv", True),
-    ],
-    ids=lambda value: str(value),
-)
-def test_glob_regex(pattern: str, name: str, matches: bool) -> None:
-    assert bool(glob_regex(pattern).fullmatch(name)) is matches
-
-
-def test_glob_splitting() -> None:
-    assert split_glob("data/in/**/*.csv") == ("data/in", "**/*.csv")
-    assert split_glob("data/a.csv") == ("data/a.csv", "")
-    assert literal_prefix("exports/2024-*/part.csv") == "exports/2024-"
 
 
 @pytest.mark.parametrize(
@@ -429,6 +399,42 @@ def test_gcs_listing_with_glob_across_prefixes(gcs_env: GcsEmulator, unique_name
     blob = gcs_env.client().bucket(unique_name).get_blob("in/2024/01/a.csv")
     assert found[0].generation == blob.generation
     assert found[0].size == 4
+
+
+@pytest.mark.emulators
+def test_gcs_pattern_without_a_glob_is_that_object_or_that_folder(
+    gcs_env: GcsEmulator, unique_name: str
+) -> None:
+    upload(
+        gcs_env,
+        unique_name,
+        {"land/a.csv": b"a\n1\n", "land/x/b.csv": b"a\n2\n", "land-secrets/s.csv": b"a\n3\n"},
+    )
+
+    def listed(pattern: str) -> list[str]:
+        found = list_objects(pattern, base_dir=Path("/nonexistent"), storage_client=gcs_env.client)
+        return [obj.uri.removeprefix(f"gs://{unique_name}/") for obj in found]
+
+    assert listed(f"gs://{unique_name}/land") == ["land/a.csv", "land/x/b.csv"]
+    assert listed(f"gs://{unique_name}/land/") == ["land/a.csv", "land/x/b.csv"]
+    assert listed(f"gs://{unique_name}/land/a.csv") == ["land/a.csv"]
+    with pytest.raises(SourceNotFoundError):
+        listed(f"gs://{unique_name}/lan")
+
+
+def test_local_pattern_without_a_glob_is_that_file_or_that_folder(tmp_path: Path) -> None:
+    for name in ("land/a.csv", "land/x/b.csv", "land-secrets/s.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a\n1\n")
+
+    def listed(pattern: str) -> list[str]:
+        found = list_objects(pattern, base_dir=tmp_path, storage_client=no_gcs)
+        return [Path(obj.uri).relative_to(tmp_path.resolve()).as_posix() for obj in found]
+
+    assert listed("land") == ["land/a.csv", "land/x/b.csv"]
+    assert listed("land/a.csv") == ["land/a.csv"]
+    with pytest.raises(SourceNotFoundError):
+        listed("lan")
 
 
 @pytest.mark.emulators

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from app.edges.deps import ServiceDep
-from app.edges.routes.schemas import ERROR_RESPONSES
+from app.edges.deps import RunsCaller, ServiceDep
+from app.edges.headers import page_csp
+from app.edges.routes.schemas import ERROR_RESPONSES, HTML_ROUTE_ERROR_RESPONSES
 from app.ops.runlog import MAX_LIMIT, RunLog
 from app.ops.service import RunService
 from core.errors import RunNotFoundError
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], dependencies=[RunsCaller])
 
 Status = Literal["succeeded", "failed", "skipped"]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many runs")]
@@ -27,6 +28,24 @@ FormStatusFilter = Annotated[
     Literal["", "succeeded", "failed", "skipped"] | None,
     Query(description="Only runs with this status (empty: any)"),
 ]
+
+
+class ModelSummary(BaseModel):
+    name: str
+    status: Literal["built", "failed", "skipped"]
+    rows: int | None = None
+    seconds: float = 0.0
+    error_code: str | None = None
+
+    @classmethod
+    def of(cls, model: dict[str, Any]) -> ModelSummary:
+        return cls(
+            name=model["name"],
+            status=model["status"],
+            rows=model.get("rows"),
+            seconds=model.get("seconds") or 0.0,
+            error_code=(model.get("error") or {}).get("code"),
+        )
 
 
 class RunSummary(BaseModel):
@@ -43,6 +62,9 @@ class RunSummary(BaseModel):
     seconds_total: float = 0.0
     error_code: str | None = None
     error_message: str | None = None
+    models: list[ModelSummary] = Field(
+        default_factory=list, description="SQL models built after the load, in build order"
+    )
 
     @classmethod
     def of(cls, report: dict[str, Any]) -> RunSummary:
@@ -61,6 +83,7 @@ class RunSummary(BaseModel):
             seconds_total=(report.get("seconds") or {}).get("total", 0.0),
             error_code=error.get("code"),
             error_message=error.get("message"),
+            models=[ModelSummary.of(model) for model in report.get("models") or []],
         )
 
 
@@ -105,7 +128,7 @@ def get_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
     "/ui/runs",
     summary="Recent runs as an HTML page",
     response_class=HTMLResponse,
-    responses=ERROR_RESPONSES,
+    responses=HTML_ROUTE_ERROR_RESPONSES,
 )
 def runs_page(
     service: ServiceDep,
@@ -114,7 +137,10 @@ def runs_page(
     status: FormStatusFilter = None,
 ) -> HTMLResponse:
     runs = _summaries(service, limit, pipeline or None, status or None)
-    return HTMLResponse(render_runs_page(runs, pipeline=pipeline, status=status))
+    return HTMLResponse(
+        render_runs_page(runs, pipeline=pipeline, status=status),
+        headers={"Content-Security-Policy": PAGE_CSP},
+    )
 
 
 # --- the page (pure) ------------------------------------------------------------------------
@@ -139,7 +165,12 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;color:#59636e;white-s
 .skipped{background:#eaeef2;color:#59636e}
 .err{color:#cf222e}
 .empty{padding:24px;text-align:center;color:#59636e}
+tr.models td{padding:2px 10px 8px 32px;font-size:12px;color:#59636e}
+tr.models .badge{font-size:11px}
 """
+
+PAGE_CSP = page_csp(_STYLE)
+"""The page's only asset is its inline style: the CSP allows exactly that."""
 
 _HEADERS = (
     ("Started (UTC)", ""),
@@ -194,7 +225,27 @@ def _row(run: RunSummary) -> str:
         f'<td class="num">{escape(_duration(run.seconds_total))}</td>',
         f"<td>{error}</td>",
     ]
-    return f'<tr class="run" data-run-id="{escape(run.run_id)}">{"".join(cells)}</tr>'
+    row = f'<tr class="run" data-run-id="{escape(run.run_id)}">{"".join(cells)}</tr>'
+    return row + _models_row(run)
+
+
+def _models_row(run: RunSummary) -> str:
+    """The run's SQL models, on a row of their own under it."""
+    if not run.models:
+        return ""
+    models = " &middot; ".join(
+        f'<span class="nw model">{escape(model.name)} '
+        f'<span class="badge {escape(model.status)}">{escape(model.status)}</span>'
+        + (f" {model.rows} rows" if model.rows is not None else "")
+        + f" in {escape(_duration(model.seconds))}"
+        + (f' <span class="err">{escape(model.error_code)}</span>' if model.error_code else "")
+        + "</span>"
+        for model in run.models
+    )
+    return (
+        f'<tr class="models" data-run-id="{escape(run.run_id)}">'
+        f'<td colspan="{len(_HEADERS)}">models: {models}</td></tr>'
+    )
 
 
 def render_runs_page(

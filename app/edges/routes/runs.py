@@ -1,4 +1,5 @@
-"""`POST /runs`: an orchestrator runs a pipeline synchronously and gets the run report."""
+"""`POST /runs`: an orchestrator runs a pipeline (or builds SQL models) synchronously and gets
+the run report."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.edges.deps import ServiceDep
+from app.edges.deps import RunsCaller, ServiceDep
 from app.edges.routes.schemas import ERROR_RESPONSES
+from app.run.request import MODELS_RUN
 from app.run.runner import RunRequest
 from core.errors import RequestError
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], dependencies=[RunsCaller])
 
 
 class RunBody(BaseModel):
@@ -32,6 +34,13 @@ class RunBody(BaseModel):
     idempotency_key: str | None = Field(
         default=None, max_length=200, description="A repeated key returns the first run's report"
     )
+    models: list[Annotated[str, Field(max_length=128)]] | None = Field(
+        default=None,
+        max_length=500,
+        description="Build these SQL models and those downstream of them instead of loading "
+        "(`[]`: every model); not combined with `pipeline` or `source`",
+        examples=[["ratings_curated"]],
+    )
 
 
 @router.post(
@@ -44,6 +53,16 @@ def create_run(
     service: ServiceDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
+    if body.models is not None:
+        if body.pipeline or body.source or body.generation is not None or body.params:
+            raise RequestError("'models' builds models only: give it alone")
+        build = RunRequest(
+            pipeline=MODELS_RUN,
+            models=tuple(body.models),
+            idempotency_key=body.idempotency_key or idempotency_key,
+            trigger="http",
+        )
+        return service.execute(build).to_dict()
     if body.pipeline is None and body.source is None:
         raise RequestError("give 'pipeline', 'source', or both")
     pipeline = body.pipeline or service.catalog.pipeline_for_uri(str(body.source)).name
@@ -55,4 +74,4 @@ def create_run(
         idempotency_key=body.idempotency_key or idempotency_key,
         trigger="http",
     )
-    return service.execute(request)
+    return service.execute(request).to_dict()

@@ -22,15 +22,25 @@ class ErrorResponse(BaseModel):
 
 
 class PushResponse(BaseModel):
-    status: Literal["loaded", "skipped", "ignored", "dead_lettered", "failed_terminal", "retry"]
+    status: Literal[
+        "loaded", "skipped", "ignored", "model_failed", "dead_lettered", "failed_terminal", "retry"
+    ]
     reports: list[dict[str, Any]]
     detail: str | None = None
     error: dict[str, Any] | None = None
 
 
+ERROR_STATUSES = (400, 401, 403, 404, 413, 422, 424, 429, 500, 503)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse}
-    for status in (400, 401, 403, 404, 413, 422, 424, 429, 500, 503)
+    status: {"model": ErrorResponse} for status in ERROR_STATUSES
+}
+HTML_ROUTE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    # FastAPI files a `model` under the route's own media type (text/html for a page), but
+    # errors are JSON on every route: declare that content type explicitly
+    status: {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    }
+    for status in ERROR_STATUSES
 }
 PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,

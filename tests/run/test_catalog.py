@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.run.catalog import load_catalog, uri_matches
+from app.run.catalog import load_catalog
 from core.errors import ConfigError, RequestError, UnknownPipelineError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines.yaml"
@@ -77,22 +77,6 @@ def test_duplicate_names_and_bad_yaml(tmp_path: Path) -> None:
 def test_unknown_pipeline_lists_known_ones() -> None:
     with pytest.raises(UnknownPipelineError, match=r"no pipeline named 'nope' \(known: .*orders"):
         load_catalog(EXAMPLES).get("nope")
-
-
-@pytest.mark.parametrize(
-    ("pattern", "uri", "expected"),
-    [
-        ("gs://b/raw/*.csv", "gs://b/raw/x.csv", True),
-        ("gs://b/raw/*.csv", "gs://other/raw/x.csv", False),
-        ("gs://b/raw/*.csv", "gs://b/raw/x.json", False),
-        ("gs://b/raw/", "gs://b/raw/2026/x.csv", True),
-        ("gs://b/raw", "gs://b/rawdata/x.csv", False),
-        ("gs://b/raw/*.csv", "gs://b/raw/../secret/x.csv", False),
-        ("gs://b/raw/*.csv", "gs://b/raw/%2e%2e/x.csv", False),
-    ],
-)
-def test_uri_matching(pattern: str, uri: str, expected: bool) -> None:
-    assert uri_matches(pattern, uri) is expected
 
 
 def test_pipeline_for_uri(tmp_path: Path) -> None:

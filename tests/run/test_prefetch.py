@@ -4,7 +4,7 @@ consumer reaches it, and stops the producer when the consumer stops early."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -49,6 +49,7 @@ def test_a_consumer_that_stops_early_stops_the_producer() -> None:
             closed.set()
 
     stream = prefetched(items())
+    assert isinstance(stream, Generator)
     assert next(stream) == 0
     stream.close()
     assert closed.wait(timeout=5)

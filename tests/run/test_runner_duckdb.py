@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.run.catalog import Catalog, load_catalog
+from app.run.report import RunReport
 from app.run.runner import RunRequest, run
 from core.errors import BadDataError, RequestError, SourceNotFoundError, TransformError
 from tests.helpers import REPO, count, duckdb_settings, query, write_catalog
@@ -157,7 +158,9 @@ def test_malformed_file_fails_and_keeps_what_was_loaded(tmp_path: Path) -> None:
     with pytest.raises(BadDataError, match=r"b\.csv") as caught:
         run(RunRequest("orders"), settings, catalog)
     assert caught.value.pipeline == "orders"
-    assert caught.value.details["report"]["status"] == "failed"
+    assert isinstance(caught.value.report, RunReport)
+    assert caught.value.report.status == "failed"
+    assert "report" not in caught.value.details, "the report is typed, never a dict in details"
     assert count(settings, "orders") == 1, "nothing from the failed run is visible"
 
 
@@ -243,7 +246,6 @@ def test_a_run_racing_another_on_the_same_new_file_aborts_instead_of_duplicating
     tmp_path: Path,
 ) -> None:
     """New objects are appended on DuckDB; a run that loses the race must not append twice."""
-    from app.run.report import RunReport
     from core.errors import DestinationUnavailableError
 
     catalog = orders_catalog(tmp_path)
@@ -351,8 +353,9 @@ def test_failing_quality_gate_loads_nothing_of_the_file_and_quarantines_it(
     copied = Path(caught.value.details["quarantined_to"])
     assert copied.read_text(encoding="utf-8") == bad.read_text(encoding="utf-8")
     assert check.split()[0] in copied.with_name(copied.name + ".reason.json").read_text()
-    failed = [f for f in caught.value.details["report"]["files"] if f["status"] == "failed"]
-    assert [Path(f["uri"]).name for f in failed] == ["b.csv"]
+    assert isinstance(caught.value.report, RunReport)
+    failed = [f for f in caught.value.report.files if f.status == "failed"]
+    assert [Path(f.uri).name for f in failed] == ["b.csv"]
 
 
 def test_freshness_gate(tmp_path: Path) -> None:

@@ -14,7 +14,9 @@ import requests
 from fastapi.testclient import TestClient
 
 from app.edges.server import create_app
+from app.ops.idempotency import ReplayedReport
 from app.ops.service import RunService
+from app.run.report import RunReport
 from tests.helpers import count, duckdb_settings, write_catalog
 from tests.oidc import AUDIENCE, PUSHER, CertsServer, SigningKey, claims
 from tests.pubsub_messages import gcs_notification, wrapped_push
@@ -38,7 +40,7 @@ def counting(client: TestClient) -> list[object]:
     calls: list[object] = []
     original = service.execute
 
-    def execute(request: Any) -> dict[str, Any]:
+    def execute(request: Any) -> RunReport | ReplayedReport:
         calls.append(request)
         return original(request)
 

@@ -58,6 +58,22 @@ def test_terminal_exit_code_is_configurable_for_cloud_run_jobs(tmp_path: Path) -
     assert any(line["severity"] == "ERROR" for line in log_lines(result.stderr))
 
 
+def test_invalid_settings_still_honour_the_terminal_exit_code(tmp_path: Path) -> None:
+    result = ferry(["validate"], tmp_path, FERRY_LOG_LEVEL="loud")
+    assert result.returncode == 2
+    result = ferry(["validate"], tmp_path, FERRY_LOG_LEVEL="loud", FERRY_TERMINAL_EXIT_CODE="0")
+    assert result.returncode == 0, "a Cloud Run Job must not retry a broken config"
+    (error,) = [line for line in log_lines(result.stderr) if line["severity"] == "ERROR"]
+    assert error["error"]["code"] == "config_invalid"  # type: ignore[index]
+    assert "FERRY_LOG_LEVEL" in str(error["message"])
+
+
+def test_log_level_comes_from_the_settings(tmp_path: Path) -> None:
+    result = ferry(["run", "nope"], tmp_path, FERRY_LOG_LEVEL="error")
+    assert result.returncode == 2
+    assert {line["severity"] for line in log_lines(result.stderr)} == {"ERROR"}
+
+
 def test_bad_pipelines_file_is_terminal_and_names_the_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("pipelines:\n  - {name: p, source: {uri: a.csv}, destination: {table: 'x y'}}\n")

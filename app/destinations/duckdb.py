@@ -1,0 +1,82 @@
+"""DuckDB, the embedded default: one database file, one writing process at a time.
+
+The same small function set as bigquery.py; app/destinations/pipeline.py picks one by
+`settings.destination_kind`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from core.errors import DestinationUnavailableError
+from core.settings import Settings
+from core.spec import DestinationSpec
+
+APPEND_UNDER_LOCK = True
+"""All writers queue on one lock, so re-reading the ledger under it right before the commit
+makes a plain append (instead of a merge) safe for objects never loaded."""
+
+
+def make_destination(settings: Settings, staging_layout: str) -> Any:
+    import dlt
+
+    path = settings.resolved_duckdb_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return dlt.destinations.duckdb(
+        credentials={
+            "database": str(path.resolve()),
+            # bounded memory for the load step; insertion order is irrelevant to a table
+            "global_config": {
+                "memory_limit": settings.duckdb_memory_limit,
+                "preserve_insertion_order": False,
+            },
+        },
+        staging_dataset_name_layout=staging_layout,
+    )
+
+
+@contextmanager
+def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
+    """DuckDB allows one writing process at a time: queue local runs on a lock file."""
+    lock_path = settings.resolved_duckdb_path.with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with lock_path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DestinationUnavailableError(
+                        f"DuckDB file {settings.resolved_duckdb_path} stayed locked by another "
+                        f"run for {timeout:.0f}s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def list_datasets(client: Any, settings: Settings) -> list[str]:
+    """Schemas of the database file (`client`: the pipeline's dlt SQL client)."""
+    rows = client.execute_sql(
+        "SELECT schema_name FROM information_schema.schemata "
+        "WHERE catalog_name = current_database()"
+    )
+    return [str(row[0]) for row in rows or []]
+
+
+def drop_dataset(client: Any, settings: Settings, name: str) -> None:
+    escaped = client.capabilities.escape_identifier(name)
+    client.execute_sql(f"DROP SCHEMA IF EXISTS {escaped} CASCADE")
+
+
+def adapt(resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any:
+    """DuckDB takes no partition or cluster hints (they are BigQuery-only settings)."""
+    return resource

@@ -1,0 +1,120 @@
+"""Ordered merges: the SQL conditions that make a merge keep, per key, the latest change.
+
+dlt's `delete-insert` merge takes two conditions (dlt >= 1.31): a `source_filter` on the
+staged rows (the merge source) and a `destination_scope` selecting the destination rows the
+merge deletes before it inserts. Both run inside the merge's own transaction, so the check
+"is what the table holds for this key newer?" and the write are one atomic step on DuckDB and
+on BigQuery, whatever other runs do meanwhile. Within the staged rows dlt's `dedup_sort` keeps
+the latest change per key.
+
+A staged row (key k, sequence s, object u, generation g) enters the merge unless
+  * the table holds k at a sequence >= s from another object, or from an older copy of u
+    that this load does not replace (a row of u at generation <= g is being replaced), or
+  * a tombstone holds k at a sequence > s (a delete newer than this change).
+The merge deletes the table rows whose key is in the merge source, and the rows of every
+object this load reloads (same object, generation <= the staged one): an object's newer
+generation replaces what its older one still owns.
+
+Every column inside a subquery is renamed (`_ferry_*`), so the unqualified key and sequence
+columns of the condition resolve to the staged row (or, in the scope, the destination row)
+without knowing the alias dlt gives those tables. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.lineage import SOURCE_GENERATION_COLUMN, SOURCE_URI_COLUMN
+
+Escape = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class OrderedMerge:
+    """What a table's merge hints need: its keys, sequence and the two SQL conditions."""
+
+    primary_key: tuple[str, ...]
+    sequence: str
+    source_filter: str
+    destination_scope: str | None
+
+
+def _key_match(alias: str, keys: Sequence[str]) -> str:
+    return " AND ".join(f"{alias}._ferry_k{i} = {key}" for i, key in enumerate(keys))
+
+
+def _renamed_keys(keys: Sequence[str]) -> str:
+    return ", ".join(f"{key} AS _ferry_k{i}" for i, key in enumerate(keys))
+
+
+def newer_held(
+    table: str, keys: Sequence[str], sequence: str, escape: Escape, *, by_object: bool
+) -> str:
+    """True when `table` holds a staged row's key at the same or a later sequence.
+
+    `by_object`: rows of the staged row's own object at a generation <= its own do not count
+    (the load replaces them)."""
+    uri, generation = escape(SOURCE_URI_COLUMN), escape(SOURCE_GENERATION_COLUMN)
+    columns = [_renamed_keys(keys), f"{sequence} AS _ferry_seq"]
+    replaced = ""
+    if by_object:
+        columns += [f"{uri} AS _ferry_uri", f"{generation} AS _ferry_gen"]
+        replaced = (
+            f" AND NOT (_ferry_held._ferry_uri = {uri} AND _ferry_held._ferry_gen <= {generation})"
+        )
+    # identifiers only, quoted by the destination's own client: no values are spliced in
+    return (
+        f"EXISTS (SELECT 1 FROM (SELECT {', '.join(columns)} FROM {table}) AS _ferry_held"  # noqa: S608
+        f" WHERE {_key_match('_ferry_held', keys)} AND _ferry_held._ferry_seq >= {sequence}"
+        f"{replaced})"
+    )
+
+
+def newer_tombstone(tombstones: str, keys: Sequence[str], sequence: str) -> str:
+    """True when a delete later than the staged row's change is recorded for its key."""
+    return (
+        f"EXISTS (SELECT 1 FROM (SELECT {_renamed_keys(keys)}, {sequence} AS _ferry_seq"  # noqa: S608
+        f" FROM {tombstones}) AS _ferry_tomb WHERE {_key_match('_ferry_tomb', keys)}"
+        f" AND _ferry_tomb._ferry_seq > {sequence})"
+    )
+
+
+def ordered_merge(
+    *,
+    table: str,
+    tombstones: str | None,
+    primary_key: Sequence[str],
+    sequence: str,
+    escape: Escape,
+) -> OrderedMerge:
+    """The data table's conditions. `table` and `tombstones` are qualified names; `tombstones`
+    is None when the table keeps none (yet)."""
+    keys = [escape(key) for key in primary_key]
+    seq = escape(sequence)
+    uri, generation = escape(SOURCE_URI_COLUMN), escape(SOURCE_GENERATION_COLUMN)
+    source_filter = f"NOT {newer_held(table, keys, seq, escape, by_object=True)}"
+    if tombstones:
+        source_filter += f" AND NOT {newer_tombstone(tombstones, keys, seq)}"
+    # `{staging_table}` is dlt's placeholder for the staged table
+    in_merge_source = (
+        f"EXISTS (SELECT 1 FROM (SELECT {_renamed_keys(keys)} FROM {{staging_table}}"  # noqa: S608
+        f" WHERE {source_filter}) AS _ferry_new WHERE {_key_match('_ferry_new', keys)})"
+    )
+    reloaded_object = (
+        f"EXISTS (SELECT 1 FROM (SELECT {uri} AS _ferry_uri, MAX({generation}) AS _ferry_gen"  # noqa: S608
+        f" FROM {{staging_table}} GROUP BY {uri}) AS _ferry_reloaded"
+        f" WHERE _ferry_reloaded._ferry_uri = {uri}"
+        f" AND _ferry_reloaded._ferry_gen >= {generation})"
+    )
+    scope = f"{in_merge_source} OR {reloaded_object}"
+    return OrderedMerge(tuple(primary_key), sequence, source_filter, scope)
+
+
+def tombstone_merge(
+    *, tombstones: str, primary_key: Sequence[str], sequence: str, escape: Escape
+) -> OrderedMerge:
+    """Tombstones keep the latest delete per key (the merge never lowers one)."""
+    keys = [escape(key) for key in primary_key]
+    source_filter = "NOT " + newer_held(tombstones, keys, escape(sequence), escape, by_object=False)
+    return OrderedMerge(tuple(primary_key), sequence, source_filter, None)

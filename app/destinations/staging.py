@@ -1,0 +1,108 @@
+"""Sweeps staging datasets that killed runs left behind.
+
+Every run (and every run-log / idempotency write) merges through a staging dataset of its own,
+`<dataset>_staging_<run id>`, dropped when the run ends. A SIGKILL or an out-of-memory kill
+skips that drop: on BigQuery the leftover holds a copy of source rows. The run id starts with
+the run's start time, so a leftover older than `staging_max_age_hours` cannot belong to a
+run still going, and is dropped: at the start of a run (at most once per interval per
+process) and by `main.py gc`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.destinations.pipeline import destination_for
+from core.errors import classify
+from core.settings import Settings
+
+log = logging.getLogger("ferry.staging")
+
+SWEEP_INTERVAL_SECONDS = 900.0
+"""A long-lived instance sweeps at most this often (one dataset listing per sweep)."""
+
+_last_sweep: dict[tuple[str, str], float] = {}
+_lock = threading.Lock()
+
+
+def staging_pattern(dataset: str) -> re.Pattern[str]:
+    """`<dataset>_staging_[<prefix>_]<yyyymmddThhmmss>_<8 hex>`, as staging_token spells it."""
+    return re.compile(
+        rf"^{re.escape(dataset.lower())}_staging_(?:[a-z]+_)*(\d{{8}}t\d{{6}})_[0-9a-f]{{8}}$"
+    )
+
+
+def stale_staging(
+    names: Iterable[str], dataset: str, now: datetime, max_age: timedelta
+) -> list[str]:
+    """The names that are run staging datasets of `dataset` started before `now - max_age`.
+
+    `now` is local time, like the timestamp in run ids.
+    """
+    pattern = staging_pattern(dataset)
+    stale = []
+    for name in names:
+        match = pattern.match(name.lower())
+        if match is None:
+            continue
+        started = datetime.strptime(match[1].upper(), "%Y%m%dT%H%M%S")
+        if now - started > max_age:
+            stale.append(name)
+    return sorted(stale)
+
+
+def sweep_stale_staging(pipeline: Any, settings: Settings) -> list[str]:
+    """Drop the stale staging datasets of the pipeline's destination; their names.
+
+    The caller holds the destination lock (DuckDB).
+    """
+    destination = destination_for(settings)
+    max_age = timedelta(hours=settings.staging_max_age_hours)
+    with pipeline.sql_client() as client:
+        names = destination.list_datasets(client, settings)
+        stale = stale_staging(names, settings.dataset_name, datetime.now(), max_age)
+        for name in stale:
+            destination.drop_dataset(client, settings, name)
+    if stale:
+        log.warning(
+            "dropped %d staging dataset(s) left by killed runs: %s",
+            len(stale),
+            ", ".join(stale),
+            extra={"event": "staging_swept", "datasets": stale},
+        )
+    return stale
+
+
+def sweep_if_due(pipeline: Any, settings: Settings) -> None:
+    """Best effort, throttled: a failed sweep never fails the run that attempted it."""
+    key = (settings.destination_kind, settings.dataset_name)
+    now = time.monotonic()
+    with _lock:
+        last = _last_sweep.get(key)
+        if last is not None and now - last < SWEEP_INTERVAL_SECONDS:
+            return
+        _last_sweep[key] = now
+    try:
+        sweep_stale_staging(pipeline, settings)
+    except Exception as error:
+        log.warning("could not sweep stale staging datasets: %s", error)
+
+
+def sweep_now(settings: Settings) -> list[str]:
+    """`main.py gc`: sweep once, unthrottled; the names dropped."""
+    from app.destinations.pipeline import destination_lock, run_pipeline_for
+
+    try:
+        with (
+            run_pipeline_for("_gc", settings, f"gc-{time.time_ns()}") as pipeline,
+            destination_lock(settings),
+        ):
+            return sweep_stale_staging(pipeline, settings)
+    except Exception as error:
+        raise classify(error) from error

@@ -1,0 +1,86 @@
+"""Validate a pipelines file's models at start: every problem names the model."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.models.graph import ModelGraph
+from core.model_spec import ModelSpec
+
+if TYPE_CHECKING:
+    from app.models.transpile import ModelQuery
+
+RESERVED_PREFIXES = ("_dlt", "_ferry")
+"""dlt's and ferry's own tables (`_dlt_loads`, `_ferry_runs`): a model must never replace them."""
+CHILD_SEPARATOR = "__"
+"""dlt names nested tables `<table>__<field>`; ferry's rejects are `<table>__rejects`."""
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The validated models of one pipelines file."""
+
+    specs: Mapping[str, ModelSpec] = field(default_factory=dict)
+    queries: Mapping[str, ModelQuery] = field(default_factory=dict)
+    graph: ModelGraph = field(default_factory=lambda: ModelGraph.of({}))
+
+    def __bool__(self) -> bool:
+        return bool(self.specs)
+
+
+def compile_models(
+    specs: Sequence[ModelSpec], loaded_tables: Collection[str], base_dir: Path
+) -> ModelSet:
+    """Read, parse and check every model against the tables the pipelines load.
+
+    Errors (ConfigError): SQL that does not parse or has no DuckDB translation, a table no
+    pipeline loads and no model builds, a model named like a loaded table, a cycle.
+    """
+    if not specs:
+        return ModelSet()
+    # sqlglot and DuckDB load only for a file that declares models (a faster cold start)
+    from app.models.transpile import check_translatable, model_error, parse_model
+
+    names = {spec.name for spec in specs}
+    queries: dict[str, ModelQuery] = {}
+    for spec in specs:
+        if spec.name.lower().startswith(RESERVED_PREFIXES):
+            raise model_error(spec.name, "names starting with _dlt or _ferry are reserved")
+        if spec.name in loaded_tables:
+            raise model_error(spec.name, "a pipeline already loads a table of this name")
+        if spec.name in queries:
+            raise model_error(spec.name, "declared twice")
+        query = parse_model(spec.name, _sql_of(spec, base_dir))
+        check_translatable(query)
+        for table in sorted(query.upstream):
+            if not (table in names or _is_loaded(table, loaded_tables)):
+                known = ", ".join(sorted(set(loaded_tables) | names)) or "none"
+                raise model_error(
+                    spec.name,
+                    f"reads table '{table}', which no pipeline loads and no model builds "
+                    f"(known: {known})",
+                )
+        queries[spec.name] = query
+    graph = ModelGraph.of({name: query.upstream for name, query in queries.items()})
+    return ModelSet(specs={spec.name: spec for spec in specs}, queries=queries, graph=graph)
+
+
+def _sql_of(spec: ModelSpec, base_dir: Path) -> str:
+    from app.models.transpile import model_error
+
+    if spec.sql is not None:
+        return spec.sql
+    path = base_dir / str(spec.sql_file)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise model_error(spec.name, f"cannot read sql_file {path}: {error.strerror}") from None
+
+
+def _is_loaded(table: str, loaded_tables: Collection[str]) -> bool:
+    return table in loaded_tables or any(
+        table.startswith(loaded + CHILD_SEPARATOR) for loaded in loaded_tables
+    )

@@ -1,0 +1,176 @@
+"""One SQL, two engines: a model's BigQuery `SELECT`, qualified and rendered for either engine.
+
+Models are written in BigQuery's dialect (the production target). sqlglot parses them once;
+for DuckDB (the embedded default) sqlglot transpiles the tree, and what it cannot translate
+is found at validation, not in the middle of a run:
+- constructs sqlglot itself refuses (`unsupported_level=RAISE`), e.g. `LIMIT` inside
+  `ARRAY_AGG`;
+- functions it passes through untranslated that DuckDB does not have (`NET.HOST`,
+  `FARM_FINGERPRINT`): DuckDB's own parser lists the functions the translation calls, and
+  each is looked up in DuckDB's catalog of functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+import sqlglot
+from sqlglot import ErrorLevel, exp
+from sqlglot.errors import ParseError, UnsupportedError
+
+from core.errors import ConfigError
+
+SOURCE_DIALECT = "bigquery"
+Engine = Literal["duckdb", "bigquery"]
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where models build: the engine and the configured dataset (and BigQuery project)."""
+
+    engine: Engine
+    dataset: str
+    project: str | None = None
+
+    def table(self, name: str) -> exp.Table:
+        """`name` in the configured dataset, quoted."""
+        catalog = self.project if self.engine == "bigquery" else None
+        return exp.table_(name, db=self.dataset, catalog=catalog, quoted=True)
+
+    def render(self, expression: exp.Expr) -> str:
+        return expression.sql(dialect=self.engine, unsupported_level=ErrorLevel.RAISE)
+
+
+@dataclass(frozen=True)
+class ModelQuery:
+    """A model's parsed SELECT and the tables it reads (its upstream)."""
+
+    name: str
+    query: exp.Query
+    upstream: frozenset[str]
+    ctes: frozenset[str]
+
+    def qualified(self, warehouse: Warehouse) -> exp.Query:
+        """The SELECT with every table reference moved into the configured dataset."""
+        query = self.query.copy()
+        for table in _table_refs(query, self.ctes):
+            qualified = warehouse.table(table.name)
+            table.set("db", qualified.args.get("db"))
+            table.set("catalog", qualified.args.get("catalog"))
+        return query
+
+    def render(self, warehouse: Warehouse) -> str:
+        return warehouse.render(self.qualified(warehouse))
+
+
+def model_error(name: str, problem: str) -> ConfigError:
+    return ConfigError(f"model '{name}': {problem}", details={"model": name})
+
+
+def parse_model(name: str, sql: str) -> ModelQuery:
+    """Parse one model's SQL (BigQuery dialect); every problem names the model."""
+    try:
+        statements = sqlglot.parse(sql, read=SOURCE_DIALECT, error_level=ErrorLevel.RAISE)
+    except ParseError as error:
+        first = error.errors[0] if error.errors else {}
+        where = f" (line {first.get('line')}, column {first.get('col')})" if first else ""
+        description = first.get("description") or str(error).splitlines()[0]
+        problem = f"SQL does not parse as BigQuery SQL{where}: {description}"
+        raise model_error(name, problem) from None
+    found = [statement for statement in statements if statement is not None]
+    if len(found) != 1 or not isinstance(found[0], exp.Query):
+        raise model_error(name, "SQL must be exactly one SELECT statement")
+    query = found[0]
+    ctes = frozenset(cte.alias_or_name for cte in query.find_all(exp.CTE))
+    upstream: set[str] = set()
+    for table in _table_refs(query, ctes, include_qualified=True):
+        if table.args.get("db") or table.args.get("catalog"):
+            raise model_error(
+                name,
+                f"table '{table.sql(dialect=SOURCE_DIALECT)}' is qualified: write table names "
+                "alone (`FROM orders`); ferry reads them from the configured dataset on both "
+                "engines",
+            )
+        upstream.add(table.name)
+    return ModelQuery(name=name, query=query, upstream=frozenset(upstream), ctes=ctes)
+
+
+def _table_refs(
+    query: exp.Expr, ctes: frozenset[str], include_qualified: bool = False
+) -> Iterator[exp.Table]:
+    """Named tables the query reads; references to its own CTEs are not tables."""
+    for table in list(query.find_all(exp.Table)):
+        if not isinstance(table.this, exp.Identifier):
+            continue  # a table function or UNNEST, not a stored table
+        qualified = bool(table.args.get("db") or table.args.get("catalog"))
+        if qualified and not include_qualified:
+            continue
+        if not qualified and table.name in ctes:
+            continue
+        yield table
+
+
+def untranslatable(model: ModelQuery) -> list[str]:
+    """What of the model's BigQuery SQL has no DuckDB translation (empty: it all has one)."""
+    try:
+        # BigQuery runs the SQL as sqlglot re-prints it from its own parse: that must work too
+        model.render(Warehouse(engine="bigquery", dataset="ferry", project="project"))
+        duckdb_sql = model.render(Warehouse(engine="duckdb", dataset="ferry"))
+    except UnsupportedError as error:
+        return [line.strip() for line in str(error).splitlines() if line.strip()]
+    return _unknown_to_duckdb(duckdb_sql)
+
+
+def check_translatable(model: ModelQuery) -> None:
+    problems = untranslatable(model)
+    if problems:
+        raise model_error(
+            model.name,
+            "SQL cannot run on DuckDB (the embedded default): " + "; ".join(problems),
+        )
+
+
+def _unknown_to_duckdb(duckdb_sql: str) -> list[str]:
+    """Functions the DuckDB SQL calls that DuckDB does not have, by DuckDB's own parser."""
+    parsed = _duckdb().cursor().execute("SELECT json_serialize_sql(?)", [duckdb_sql]).fetchone()
+    tree = json.loads(parsed[0])
+    if tree.get("error"):
+        return [f"the DuckDB translation does not parse: {tree.get('error_message')}"]
+    known = _duckdb_functions()
+    problems: list[str] = []
+    for schema, function in _function_calls(tree):
+        if schema not in ("", "main") or function.lower() not in known:
+            spelled = f"{schema}.{function}" if schema else function
+            problem = f"function {spelled.upper()} has no DuckDB equivalent"
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _function_calls(node: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("function_name"), str):
+            yield str(node.get("schema") or ""), node["function_name"]
+        for value in node.values():
+            yield from _function_calls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _function_calls(value)
+
+
+@cache
+def _duckdb() -> Any:
+    import duckdb
+
+    return duckdb.connect(":memory:")
+
+
+@cache
+def _duckdb_functions() -> frozenset[str]:
+    query = "SELECT DISTINCT function_name FROM duckdb_functions()"
+    rows = _duckdb().cursor().execute(query).fetchall()
+    return frozenset(str(row[0]).lower() for row in rows)
