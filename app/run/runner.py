@@ -69,10 +69,6 @@ def _run(
                 # (the existing column types that checks compare against) from the destination
                 pipeline.sync_destination()
                 sweep_if_due(pipeline, settings)
-            if request.replay is not None or isinstance(spec.source, FilesSource):
-                # file runs keep their ledger in the data, not in dlt state: writing the state
-                # back would cost a `_dlt_pipeline_state` load job on every run
-                pipeline.config.restore_from_destination = False
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )

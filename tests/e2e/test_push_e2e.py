@@ -229,7 +229,7 @@ def test_every_delivery_form_loads_the_object(stack: Stack, form: str) -> None:
 @pytest.mark.parametrize(
     ("name", "event_type", "why"),
     [
-        ("incoming/a.csv", "OBJECT_DELETE", "event type"),
+        ("incoming/a.csv", "OBJECT_DELETE", "no pipeline removes rows"),
         ("elsewhere/a.csv", "OBJECT_FINALIZE", "no pipeline"),
     ],
 )
