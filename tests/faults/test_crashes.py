@@ -167,9 +167,17 @@ def kill_when_a_load_job_committed(
 
 
 def load_package_jobs(worker: LocalWorker) -> dict[str, list[str]]:
-    (package,) = worker.tmp_path.glob("data/runs/*/ferry_big/load/normalized/*")
+    """The jobs of the killed run's load packages (a busy machine may leave a second,
+    not yet started package beside the one being loaded), by state."""
+    packages = list(worker.tmp_path.glob("data/runs/*/ferry_big/load/normalized/*"))
+    assert packages, "the killed run left no load package"
     return {
-        state: sorted(job.name for job in (package / f"{state}_jobs").iterdir())
+        state: sorted(
+            job.name
+            for package in packages
+            if (package / f"{state}_jobs").is_dir()
+            for job in (package / f"{state}_jobs").iterdir()
+        )
         for state in ("completed", "started", "new")
     }
 
