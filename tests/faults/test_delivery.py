@@ -318,7 +318,7 @@ def test_redelivery_while_the_first_attempt_is_loading_loads_once(stack: Stack) 
     deliver("m-2")  # the redelivery (ack deadline passed): waits for the first, then acks
     first.join(timeout=180)
 
-    assert responses["m-2"].elapsed.total_seconds() > 1.0, "the duplicate waited for the load"
+    # had the duplicate not waited for the first load, it would have loaded too
     assert statuses(responses["m-1"]) == (200, "loaded", ["loaded"])
     assert statuses(responses["m-2"]) == (200, "skipped", ["already_loaded"])
     assert stack.tally("incoming/slow.csv") == exact(source)
