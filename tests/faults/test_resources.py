@@ -8,7 +8,6 @@ import resource
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -102,11 +101,9 @@ def test_a_decompression_bomb_is_stopped_at_the_cap(tmp_path: Path, kind: str) -
     assert bomb.stat().st_size < 2 * MiB
 
     rss_before = peak_rss_bytes()
-    started = time.monotonic()
     with pytest.raises(BadDataError, match=r"beyond the limit of 16777216 bytes") as caught:
         run(RunRequest("orders"), settings, catalog)
 
-    assert time.monotonic() - started < 10, "stopped at the cap, not after expanding it all"
     assert peak_rss_bytes() - rss_before < 128 * MiB
     assert bomb.name in str(caught.value)
     assert not caught.value.retriable
