@@ -254,5 +254,11 @@ def test_concurrent_deliveries_of_different_objects_all_load(stack: Stack) -> No
         pushes.append(wrapped_push(data, attributes, message_id=f"m{n}"))
     with ThreadPoolExecutor(3) as pool:
         responses = list(pool.map(lambda hb: stack.post("/pubsub", *hb), pushes))
+    # a concurrent first load into a new dataset may meet BigQuery's 409 and be nacked
+    # (retriable): Pub/Sub would deliver it again, so this test does too
+    for _ in range(3):
+        for index, response in enumerate(responses):
+            if response.json()["status"] == "retry":
+                responses[index] = stack.post("/pubsub", *pushes[index])
     assert [r.json()["status"] for r in responses] == ["loaded"] * 3
     assert len(stack.rows()) == 30
