@@ -25,6 +25,7 @@ import duckdb
 import pytest
 import requests
 
+from sources.files import shard
 from tests.emulators import BigQueryEmulator, GcsEmulator, PubSubEmulator
 from tests.faults.test_delivery import SourceFile, Tally, emulator_stack, exact, people_csv
 from tests.helpers import REPO
@@ -441,14 +442,36 @@ def job_task(worker: LocalWorker, index: int, count: int, failpoint: str = "") -
     )
 
 
+def names_with_every_task_busy(folder: Path, *, count: int, per_task: int) -> list[str]:
+    """File names in `folder` whose shares (the job's own `shard` rule) give each task work."""
+    owned: dict[int, list[str]] = {index: [] for index in range(count)}
+    for n in range(1_000):
+        name = f"part-{n:03d}.csv"
+        index = next(i for i in range(count) if shard([Named(str(folder / name))], i, count))
+        if len(owned[index]) < per_task:
+            owned[index].append(name)
+        if all(len(names) == per_task for names in owned.values()):
+            return sorted(name for names in owned.values() for name in names)
+    raise AssertionError("no file names spread over every task")
+
+
+@dataclass(frozen=True)
+class Named:
+    uri: str
+
+
 def test_job_tasks_killed_and_retried_load_exactly_once(worker: LocalWorker) -> None:
     """Three tasks: one finishes, one is killed mid-extract, one after its commit; Cloud Run
     retries the two killed task indexes."""
+    # Shares follow a hash of each object's path, which lies in a fresh tmp folder; pick the
+    # names so each of the three tasks owns at least two files, or a kill could find no work.
+    names = names_with_every_task_busy(worker.files, count=3, per_task=2)
     sources = [
-        people_csv(range(n * 5_000, (n + 1) * 5_000), bad=n % 3, tag=f"p{n}") for n in range(9)
+        people_csv(range(n * 5_000, (n + 1) * 5_000), bad=n % 3, tag=f"p{n}")
+        for n in range(len(names))
     ]
-    for n, source in enumerate(sources):
-        worker.write(f"part-{n:02d}.csv", source)
+    for name, source in zip(names, sources, strict=True):
+        worker.write(name, source)
     failpoints = {0: "", 1: "after_first_batch", 2: "after_commit"}
 
     first_attempts = {index: job_task(worker, index, 3, fp) for index, fp in failpoints.items()}
