@@ -15,6 +15,8 @@ from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
 from core.spec import DestinationSpec
 
+SQL_TYPES = {"text": "STRING", "bigint": "INT64", "double": "FLOAT64", "timestamp": "TIMESTAMP"}
+
 APPEND_UNDER_LOCK = False
 """No lock spans instances, so an object's rows are always merged on its URI."""
 

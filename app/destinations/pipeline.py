@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -33,6 +34,9 @@ class Destination(Protocol):
     def list_datasets(self, client: Any, settings: Settings) -> list[str]: ...
 
     def drop_dataset(self, client: Any, settings: Settings, name: str) -> None: ...
+
+    SQL_TYPES: dict[str, str]
+    """dlt data type -> the destination's SQL type, for ferry's own bound statements."""
 
 
 def destination_for(settings: Settings) -> Destination:
@@ -76,6 +80,17 @@ class _KnownHarmlessDltWarnings(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "does not support both timezone and precision" not in record.getMessage()
+
+
+_staging_dropped: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def drop_staging_dataset(pipeline: Any) -> None:
+    """Drop the run's own staging dataset now (the caller holds the destination lock), if
+    the run may have staged anything, so the pipeline's exit does not take the lock again."""
+    if _may_have_staged(pipeline):
+        _drop_staging_dataset(pipeline)
+    _staging_dropped.add(pipeline)
 
 
 def _drop_staging_dataset(pipeline: Any) -> None:
@@ -129,7 +144,7 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
         try:
             yield created
         finally:
-            if _may_have_staged(created):
+            if created not in _staging_dropped and _may_have_staged(created):
                 with destination_lock(settings):
                     _drop_staging_dataset(created)
     finally:

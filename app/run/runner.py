@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.destinations.pipeline import destination_lock, run_pipeline_for
+from app.destinations.pipeline import destination_lock, drop_staging_dataset, run_pipeline_for
 from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
 from app.run.build import build_after_load, build_run
@@ -64,20 +64,23 @@ def _run(
     try:
         transform = compile_transform(spec.name, spec.transform)
         with run_pipeline_for(spec.name, settings, request.run_id) as pipeline:
-            with report.timed("list"), destination_lock(settings):
-                # a fresh working dir: restore state (incremental cursors) and the schema
-                # (the existing column types that checks compare against) from the destination
-                pipeline.sync_destination()
-                sweep_if_due(pipeline, settings)
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
             guard: CommitGuard | None = None
-            if request.replay is not None:
-                resource, guard = files_resource(context, _replay_source(spec))
-            elif isinstance(spec.source, FilesSource):
-                resource, guard = files_resource(context, spec.source)
-            else:
+            # one hold of the lock for everything the run reads before extracting: DuckDB
+            # opens its file once instead of once per read
+            with destination_lock(settings):
+                with report.timed("list"):
+                    # a fresh working dir: restore state (incremental cursors) and the schema
+                    # (the column types that checks compare against) from the destination
+                    pipeline.sync_destination()
+                    sweep_if_due(pipeline, settings)
+                if request.replay is not None:
+                    resource, guard = files_resource(context, _replay_source(spec))
+                elif isinstance(spec.source, FilesSource):
+                    resource, guard = files_resource(context, spec.source)
+            if request.replay is None and not isinstance(spec.source, FilesSource):
                 resource = api_resource(context, spec.source)
             if resource is not None:
                 _load(context, resource, guard)
@@ -124,16 +127,18 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     for check in run.before_load:
         check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly
-    with report.timed("load"), destination_lock(run.settings):
-        if guard is not None:
-            guard()
-        failpoints.hit("during_load")
-        load_info = pipeline.load()
-    failpoints.hit("after_commit")
-    load_info.raise_on_failed_jobs()
-    for clean_up in run.after_commit:
-        with destination_lock(run.settings):
+    # one hold of the lock from the guard's last look to the staging drop
+    with destination_lock(run.settings):
+        with report.timed("load"):
+            if guard is not None:
+                guard()
+            failpoints.hit("during_load")
+            load_info = pipeline.load()
+        failpoints.hit("after_commit")
+        load_info.raise_on_failed_jobs()
+        for clean_up in run.after_commit:
             clean_up()
+        drop_staging_dataset(pipeline)
     report.load_ids = list(load_info.loads_ids)
     for package in load_info.load_packages:
         for job in package.jobs.get("completed_jobs", []):

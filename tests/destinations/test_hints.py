@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,25 @@ def test_duckdb_lock_serialises_writers(tmp_path: Path) -> None:
     from core.errors import DestinationUnavailableError
 
     settings = duckdb_settings(tmp_path)
-    # a second holder (another open file description) waits, then gives up: retriable
-    with (
-        duckdb.lock(settings),
-        pytest.raises(DestinationUnavailableError, match="locked"),
-        duckdb.lock(settings, timeout=0.0),
-    ):
-        pass
+    outcome: list[BaseException | None] = []
+
+    def second_holder() -> None:
+        try:
+            with duckdb.lock(settings, timeout=0.0):
+                outcome.append(None)
+        except BaseException as error:  # reported to the test thread
+            outcome.append(error)
+
+    # another thread (another open file description) waits, then gives up: retriable
+    with duckdb.lock(settings):
+        other = threading.Thread(target=second_holder)
+        other.start()
+        other.join()
+        # the holder's own thread may take it again (a run holds it across its steps)
+        with duckdb.lock(settings, timeout=0.0):
+            pass
+    assert len(outcome) == 1 and isinstance(outcome[0], DestinationUnavailableError)
+    assert "locked" in str(outcome[0])
+    # released: the other thread gets it now
+    second_holder()
+    assert outcome[1] is None
