@@ -231,13 +231,13 @@ def main(argv: list[str]) -> int:
 
     with _bigquery_emulator("push_bq" in paths) as emulator:
         if emulator is not None:
-            say("push on the BigQuery emulator: API calls for one small object")
+            say("push on the BigQuery emulator: API calls for one small object (warm)")
             one = small_files[0]
             job = _job(
                 "ferry_bq",
                 "csv",
-                [one],
-                str(one.resolve()),
+                small_files[:2],
+                small_glob,
                 args,
                 emulator_endpoint=emulator.endpoint,
                 bigquery_dataset=f"bench_{uuid.uuid4().hex[:8]}",

@@ -301,6 +301,8 @@ def run_ferry(job: Job) -> Outcome:
     settings = ferry_settings(job, pipelines_file, Path(job.workdir) / "data")
     captured = _capture_load_info()
     calls = count_bigquery_calls() if job.path == "ferry_bq" else {}
+    if job.path == "ferry_bq":
+        return _warm_push(job, settings, catalog, calls, captured)
     started = time.perf_counter()
     report = run(run_request(pipeline="bench"), settings, catalog)
     seconds = time.perf_counter() - started
@@ -318,6 +320,42 @@ def run_ferry(job: Job) -> Outcome:
         load_jobs=load_jobs,
         api_calls=dict(calls),
         note="rows from the run report" if bigquery else "",
+    )
+
+
+def _warm_push(
+    job: Job, settings: Any, catalog: Any, calls: dict[str, int], captured: list[Any]
+) -> Outcome:
+    """A push to a warm instance, as the service does it (the run, then its run-log row):
+    the first object creates the dataset and tables; only the second one's calls count."""
+    from app.ops.run_events import run_and_tell
+
+    _, run_request, run, _ = _ferry_api()
+    first, second = job.inputs[:2]
+
+    def push(uri: str) -> Any:
+        request = run_request(pipeline="bench", source_uri=uri, trigger="http")
+        return run_and_tell(settings, lambda: run(request, settings, catalog))
+
+    push(first)
+    calls.clear()
+    captured.clear()
+    started = time.perf_counter()
+    report = push(second)
+    seconds = time.perf_counter() - started
+    load_jobs: dict[str, int] = {}
+    for info in captured:
+        for table, jobs in _jobs_of(info).items():
+            load_jobs[table] = load_jobs.get(table, 0) + jobs
+    return Outcome(
+        seconds,
+        report.rows_loaded,
+        peak_rss_mib(),
+        stages=dict(report.seconds),
+        load_ids=len(report.load_ids),
+        load_jobs=load_jobs,
+        api_calls=dict(calls),
+        note="the second of two pushes; rows from its run report",
     )
 
 

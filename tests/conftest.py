@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,50 @@ from tests.emulators import (
 )
 
 pytest_plugins = ["tests.oidc"]
+
+# --- no network past 127.0.0.1 -------------------------------------------------------------
+
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+LOOPBACK = ("127.", "::1", "localhost")
+_outside_calls: list[str] = []
+_connect = socket.socket.connect
+_connect_ex = socket.socket.connect_ex
+
+
+def _address_host(address: Any) -> str:
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
+
+
+def _checked(address: Any) -> None:
+    host = _address_host(address)
+    if not host.startswith(LOOPBACK) and not host.startswith("/"):
+        _outside_calls.append(host)
+        raise OSError(f"tests reach 127.0.0.1 only; this one tried {host}")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _checked(address)
+    _connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _checked(address)
+    return _connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
+
+
+@pytest.fixture(autouse=True)
+def _no_network_past_loopback() -> Iterator[None]:
+    """A library that swallows the refused connect (telemetry does) still fails the test."""
+    before = len(_outside_calls)
+    yield
+    assert _outside_calls[before:] == [], "a test tried to reach past 127.0.0.1"
+
 
 # --- emulators: one process per session, started on first use -----------------------------
 

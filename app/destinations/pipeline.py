@@ -130,6 +130,9 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
 
     # every row records its dlt load id: the ledger counts only loads that completed
     os.environ["NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"] = "true"
+    # dlt sends usage telemetry to its vendor unless told not to: never from a user's
+    # project (the image sets it too; this covers `python main.py` and tests)
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     root = settings.data_dir / "runs"
     root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=root))
