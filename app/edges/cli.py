@@ -29,8 +29,7 @@ from core.errors import (
 if TYPE_CHECKING:
     from app.run.catalog import Catalog
     from app.run.report import RunReport
-    from app.run.request import ProgressCallback
-    from app.run.runner import RunRequest
+    from app.run.request import ProgressCallback, RunRequest
     from core.settings import Settings
 
 log = logging.getLogger("ferry")
@@ -103,7 +102,7 @@ def shard_from_env() -> tuple[int, int]:
 
 def command_run(args: argparse.Namespace, settings: Settings) -> int:
     from app.run.catalog import load_catalog
-    from app.run.runner import RunRequest
+    from app.run.request import RunRequest
 
     catalog = load_catalog(settings.pipelines_file)
     index, count = shard_from_env()
@@ -151,8 +150,7 @@ def execute(request: RunRequest, settings: Settings, catalog: Catalog) -> int:
 
 def command_build(args: argparse.Namespace, settings: Settings) -> int:
     from app.run.catalog import load_catalog
-    from app.run.request import MODELS_RUN
-    from app.run.runner import RunRequest
+    from app.run.request import MODELS_RUN, RunRequest
 
     catalog = load_catalog(settings.pipelines_file)
     request = RunRequest(
@@ -232,7 +230,7 @@ def command_replay(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import date
 
     from app.run.catalog import load_catalog
-    from app.run.runner import RunRequest
+    from app.run.request import RunRequest
 
     try:
         first = date.fromisoformat(args.first)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_message
 from app.ops.deadletter import dead_letter
 from app.ops.service import RunService
-from app.run.runner import RunRequest
+from app.run.request import RunRequest
 from core.errors import (
     FerryError,
     ModelFailedError,

@@ -10,11 +10,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from app.destinations.pipeline import destination_lock, staging_token
 from app.models.compile import ModelSet
 from app.models.materialize import Materializer
+from app.models.report import ModelReport
 from app.models.transpile import Warehouse
 from core.errors import (
     FerryError,
@@ -25,21 +26,6 @@ from core.errors import (
 from core.settings import Settings
 
 log = logging.getLogger("ferry.models")
-
-ModelStatus = Literal["built", "failed", "skipped"]
-
-
-@dataclass
-class ModelReport:
-    name: str
-    materialization: str
-    status: ModelStatus = "built"
-    rows: int | None = None
-    """Rows in the built table (incremental: rows merged; views: only when checked)."""
-    seconds: float = 0.0
-    reason: str | None = None
-    """Why a model was skipped."""
-    error: dict[str, Any] | None = None
 
 
 @dataclass

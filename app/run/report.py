@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from app.models.builder import ModelReport
+from app.models.report import ModelReport
 
 FileStatus = Literal[
     "loaded",

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.edges.cli import main
 from app.edges.server import create_app
-from app.models.builder import ModelReport
+from app.models.report import ModelReport
 from app.run.catalog import Catalog, load_catalog
 from app.run.request import MODELS_RUN
 from app.run.runner import RunRequest, run

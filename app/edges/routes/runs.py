@@ -10,8 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.edges.deps import RunsCaller, ServiceDep
 from app.edges.routes.schemas import ERROR_RESPONSES
-from app.run.request import MODELS_RUN
-from app.run.runner import RunRequest
+from app.run.request import MODELS_RUN, RunRequest
 from core.errors import RequestError
 
 router = APIRouter(tags=["runs"], dependencies=[RunsCaller])
