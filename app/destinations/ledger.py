@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from app.destinations.pipeline import sql_client_of
 from core.lineage import (
     LOAD_ID_COLUMN,
     OBJECTS_TABLE,
@@ -112,7 +113,7 @@ def _read_objects(
     if not uris:
         return found
     try:
-        with pipeline.sql_client() as client:
+        with sql_client_of(pipeline) as client:
             objects = client.make_qualified_table_name(OBJECTS_TABLE)
             loads = client.make_qualified_table_name("_dlt_loads")
             column = client.escape_column_name
@@ -148,7 +149,7 @@ def retire(pipeline: Any, table: str, uri: str, generation: int, *, inclusive: b
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
     operator = "<=" if inclusive else "<"
-    with pipeline.sql_client() as client:
+    with sql_client_of(pipeline) as client:
         for name in (table, table + REJECTS_SUFFIX):
             qualified = client.make_qualified_table_name(name)
             uri_column = client.escape_column_name(SOURCE_URI_COLUMN)
@@ -174,7 +175,7 @@ def read_lineage(pipeline: Any, table: str, uris: Iterable[str]) -> Ledger:
     if not wanted:
         return Ledger(committed, frozenset())
     try:
-        with pipeline.sql_client() as client:
+        with sql_client_of(pipeline) as client:
             data = client.make_qualified_table_name(table)
             loads = client.make_qualified_table_name("_dlt_loads")
             uri = client.escape_column_name(SOURCE_URI_COLUMN)

@@ -83,6 +83,25 @@ class _KnownHarmlessDltWarnings(logging.Filter):
 
 
 _staging_dropped: weakref.WeakSet[Any] = weakref.WeakSet()
+_sql_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_sql_clients_open: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@contextmanager
+def sql_client_of(pipeline: Any) -> Iterator[Any]:
+    """The pipeline's dlt SQL client, opened for the block. Made once per pipeline: each
+    `pipeline.sql_client()` resolves dlt's whole destination configuration (~12 ms), and a
+    run reads the ledger half a dozen times. A nested use gets a client of its own."""
+    client = _sql_clients.get(pipeline)
+    if client is None or client in _sql_clients_open:
+        client = pipeline.sql_client()
+        _sql_clients.setdefault(pipeline, client)
+    _sql_clients_open.add(client)
+    try:
+        with client:
+            yield client
+    finally:
+        _sql_clients_open.discard(client)
 
 
 def drop_staging_dataset(pipeline: Any) -> None:
@@ -96,7 +115,7 @@ def drop_staging_dataset(pipeline: Any) -> None:
 def _drop_staging_dataset(pipeline: Any) -> None:
     """Best effort: a staging dataset left by a killed run holds no visible data."""
     try:
-        with pipeline.sql_client() as client, client.with_staging_dataset():
+        with sql_client_of(pipeline) as client, client.with_staging_dataset():
             if client.has_dataset():
                 client.drop_dataset()
     except Exception as error:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.destinations.pipeline import destination_for
+from app.destinations.pipeline import destination_for, sql_client_of
 from core.errors import classify
 from core.settings import Settings
 
@@ -64,7 +64,7 @@ def sweep_stale_staging(pipeline: Any, settings: Settings) -> list[str]:
     """
     destination = destination_for(settings)
     max_age = timedelta(hours=settings.staging_max_age_hours)
-    with pipeline.sql_client() as client:
+    with sql_client_of(pipeline) as client:
         names = destination.list_datasets(client, settings)
         stale = stale_staging(names, settings.dataset_name, datetime.now(), max_age)
         for name in stale:

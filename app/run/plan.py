@@ -10,7 +10,7 @@ from typing import Any
 
 from app.destinations.ledger import DELETED, EMPTIED, Ledger, read_ledger, read_lineage, retire
 from app.destinations.ordering import OrderedMerge, ordered_merge, tombstone_merge
-from app.destinations.pipeline import destination_for, destination_lock
+from app.destinations.pipeline import destination_for, destination_lock, sql_client_of
 from app.run.raw_zone import days, origin_of, partition
 from app.run.report import FileReport
 from app.run.request import CommitGuard, RunContext
@@ -111,7 +111,7 @@ def _merge_order(
     keys = [naming.normalize_identifier(key) for key in destination.primary_key]
     sequence = naming.normalize_identifier(destination.sequence or SOURCE_GENERATION_COLUMN)
     hard = destination.cdc is not None and destination.cdc.deletes == "hard"
-    with pipeline.sql_client() as client:
+    with sql_client_of(pipeline) as client:
         table = client.make_qualified_table_name(destination.table)
         tombstones_table = client.make_qualified_table_name(destination.table + TOMBSTONES_SUFFIX)
         tombstones_exist = False
