@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,9 @@ _tables_written: set[tuple[Any, ...]] = set()
 """Tables this process has loaded a row into with dlt: they exist with today's columns, so
 a statement can write the next rows (BigQuery's emulator accepts a MERGE into a missing
 table without an error, so a failed statement alone cannot tell)."""
-_clients: dict[tuple[Any, ...], tuple[Any, threading.Lock]] = {}
+_clients: OrderedDict[tuple[Any, ...], tuple[Any, threading.Lock]] = OrderedDict()
+KEPT_CLIENTS = 4
+"""A service has one destination; a few more (tests, tools) must not pile up."""
 _clients_guard = threading.Lock()
 
 
@@ -179,6 +182,9 @@ def _sql_client(settings: Settings, pipeline: str) -> Iterator[Any]:
         if key not in _clients:
             with run_pipeline_for(pipeline, settings, f"{pipeline.strip('_')}-sql") as made:
                 _clients[key] = (made.sql_client(), threading.Lock())
+            while len(_clients) > KEPT_CLIENTS:
+                _clients.popitem(last=False)
+        _clients.move_to_end(key)
         client, in_use = _clients[key]
     # one client object holds one connection at a time: threads take turns
     with in_use, destination_lock(settings), client:
