@@ -45,9 +45,9 @@ class DataBatch:
 
 @dataclass(frozen=True)
 class LedgerRow:
-    """An object's `_ferry_objects` row, sent with the data of the same load."""
+    """An object's `_ferry_objects` row (a one-row table), sent with the data of its load."""
 
-    row: dict[str, Any]
+    row: pa.Table
 
 
 class FileExtractor:
@@ -116,7 +116,7 @@ class FileExtractor:
 
     def _coalesced(self, items: Iterator[Any]) -> Iterator[Any]:
         """Join consecutive data tables up to the batch size, and send the objects' ledger
-        rows as one list with them. dlt recomputes a table's schema for every Arrow item it
+        rows as one table with them. dlt recomputes a table's schema for every Arrow item it
         is handed (~7 ms): a thousand small files were a thousand such items, and as many
         ledger rows. Tables are joined without copying; a table that differs in schema (a
         file with other columns) starts a new batch."""
@@ -124,13 +124,13 @@ class FileExtractor:
 
         limit = self.run.settings.batch_bytes
         tables: list[pa.Table] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[pa.Table] = []
 
         def flush() -> Iterator[Any]:
             if tables:
                 yield self._data(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
-            if rows:
-                yield dlt.mark.with_hints(list(rows), self.objects_hints, create_table_variant=True)
+            for ledger in _joined(rows):
+                yield dlt.mark.with_hints(ledger, self.objects_hints, create_table_variant=True)
             tables.clear()
             rows.clear()
 
@@ -300,3 +300,14 @@ class FileExtractor:
             self.rejects_hints,
             create_table_variant=True,
         )
+
+
+def _joined(tables: list[pa.Table]) -> list[pa.Table]:
+    """One table of all `tables` when their schemas agree (they do unless a value's type
+    differs between rows), else each on its own."""
+    if len(tables) < 2:
+        return list(tables)
+    try:
+        return [pa.concat_tables(tables)]
+    except pa.ArrowInvalid:
+        return list(tables)
