@@ -306,10 +306,6 @@ def run_ferry(job: Job) -> Outcome:
     started = time.perf_counter()
     report = run(run_request(pipeline="bench"), settings, catalog)
     seconds = time.perf_counter() - started
-    load_jobs: dict[str, int] = {}
-    for info in captured:
-        for table, jobs in _jobs_of(info).items():
-            load_jobs[table] = load_jobs.get(table, 0) + jobs
     bigquery = job.path == "ferry_bq"
     return Outcome(
         seconds,
@@ -317,7 +313,7 @@ def run_ferry(job: Job) -> Outcome:
         peak_rss_mib(),
         stages=dict(report.seconds),
         load_ids=len(report.load_ids),
-        load_jobs=load_jobs,
+        load_jobs=_load_jobs(captured),
         api_calls=dict(calls),
         note="rows from the run report" if bigquery else "",
     )
@@ -343,20 +339,24 @@ def _warm_push(
     started = time.perf_counter()
     report = push(second)
     seconds = time.perf_counter() - started
-    load_jobs: dict[str, int] = {}
-    for info in captured:
-        for table, jobs in _jobs_of(info).items():
-            load_jobs[table] = load_jobs.get(table, 0) + jobs
     return Outcome(
         seconds,
         report.rows_loaded,
         peak_rss_mib(),
         stages=dict(report.seconds),
         load_ids=len(report.load_ids),
-        load_jobs=load_jobs,
+        load_jobs=_load_jobs(captured),
         api_calls=dict(calls),
         note="the second of two pushes; rows from its run report",
     )
+
+
+def _load_jobs(captured: list[Any]) -> dict[str, int]:
+    load_jobs: dict[str, int] = {}
+    for info in captured:
+        for table, jobs in _jobs_of(info).items():
+            load_jobs[table] = load_jobs.get(table, 0) + jobs
+    return load_jobs
 
 
 def _count_ferry(settings: Any) -> int:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from core.errors import DestinationUnavailableError
@@ -43,6 +44,7 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
 
 
 _held = threading.local()
+"""Per thread: the lock files it holds (a nested hold of the same file passes through)."""
 
 
 @contextmanager
@@ -51,14 +53,11 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
 
     Re-entrant within a thread, so a run can hold it across several steps that each take it.
     """
-    if getattr(_held, "depth", 0):
-        _held.depth += 1
-        try:
-            yield
-        finally:
-            _held.depth -= 1
-        return
     lock_path = settings.resolved_duckdb_path.with_suffix(".lock")
+    held: set[Path] = _held.__dict__.setdefault("paths", set())
+    if lock_path in held:
+        yield
+        return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
     with lock_path.open("a") as handle:
@@ -73,12 +72,12 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
                         f"run for {timeout:.0f}s"
                     ) from None
                 time.sleep(0.05)
-        _held.depth = 1
+        held.add(lock_path)
         try:
             with _open_database(settings):
                 yield
         finally:
-            _held.depth = 0
+            held.discard(lock_path)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

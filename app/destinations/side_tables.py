@@ -1,10 +1,11 @@
 """Small tables ferry keeps beside the data (idempotency keys, the run log): one row merged
 on its key, and rows read back with bound parameters.
 
-Once a table exists, a row goes in as one bound MERGE statement through a SQL client kept
-for the process: a dlt load per row (extract, normalize, a load job, a staging merge) cost
-~0.45 s of every push and, on BigQuery, a load job and several queries. dlt's load stays the
-way a table is created or gains a column: the statement fails on either, and dlt takes over.
+Once this process has written a table through dlt, later rows go in as one bound MERGE
+statement through a SQL client kept for the process: a dlt load per row (extract, normalize,
+a load job, a staging merge) cost ~0.45 s of every push and, on BigQuery, a load job and
+several queries. dlt's load stays the way a table is created or gains a column, and takes
+over whenever the statement fails.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ def _merge_by_statement(
     key: str,
     columns: dict[str, TColumnSchema],
 ) -> bool:
-    """True when the row is in; False when the table (or one of its columns) is not there
-    yet, or the statement failed for any other reason: dlt's load then does it."""
+    """True when the row is in; False when the statement failed (a column added since, a
+    table dropped by someone else, a transient error): dlt's load then does it."""
     sql_types = destination_for(settings).SQL_TYPES
     types = {
         name: sql_types[str(columns.get(name, {}).get("data_type", "text"))]

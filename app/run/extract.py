@@ -128,8 +128,9 @@ class FileExtractor:
 
         def flush() -> Iterator[Any]:
             if tables:
-                yield self._data(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
-            for ledger in _joined(rows):
+                yield self._data(pa.concat_tables(tables))
+            if rows:  # one schema by construction (ledger.object_row)
+                ledger = pa.concat_tables(rows)
                 yield dlt.mark.with_hints(ledger, self.objects_hints, create_table_variant=True)
             tables.clear()
             rows.clear()
@@ -300,14 +301,3 @@ class FileExtractor:
             self.rejects_hints,
             create_table_variant=True,
         )
-
-
-def _joined(tables: list[pa.Table]) -> list[pa.Table]:
-    """One table of all `tables` when their schemas agree (they do unless a value's type
-    differs between rows), else each on its own."""
-    if len(tables) < 2:
-        return list(tables)
-    try:
-        return [pa.concat_tables(tables)]
-    except pa.ArrowInvalid:
-        return list(tables)

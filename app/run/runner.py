@@ -20,7 +20,7 @@ from core import failpoints, log_context
 from core.errors import RequestError, classify
 from core.lineage import REJECTS_SUFFIX
 from core.settings import Settings
-from core.spec import FilesSource, PipelineSpec
+from core.spec import ApiSource, FilesSource, PipelineSpec
 
 __all__ = ["ProgressCallback", "RunRequest", "new_run_id", "run"]
 
@@ -68,6 +68,7 @@ def _run(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
             guard: CommitGuard | None = None
+            files = _files_source(request, spec)
             # one hold of the lock for everything the run reads before extracting: DuckDB
             # opens its file once instead of once per read
             with destination_lock(settings):
@@ -76,11 +77,9 @@ def _run(
                     # (the column types that checks compare against) from the destination
                     pipeline.sync_destination()
                     sweep_if_due(pipeline, settings)
-                if request.replay is not None:
-                    resource, guard = files_resource(context, _replay_source(spec))
-                elif isinstance(spec.source, FilesSource):
-                    resource, guard = files_resource(context, spec.source)
-            if request.replay is None and not isinstance(spec.source, FilesSource):
+                if files is not None:
+                    resource, guard = files_resource(context, files)
+            if files is None and isinstance(spec.source, ApiSource):
                 resource = api_resource(context, spec.source)
             if resource is not None:
                 _load(context, resource, guard)
@@ -96,6 +95,14 @@ def _run(
         raise error from raw
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
+
+
+def _files_source(request: RunRequest, spec: PipelineSpec) -> FilesSource | None:
+    """What a run reads as files: archived inputs on a replay, the files of a file pipeline;
+    None for an API pipeline's own run."""
+    if request.replay is not None:
+        return _replay_source(spec)
+    return spec.source if isinstance(spec.source, FilesSource) else None
 
 
 def _replay_source(spec: PipelineSpec) -> FilesSource:
