@@ -24,12 +24,15 @@ def to_utc_timestamps(array: pa.Array) -> pa.Array:
         return array.cast(UTC_TIMESTAMP)
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return array.cast(UTC_TIMESTAMP)
-    try:
-        return array.cast(pa.timestamp("us")).cast(UTC_TIMESTAMP)
-    except pa.ArrowInvalid:
-        pass
-    # Some or all values carry an offset: Arrow parses those only into a zoned type.
+    # One look decides the parse: a failed cast costs as much as a whole parse (~0.7 s per
+    # million values), so nothing is tried and caught.
     zoned = pc.match_substring_regex(array, _ZONE_OFFSET)
+    if not pc.any(zoned).as_py():  # no value carries an offset (or all are null)
+        return array.cast(pa.timestamp("us")).cast(UTC_TIMESTAMP)
+    if pc.all(zoned).as_py():  # every non-null value carries one
+        return array.cast(UTC_TIMESTAMP)
+    # Mixed: Arrow parses values with an offset only into a zoned type, the others only
+    # into a naive one.
     with_offset = pc.if_else(zoned, array, None).cast(UTC_TIMESTAMP)
     naive = pc.if_else(zoned, None, array).cast(pa.timestamp("us")).cast(UTC_TIMESTAMP)
     return pc.if_else(zoned, with_offset, naive)
