@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from app.destinations.pipeline import sql_client_of
+from core.arrow_types import scalar
 from core.lineage import (
     LOAD_ID_COLUMN,
     OBJECTS_TABLE,
@@ -74,7 +75,7 @@ def objects_hints() -> dict[str, Any]:
 def object_row(
     pipeline: str, table: str, uri: str, generation: int, run_id: str, rows: int, status: str
 ) -> pa.Table:
-    values = {
+    values: dict[str, str | int] = {
         "pipeline": pipeline,
         "table_name": table,
         "uri": uri,
@@ -83,13 +84,12 @@ def object_row(
         "row_count": rows,
         "status": status,
     }
+    # built from Arrow scalars: Python-value conversion would import pandas (arrow_types)
+    columns = [pa.repeat(scalar(value), 1) for value in values.values()]
     schema = pa.schema(
-        [
-            pa.field(name, pa.int64() if isinstance(v, int) else pa.string(), nullable=False)
-            for name, v in values.items()
-        ]
+        [pa.field(name, c.type, nullable=False) for name, c in zip(values, columns, strict=True)]
     )
-    return pa.Table.from_pylist([values], schema=schema)
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def read_ledger(pipeline: Any, name: str, table: str, uris: Iterable[str]) -> Ledger:

@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.arrow_types import ARROW_TYPES
+from core.arrow_types import ARROW_TYPES, scalar
 from core.spec import (
     ArrowTypeName,
     CastStep,
@@ -86,7 +86,7 @@ def _fill_nulls(values: dict[str, Any]) -> TableStep:
             index = table.schema.get_field_index(column)
             values_ = table.column(index)
             try:
-                filler = pa.scalar(value).cast(values_.type)
+                filler = scalar(value).cast(values_.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
                 raise NotImplementedError(str(error)) from error
             table = table.set_column(index, column, pc.fill_null(values_, filler))
@@ -158,10 +158,10 @@ def _node(node: ast.AST) -> Expression:
         name = node.id
         if name in ("True", "False"):
             flag = name == "True"
-            return lambda t: pa.scalar(flag)
+            return lambda t: scalar(flag)
         return lambda t: _column(t, name)
     if isinstance(node, ast.Constant) and isinstance(node.value, bool | int | float | str):
-        literal = pa.scalar(node.value)
+        literal = scalar(node.value)
         return lambda t: literal
     if isinstance(node, ast.BinOp):
         left, right = _node(node.left), _node(node.right)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from app.run.transform import Transform
+from core.arrow_types import scalar
 from core.errors import BadDataError, SchemaContractError
 from core.lineage import LINEAGE_COLUMNS, SOURCE_GENERATION_COLUMN, SOURCE_URI_COLUMN
 
@@ -34,11 +35,11 @@ def add_lineage(table: pa.Table, uri: str, generation: int) -> pa.Table:
     table = _drop_if_present(table, LINEAGE_COLUMNS)
     table = table.append_column(
         pa.field(SOURCE_URI_COLUMN, pa.string(), nullable=False),
-        pa.repeat(pa.scalar(uri, pa.string()), rows),
+        pa.repeat(scalar(uri), rows),
     )
     return table.append_column(
         pa.field(SOURCE_GENERATION_COLUMN, pa.int64(), nullable=False),
-        pa.repeat(pa.scalar(generation, pa.int64()), rows),
+        pa.repeat(scalar(generation), rows),
     )
 
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.arrow_types import UTC_TIMESTAMP
+from core.arrow_types import UTC_TIMESTAMP, scalar
 from core.errors import BadDataError
 from core.lineage import DELETED_AT_COLUMN, LINEAGE_COLUMNS, SOURCE_GENERATION_COLUMN
 from core.spec import ArrowTypeName, CdcSpec
@@ -74,7 +74,7 @@ class ChangeMarker:
         self.keys = list(primary_key)
         self.sequence = sequence or SOURCE_GENERATION_COLUMN
         self.delete_values = pa.array(cdc.delete_values, pa.string())
-        self.now = pa.scalar(datetime.now(UTC), UTC_TIMESTAMP)
+        self.now = scalar(datetime.now(UTC))
 
     def mark(self, table: pa.Table, where: str) -> pa.Table:
         column = self.cdc.operation_column
@@ -85,7 +85,7 @@ class ChangeMarker:
             )
         operation = table.column(column).cast(pa.string())
         deleting = pc.fill_null(pc.is_in(operation, value_set=self.delete_values), False)
-        deleted_at = pc.if_else(deleting, self.now, pa.scalar(None, UTC_TIMESTAMP))
+        deleted_at = pc.if_else(deleting, self.now, scalar(None, UTC_TIMESTAMP))
         if DELETED_AT_COLUMN in table.column_names:
             table = table.drop_columns([DELETED_AT_COLUMN])
         return table.append_column(pa.field(DELETED_AT_COLUMN, UTC_TIMESTAMP), deleted_at)

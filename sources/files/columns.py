@@ -13,7 +13,8 @@ from core.spec import ArrowTypeName
 
 from .rejects import RejectedRow, Rejects, row_text
 
-_ZONE_OFFSET = r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
+_ZONE_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
+"""A zone offset after a time of day (a date alone ends in `-DD`, which is no offset)."""
 
 
 def to_utc_timestamps(array: pa.Array) -> pa.Array:
