@@ -125,8 +125,10 @@ class FileExtractor:
         limit = self.run.settings.batch_bytes
         tables: list[pa.Table] = []
         rows: list[pa.Table] = []
+        pending_bytes = 0  # kept as a sum: `nbytes` walks every buffer of a table
 
         def flush() -> Iterator[Any]:
+            nonlocal pending_bytes
             if tables:
                 yield self._data(pa.concat_tables(tables))
             if rows:  # one schema by construction (ledger.object_row)
@@ -134,13 +136,15 @@ class FileExtractor:
                 yield dlt.mark.with_hints(ledger, self.objects_hints, create_table_variant=True)
             tables.clear()
             rows.clear()
+            pending_bytes = 0
 
         for item in items:
             if isinstance(item, DataBatch):
                 if tables and not item.table.schema.equals(tables[0].schema):
                     yield from flush()
                 tables.append(item.table)
-                if sum(table.nbytes for table in tables) >= limit:
+                pending_bytes += item.table.nbytes
+                if pending_bytes >= limit:
                     yield from flush()
             elif isinstance(item, LedgerRow):
                 rows.append(item.row)
