@@ -1,5 +1,5 @@
-"""The dlt destination of the settings (duckdb.py or bigquery.py, same functions) and a
-pipeline with its own working dir per run."""
+"""The dlt destination of the settings (duckdb.py or bigquery.py, same functions), and dlt
+pipelines: one working dir per run, or one kept for this process's next run."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -145,6 +147,73 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
     one pipeline must never share it (dlt #1102, #2218), so each run gets its own. State that
     must outlive the run (incremental cursors) is restored from the destination by dlt.
     """
+    created, workdir = _new_pipeline(pipeline, settings, run_id)
+    try:
+        try:
+            yield created
+        finally:
+            _drop_staging_if_left(created, settings)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class KeptPipeline:
+    """A run's dlt pipeline from `kept_pipeline_for`; `fresh` is False when an earlier run of
+    this process used it (its state and schema are then those that run left)."""
+
+    pipeline: Any
+    fresh: bool
+
+
+KEPT_PER_PIPELINE = 2
+"""Idle pipelines kept per (pipeline, settings): more than two concurrent runs of one
+pipeline in one instance make new ones, dropped after their run."""
+
+_idle: dict[tuple[str, str], list[tuple[Any, Path]]] = {}
+_idle_guard = threading.Lock()
+
+
+@contextmanager
+def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator[KeptPipeline]:
+    """Like `run_pipeline_for`, but the pipeline and its working dir outlive the run and serve
+    this process's next run of the same pipeline: a push to a warm instance skips dlt's set-up,
+    the state and schema sync of a fresh working dir, and the state row that sync rewrote.
+
+    Still one run per working dir at a time (dlt #1102, #2218): a pipeline is taken out of the
+    idle list for its run. A run that fails gives its pipeline up, since its working dir may
+    hold a half-made package.
+    """
+    key = (pipeline, settings.model_dump_json())
+    with _idle_guard:
+        idle = _idle.get(key)
+        taken = idle.pop() if idle else None
+    fresh = taken is None
+    created, workdir = taken if taken is not None else _new_pipeline(pipeline, settings, run_id)
+    if not fresh:
+        # staging named for this run: the sweep judges a staging dataset's age by the run id
+        # in its name, and would take a kept pipeline's first run id for a killed run's
+        created.destination = make_destination(settings, run_id)
+        _sql_clients.pop(created, None)  # it named the old staging dataset
+    _staging_dropped.discard(created)
+    try:
+        try:
+            yield KeptPipeline(created, fresh)
+        finally:
+            _drop_staging_if_left(created, settings)
+        _forget_completed_packages(created)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    with _idle_guard:
+        idle = _idle.setdefault(key, [])
+        if len(idle) < KEPT_PER_PIPELINE:
+            idle.append((created, workdir))
+            return
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _new_pipeline(pipeline: str, settings: Settings, run_id: str) -> tuple[Any, Path]:
     import dlt
 
     # every row records its dlt load id: the ledger counts only loads that completed
@@ -162,15 +231,29 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
             destination=make_destination(settings, run_id),
             dataset_name=settings.dataset_name,
         )
-        _route_dlt_logs_through_ours()
-        try:
-            yield created
-        finally:
-            if created not in _staging_dropped and _may_have_staged(created):
-                with destination_lock(settings):
-                    _drop_staging_dataset(created)
-    finally:
+    except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    _route_dlt_logs_through_ours()
+    return created, workdir
+
+
+def _drop_staging_if_left(created: Any, settings: Settings) -> None:
+    if created not in _staging_dropped and _may_have_staged(created):
+        with destination_lock(settings):
+            _drop_staging_dataset(created)
+
+
+def _forget_completed_packages(created: Any) -> None:
+    """dlt keeps each completed load package in the working dir; a kept one would pile them
+    up, one per push."""
+    storage = created._get_load_storage()  # dlt exposes no public way to delete them
+    try:
+        loaded = storage.list_loaded_packages()
+    except FileNotFoundError:  # the pipeline never loaded
+        return
+    for load_id in loaded:
+        storage.delete_loaded_package(load_id)
 
 
 def destination_types(pipeline: Any, table: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.destinations.pipeline import destination_lock, drop_staging_dataset, run_pipeline_for
+from app.destinations.pipeline import destination_lock, drop_staging_dataset, kept_pipeline_for
 from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
 from app.run.build import build_after_load, build_run
@@ -63,7 +63,8 @@ def _run(
     started = time.perf_counter()
     try:
         transform = compile_transform(spec.name, spec.transform)
-        with run_pipeline_for(spec.name, settings, request.run_id) as pipeline:
+        with kept_pipeline_for(spec.name, settings, request.run_id) as kept:
+            pipeline = kept.pipeline
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
@@ -74,8 +75,11 @@ def _run(
             with destination_lock(settings):
                 with report.timed("list"):
                     # a fresh working dir: restore state (incremental cursors) and the schema
-                    # (the column types that checks compare against) from the destination
-                    pipeline.sync_destination()
+                    # (the column types that checks compare against) from the destination. A
+                    # kept one has both from its last run, but an API pipeline's cursor may
+                    # have moved since in another instance: read it again.
+                    if kept.fresh or files is None or request.replay is not None:
+                        pipeline.sync_destination()
                     sweep_if_due(pipeline, settings)
                 if files is not None:
                     resource, guard = files_resource(context, files)

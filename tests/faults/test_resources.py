@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from app.destinations.pipeline import KEPT_PER_PIPELINE
 from app.edges.server import create_app
 from app.run.report import RunReport
 from app.run.runner import RunRequest, run
@@ -314,7 +315,8 @@ def test_concurrent_runs_of_one_pipeline_share_no_working_dir_or_state(
     assert rows == distinct == runs * per_file
     per_source = query(settings, "select amount, count(*) from ferry.orders group by 1 order by 1")
     assert per_source == [(index, per_file) for index in range(runs)]
-    assert list((settings.data_dir / "runs").iterdir()) == []
+    # the process keeps a few working dirs for its next runs of the pipeline, no more
+    assert len(list((settings.data_dir / "runs").iterdir())) <= KEPT_PER_PIPELINE
     staging = query(
         settings,
         "select schema_name from information_schema.schemata where schema_name like '%staging%'",

@@ -207,12 +207,17 @@ def test_transform_failure_names_pipeline_step_and_column(tmp_path: Path) -> Non
         run(RunRequest("p"), duckdb_settings(tmp_path), catalog)
 
 
-def test_each_run_gets_its_own_working_dir_removed_after(tmp_path: Path) -> None:
+def test_a_later_run_in_the_process_reuses_the_working_dir(tmp_path: Path) -> None:
     catalog = orders_catalog(tmp_path)
     settings = duckdb_settings(tmp_path)
     write_orders(tmp_path / "data" / "a.csv", [("1", "paid", 1, 2.0)])
     run(RunRequest("orders", run_id="run-one"), settings, catalog)
-    assert list((settings.data_dir / "runs").iterdir()) == []
+    write_orders(tmp_path / "data" / "b.csv", [("2", "paid", 1, 2.0)])
+    second = run(RunRequest("orders", run_id="run-two"), settings, catalog)
+
+    assert second.rows_loaded == 1 and count(settings, "orders") == 2
+    (kept,) = (settings.data_dir / "runs").iterdir()
+    assert kept.name.startswith("run-one-")
 
 
 def test_formats_jsonl_gzip_and_parquet(tmp_path: Path) -> None:
