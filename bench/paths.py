@@ -239,6 +239,9 @@ def count_bigquery_calls() -> dict[str, int]:
     def request(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         kind = _call_kind(method, url, kwargs.get("data") or kwargs.get("json"))
         counts[kind] = counts.get(kind, 0) + 1
+        if os.environ.get("BENCH_SHOW_CALLS"):  # what each call was, for a reader of the bench
+            body = kwargs.get("data") or kwargs.get("json") or ""
+            sys.stderr.write(f"BQ {kind} {method} {url.split('?')[0][-60:]} {str(body)[:3000]}\n")
         return original(self, method, url, *args, **kwargs)
 
     requests.Session.request = request  # type: ignore[method-assign,assignment]

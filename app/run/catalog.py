@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.models.compile import ModelSet, compile_models
+from app.run.functions import check_functions
 from core.errors import ConfigError, RequestError, UnknownPipelineError
 from core.globs import matches
 from core.spec import FilesSource, PipelinesFile, PipelineSpec
@@ -66,11 +67,8 @@ def load_catalog(path: Path) -> Catalog:
             f"pipelines file {path} is invalid:\n  " + "\n  ".join(problems),
             details={"problems": problems},
         ) from None
-    # import every `function:` step now: a missing module fails the deploy, not a later run
-    from app.run.transform import compile_transform
-
     for spec in parsed.pipelines:
-        compile_transform(spec.name, spec.transform)
+        check_functions(spec.name, spec.transform)
     base_dir = path.resolve().parent
     loaded_tables = {spec.destination.table for spec in parsed.pipelines}
     return Catalog(

@@ -6,7 +6,6 @@ of expressions Arrow cannot express) and, where possible, an Arrow form (`arrow_
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import pyarrow as pa
 
 from app.run.arrow_steps import TableStep, compile_table_step
+from app.run.functions import import_function
 from core.arrow_types import ARROW_TYPES
 from core.errors import ConfigError, TransformError
 from core.spec import (
@@ -259,17 +259,7 @@ def _parse_timestamps(step: ParseTimestampsStep) -> StepFunction:
 
 
 def _import_function(pipeline: str, number: int, target: str) -> StepFunction:
-    module_name, _, attribute = target.partition(":")
-    try:
-        function: Any = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(
-            f"step {number} (function): cannot import '{target}': {error}", pipeline=pipeline
-        ) from None
-    if not callable(function):
-        raise ConfigError(
-            f"step {number} (function): '{target}' is not callable", pipeline=pipeline
-        )
+    function = import_function(pipeline, number, target)
 
     def apply(frame: Frame) -> Frame:
         import pandas as pd
