@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.destinations.pipeline import KEPT_PER_PIPELINE, kept_pipeline_for
+from app.destinations.pipeline import KEPT_PER_PIPELINE, kept_pipeline_for, make_destination
 from app.destinations.staging import staging_pattern
 from app.run.request import new_run_id
 from app.run.runner import RunRequest, run
@@ -103,3 +103,16 @@ def test_concurrent_runs_keep_no_more_than_the_bound(tmp_path: Path) -> None:
     ):
         assert len(working_dirs(tmp_path)) == 3
     assert len(working_dirs(tmp_path)) == KEPT_PER_PIPELINE
+
+
+def test_cached_capabilities_are_dlts_own_and_not_shared(tmp_path: Path) -> None:
+    import dlt
+
+    settings = duckdb_settings(tmp_path)
+    cached = make_destination(settings, new_run_id())
+    plain = dlt.destinations.duckdb(credentials=str(tmp_path / "x.duckdb"))
+    first = cached.capabilities()
+    assert dict(first) == dict(plain.capabilities())
+    first.preferred_loader_file_format = "jsonl"  # dlt adjusts what it is handed
+    again = make_destination(settings, new_run_id()).capabilities()
+    assert again.preferred_loader_file_format == plain.capabilities().preferred_loader_file_format
