@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.destinations.pipeline import run_pipeline_for
-from app.models.builder import build_models
 from app.run.catalog import Catalog
 from app.run.report import RunReport
 from app.run.request import MODELS_RUN, RunContext, RunRequest
@@ -66,6 +65,9 @@ def _build(
     names: Sequence[str], catalog: Catalog, settings: Settings, pipeline: Any, report: RunReport
 ) -> None:
     with report.timed("models"):
+        # imported here: a pipelines file without models never loads sqlglot
+        from app.models.builder import build_models
+
         result = build_models(names, catalog.models, settings, pipeline, report.run_id)
     report.models.extend(result.models)
     if result.error is not None:
