@@ -387,9 +387,7 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
     try:
         reader = pa_json.open_json(
             stream,
-            # one thread: the reader already runs beside dlt's Parquet writer (prefetch);
-            # its own threads only contended for the same cores (same wall time, 30 MiB more)
-            read_options=pa_json.ReadOptions(block_size=read.block_bytes, use_threads=False),
+            read_options=pa_json.ReadOptions(block_size=read.block_bytes),
             parse_options=pa_json.ParseOptions(
                 explicit_schema=declared if len(declared) else None,
                 unexpected_field_behavior="infer",
