@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -204,7 +205,11 @@ KEPT_PER_PIPELINE = 2
 """Idle pipelines kept per (pipeline, settings): more than two concurrent runs of one
 pipeline in one instance make new ones, dropped after their run."""
 
-_idle: dict[tuple[str, str], list[tuple[Any, Path]]] = {}
+KEPT_IN_ALL = 16
+"""Idle pipelines kept by the process in all: a process that sees many pipelines or settings
+(a test worker, a drain over many pipelines) gives up the longest unused first."""
+
+_idle: OrderedDict[tuple[str, str], list[tuple[Any, Path]]] = OrderedDict()
 _idle_guard = threading.Lock()
 
 
@@ -239,12 +244,30 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+    given_up = [workdir]
     with _idle_guard:
         idle = _idle.setdefault(key, [])
+        _idle.move_to_end(key)
         if len(idle) < KEPT_PER_PIPELINE:
             idle.append((created, workdir))
-            return
-    shutil.rmtree(workdir, ignore_errors=True)
+            given_up = _beyond_the_bound()
+    for path in given_up:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _beyond_the_bound() -> list[Path]:
+    """Take the longest unused idle pipelines out until KEPT_IN_ALL remain (the caller holds
+    the guard); their working dirs, to remove."""
+    removed: list[Path] = []
+    for key in [key for key, idle in _idle.items() if not idle]:
+        del _idle[key]
+    while sum(len(idle) for idle in _idle.values()) > KEPT_IN_ALL:
+        oldest_key = next(iter(_idle))
+        oldest = _idle[oldest_key]
+        removed.append(oldest.pop(0)[1])
+        if not oldest:
+            del _idle[oldest_key]
+    return removed
 
 
 def _new_pipeline(pipeline: str, settings: Settings, run_id: str) -> tuple[Any, Path]:

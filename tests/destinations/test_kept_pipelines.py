@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from app.destinations.pipeline import KEPT_PER_PIPELINE, kept_pipeline_for, make_destination
+from app.destinations.pipeline import (
+    KEPT_IN_ALL,
+    KEPT_PER_PIPELINE,
+    kept_pipeline_for,
+    make_destination,
+)
 from app.destinations.staging import staging_pattern
 from app.run.request import new_run_id
 from app.run.runner import RunRequest, run
@@ -116,3 +121,16 @@ def test_cached_capabilities_are_dlts_own_and_not_shared(tmp_path: Path) -> None
     first.preferred_loader_file_format = "jsonl"  # dlt adjusts what it is handed
     again = make_destination(settings, new_run_id()).capabilities()
     assert again.preferred_loader_file_format == plain.capabilities().preferred_loader_file_format
+
+
+def test_the_process_keeps_a_bounded_number_of_pipelines_in_all(tmp_path: Path) -> None:
+    settings = duckdb_settings(tmp_path)
+    for index in range(KEPT_IN_ALL + 5):
+        with kept_pipeline_for(f"pipeline_{index}", settings, new_run_id()):
+            pass
+    assert len(working_dirs(tmp_path)) == KEPT_IN_ALL
+    # the most recently used are the ones kept
+    with kept_pipeline_for(f"pipeline_{KEPT_IN_ALL + 4}", settings, new_run_id()) as last:
+        assert not last.fresh
+    with kept_pipeline_for("pipeline_0", settings, new_run_id()) as first:
+        assert first.fresh
