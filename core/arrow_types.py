@@ -28,10 +28,10 @@ def arrow_schema(columns: Mapping[str, ArrowTypeName]) -> pa.Schema:
     return pa.schema([(name, ARROW_TYPES[type_name]) for name, type_name in columns.items()])
 
 
-Literal = bool | int | float | str | datetime | None
+ScalarValue = bool | int | float | str | datetime | None
 
 
-def scalar(value: Literal, type_: pa.DataType | None = None) -> pa.Scalar:
+def scalar(value: ScalarValue, type_: pa.DataType | None = None) -> pa.Scalar:
     """`pa.scalar(value, type_)`, built from the value's bytes.
 
     pyarrow's own conversion of Python values (`pa.scalar`, `pa.array`, `from_pylist`)

@@ -77,12 +77,9 @@ def _caching_capabilities(destination: Any) -> Any:
         if config is not None:
             return compute(config, naming)
         key = (*destination_key, type(naming), getattr(naming, "max_length", None))
-        with _capabilities_guard:
-            known = _capabilities.get(key)
-        if known is None:
-            known = compute(None, naming)
-            with _capabilities_guard:
-                _capabilities[key] = known
+        known = _capabilities.get(key)
+        if known is None:  # two threads may both work it out: same answer, no harm
+            known = _capabilities[key] = compute(None, naming)
         return copy.copy(known)
 
     destination.capabilities = capabilities
@@ -90,7 +87,6 @@ def _caching_capabilities(destination: Any) -> Any:
 
 
 _capabilities: dict[tuple[Any, ...], Any] = {}
-_capabilities_guard = threading.Lock()
 
 
 def destination_lock(settings: Settings) -> AbstractContextManager[None]:
@@ -227,6 +223,8 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
     with _idle_guard:
         idle = _idle.get(key)
         taken = idle.pop() if idle else None
+        if idle == []:
+            del _idle[key]
     fresh = taken is None
     created, workdir = taken if taken is not None else _new_pipeline(pipeline, settings, run_id)
     if not fresh:
@@ -259,8 +257,6 @@ def _beyond_the_bound() -> list[Path]:
     """Take the longest unused idle pipelines out until KEPT_IN_ALL remain (the caller holds
     the guard); their working dirs, to remove."""
     removed: list[Path] = []
-    for key in [key for key, idle in _idle.items() if not idle]:
-        del _idle[key]
     while sum(len(idle) for idle in _idle.values()) > KEPT_IN_ALL:
         oldest_key = next(iter(_idle))
         oldest = _idle[oldest_key]
