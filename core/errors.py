@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Protocol
@@ -425,10 +425,29 @@ def _from_library(error: BaseException, party: Party) -> FerryError:
     found = recognise(error, party=party)
     if found is None:
         # unknown failures are retried: a bug shows up as repeated nacks, never as lost data
-        found = RetriableError(f"unexpected error: {_describe(_chain(error)[-1])}")
+        found = RetriableError(f"unexpected error: {describe(_chain(error)[-1])}")
     # the traceback goes to the log, once, and never into a message
     log.warning("%s <- %s", found, type(error).__name__, exc_info=error)
     return found
+
+
+Recogniser = Callable[[BaseException, Party], FerryError | None]
+"""A FerryError for a library exception of a type it knows, else None."""
+Unwrapper = Callable[[BaseException], BaseException | None]
+"""The exception a library exception wraps, else None."""
+
+_engine_recognisers: list[Recogniser] = []
+_engine_unwrappers: list[Unwrapper] = []
+
+
+def register_engine_errors(recognise: Recogniser, unwrap: Unwrapper) -> None:
+    """Add a destination engine's error recognition (its `errors.py`; the registry in
+    app/destinations adds every engine's when imported). Core imports nothing of ours, so it
+    knows the engines' libraries only through what is registered. Idempotent."""
+    if recognise not in _engine_recognisers:
+        _engine_recognisers.append(recognise)
+    if unwrap not in _engine_unwrappers:
+        _engine_unwrappers.append(unwrap)
 
 
 def recognise(error: BaseException, *, party: Party = Party.DESTINATION) -> FerryError | None:
@@ -436,7 +455,7 @@ def recognise(error: BaseException, *, party: Party = Party.DESTINATION) -> Ferr
     chain = _chain(error)
     # a dlt wrapper recognised only by its terminal/transient marker is described by what
     # it wraps: its own message repeats that, with a traceback
-    cause = _describe(chain[-1])
+    cause = describe(chain[-1])
     for inner in reversed(chain):
         found = _recognise(inner, party, cause)
         if found is not None:
@@ -444,7 +463,8 @@ def recognise(error: BaseException, *, party: Party = Party.DESTINATION) -> Ferr
     return None
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """`Type: first sentence` of a library exception, for a FerryError's message."""
     text = one_sentence(str(error))
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
@@ -474,27 +494,22 @@ def _wrapped(error: BaseException) -> BaseException | None:
         inner = error.job_exception
     elif isinstance(error, DatabaseException):
         inner = error.dbapi_exception
-    elif _is_bigquery_dbapi_error(error) and error.args:
-        # google.cloud.bigquery.dbapi puts the API exception in args[0]
-        inner = error.args[0]
+    else:
+        # a destination engine's own wrapper (BigQuery's DB-API error)
+        inner = next(
+            (found for unwrap in _engine_unwrappers if (found := unwrap(error)) is not None),
+            None,
+        )
     if isinstance(inner, BaseException):
         return inner
     return error.__cause__
-
-
-def _is_bigquery_dbapi_error(error: BaseException) -> bool:
-    try:
-        from google.cloud.bigquery.dbapi import exceptions as bigquery_dbapi
-    except ImportError:  # pragma: no cover - part of the pinned install
-        return False
-    return isinstance(error, bigquery_dbapi.Error)
 
 
 def _recognise(error: BaseException, party: Party, cause: str) -> FerryError | None:
     """A FerryError for an exception type we know, else None."""
     if isinstance(error, FerryError):
         return error
-    for recognise in (_recognise_http, _recognise_duckdb, _recognise_os):
+    for recognise in (_recognise_http, *_engine_recognisers, _recognise_os):
         found = recognise(error, party)
         if found is not None:
             return found
@@ -506,7 +521,7 @@ def _recognise_http(error: BaseException, party: Party) -> FerryError | None:
     from google.auth import exceptions as auth_errors
     from requests import exceptions as http_errors
 
-    text = _describe(error)
+    text = describe(error)
     if isinstance(error, google_errors.GoogleAPICallError) and isinstance(error.code, int):
         status, reason = error.code, google_reason(error)
         kind = error_for_status(status, reason, party=party)
@@ -547,24 +562,11 @@ def _recognise_dlt(error: BaseException, cause: str) -> FerryError | None:
     from dlt.common.schema.exceptions import DataValidationError
 
     if isinstance(error, DataValidationError):
-        return SchemaContractError(_describe(error))
+        return SchemaContractError(describe(error))
     if isinstance(error, TransientException):
         return DestinationUnavailableError(cause)
     if isinstance(error, TerminalException):
         return DestinationRejectedError(cause)
-    return None
-
-
-def _recognise_duckdb(error: BaseException, party: Party) -> FerryError | None:
-    import duckdb
-
-    if isinstance(error, duckdb.OutOfMemoryException):
-        return DestinationRejectedError(
-            f"the destination ran out of memory on this load: {_describe(error)}"
-        )
-    if isinstance(error, duckdb.IOException):
-        # e.g. another process holds the database file's lock: a passing condition
-        return DestinationUnavailableError(_describe(error))
     return None
 
 
@@ -574,9 +576,9 @@ _TERMINAL_ERRNOS: Final = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.EL
 
 def _recognise_os(error: BaseException, party: Party) -> FerryError | None:
     if isinstance(error, FileNotFoundError):
-        return SourceNotFoundError(_describe(error))
+        return SourceNotFoundError(describe(error))
     if isinstance(error, PermissionError):
-        return SourceAccessDeniedError(_describe(error))
+        return SourceAccessDeniedError(describe(error))
     if isinstance(error, OSError) and error.errno in _TERMINAL_ERRNOS:
-        return SourceNotFoundError(f"no such file can exist: {_describe(error)}")
+        return SourceNotFoundError(f"no such file can exist: {describe(error)}")
     return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.destinations.ordering import OrderedMerge
-from app.destinations.pipeline import destination_for
+from app.destinations.registry import engine_for
 from core.lineage import DELETED_AT_COLUMN, REJECTS_SUFFIX, SOURCE_URI_COLUMN, TOMBSTONES_SUFFIX
 from core.settings import Settings
 from core.spec import DestinationSpec
@@ -103,4 +103,4 @@ def apply_hints(
         resource.apply_hints(**ordered_hints(order), **_contract(destination))
     else:
         resource.apply_hints(**write_hints(destination, keyed_by_object=keyed_by_object))
-    return destination_for(settings).adapt(resource, destination, lineage=lineage)
+    return engine_for(settings).destination.adapt(resource, destination, lineage=lineage)

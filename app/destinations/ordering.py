@@ -17,15 +17,19 @@ generation replaces what its older one still owns.
 
 Every column inside a subquery is renamed (`_ferry_*`), so the unqualified key and sequence
 columns of the condition resolve to the staged row (or, in the scope, the destination row)
-without knowing the alias dlt gives those tables. Pure: no I/O.
+without knowing the alias dlt gives those tables. Pure (no I/O), but for `merge_order`, which
+asks the destination whether the tombstones table exists yet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from core.lineage import SOURCE_GENERATION_COLUMN, SOURCE_URI_COLUMN
+from app.destinations.pipeline import sql_client_of
+from core.lineage import SOURCE_GENERATION_COLUMN, SOURCE_URI_COLUMN, TOMBSTONES_SUFFIX
+from core.spec import DestinationSpec
 
 Escape = Callable[[str], str]
 
@@ -118,3 +122,44 @@ def tombstone_merge(
     keys = [escape(key) for key in primary_key]
     source_filter = "NOT " + newer_held(tombstones, keys, escape(sequence), escape, by_object=False)
     return OrderedMerge(tuple(primary_key), sequence, source_filter, None)
+
+
+def merge_order(
+    pipeline: Any, destination: DestinationSpec
+) -> tuple[OrderedMerge, OrderedMerge | None]:
+    """The ordered-merge conditions of `destination`'s table (and of its tombstones, when
+    deletes are hard), with the destination's own quoting and naming. Reads whether the
+    tombstones table exists yet; the caller holds the destination lock."""
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    naming = NamingConvention()
+    keys = [naming.normalize_identifier(key) for key in destination.primary_key]
+    sequence = naming.normalize_identifier(destination.sequence or SOURCE_GENERATION_COLUMN)
+    hard = destination.cdc is not None and destination.cdc.deletes == "hard"
+    with sql_client_of(pipeline) as client:
+        table = client.make_qualified_table_name(destination.table)
+        tombstones_table = client.make_qualified_table_name(destination.table + TOMBSTONES_SUFFIX)
+        tombstones_exist = False
+        if hard:
+            try:
+                client.execute_sql(f"SELECT 1 FROM {tombstones_table} WHERE 1 = 0")  # noqa: S608
+                tombstones_exist = True
+            except DatabaseUndefinedRelation:
+                pass
+        escape = client.escape_column_name
+        order = ordered_merge(
+            table=table,
+            tombstones=tombstones_table if tombstones_exist else None,
+            primary_key=keys,
+            sequence=sequence,
+            escape=escape,
+        )
+        tombstones = (
+            tombstone_merge(
+                tombstones=tombstones_table, primary_key=keys, sequence=sequence, escape=escape
+            )
+            if hard
+            else None
+        )
+    return order, tombstones

@@ -1,4 +1,4 @@
-"""The dlt destination of the settings (duckdb.py or bigquery.py, same functions), and dlt
+"""The dlt destination of the settings (its engine's, through the registry), and dlt
 pipelines: one working dir per run, or one kept for this process's next run."""
 
 from __future__ import annotations
@@ -16,37 +16,12 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from app.destinations.registry import engine_for
 from core.settings import Settings
-from core.spec import DestinationSpec
 
 log = logging.getLogger("ferry.destination")
-
-
-class Destination(Protocol):
-    """What each destination module (duckdb.py, bigquery.py) provides."""
-
-    APPEND_UNDER_LOCK: bool
-
-    def make_destination(self, settings: Settings, staging_layout: str) -> Any: ...
-
-    def lock(self, settings: Settings, timeout: float = ...) -> AbstractContextManager[None]: ...
-
-    def adapt(self, resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any: ...
-
-    def list_datasets(self, client: Any, settings: Settings) -> list[str]: ...
-
-    def drop_dataset(self, client: Any, settings: Settings, name: str) -> None: ...
-
-    SQL_TYPES: dict[str, str]
-    """dlt data type -> the destination's SQL type, for ferry's own bound statements."""
-
-
-def destination_for(settings: Settings) -> Destination:
-    from app.destinations import bigquery, duckdb
-
-    return duckdb if settings.destination_kind == "duckdb" else bigquery
 
 
 def make_destination(settings: Settings, run_id: str) -> Any:
@@ -57,7 +32,8 @@ def make_destination(settings: Settings, run_id: str) -> Any:
     each run stages into its own dataset, dropped when the run ends.
     """
     layout = "%s_staging_" + staging_token(run_id)
-    return _caching_capabilities(destination_for(settings).make_destination(settings, layout))
+    destination = engine_for(settings).destination.make_destination(settings, layout)
+    return _caching_capabilities(destination)
 
 
 def _caching_capabilities(destination: Any) -> Any:
@@ -91,7 +67,7 @@ _capabilities: dict[tuple[Any, ...], Any] = {}
 
 def destination_lock(settings: Settings) -> AbstractContextManager[None]:
     """Held around every read or write of the destination (DuckDB: one writer at a time)."""
-    return destination_for(settings).lock(settings)
+    return engine_for(settings).destination.lock(settings)
 
 
 def staging_token(run_id: str) -> str:
@@ -181,7 +157,8 @@ def run_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterator
     created, workdir = _new_pipeline(pipeline, settings, run_id)
     try:
         try:
-            yield created
+            with engine_for(settings).destination.pipeline_config(settings):
+                yield created
         finally:
             _drop_staging_if_left(created, settings)
     finally:
@@ -235,7 +212,8 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
     _staging_dropped.discard(created)
     try:
         try:
-            yield KeptPipeline(created, fresh)
+            with engine_for(settings).destination.pipeline_config(settings):
+                yield KeptPipeline(created, fresh)
         finally:
             _drop_staging_if_left(created, settings)
         _forget_completed_packages(created)

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from app.destinations.pipeline import destination_for, destination_lock, run_pipeline_for
+from app.destinations.pipeline import destination_lock, run_pipeline_for
+from app.destinations.registry import engine_for
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def _merge_by_statement(
 ) -> bool:
     """True when the row is in; False when the statement failed (a column added since, a
     table dropped by someone else, a transient error): dlt's load then does it."""
-    sql_types = destination_for(settings).SQL_TYPES
+    sql_types = engine_for(settings).destination.SQL_TYPES
     types = {
         name: sql_types[str(columns.get(name, {}).get("data_type", "text"))]
         for name in (*row, *DLT_COLUMNS)

@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.destinations.pipeline import destination_for, sql_client_of
+from app.destinations.pipeline import sql_client_of
+from app.destinations.registry import engine_for
 from core.errors import classify
 from core.settings import Settings
 
@@ -62,7 +63,7 @@ def sweep_stale_staging(pipeline: Any, settings: Settings) -> list[str]:
 
     The caller holds the destination lock (DuckDB).
     """
-    destination = destination_for(settings)
+    destination = engine_for(settings).destination
     max_age = timedelta(hours=settings.staging_max_age_hours)
     with sql_client_of(pipeline) as client:
         names = destination.list_datasets(client, settings)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.destinations.pipeline import destination_lock, staging_token
+from app.destinations.registry import engine_for
 from app.models.compile import ModelSet
 from app.models.materialize import Materializer
 from app.models.report import ModelReport
-from app.models.transpile import Warehouse
 from core.errors import (
     FerryError,
     ModelFailedError,
@@ -35,20 +35,13 @@ class BuildResult:
     """The first failure, if any (its code and recovery decide the run's outcome)."""
 
 
-def warehouse_of(settings: Settings) -> Warehouse:
-    return Warehouse(
-        engine=settings.destination_kind,
-        dataset=settings.dataset_name,
-        project=settings.bigquery_project,
-    )
-
-
 def build_models(
     names: Sequence[str], models: ModelSet, settings: Settings, pipeline: Any, run_id: str
 ) -> BuildResult:
     """Build `names` (already in dependency order) through `pipeline`'s SQL client."""
     result = BuildResult()
-    warehouse = warehouse_of(settings)
+    engine = engine_for(settings).models
+    warehouse = engine.warehouse(settings)
     token = staging_token(run_id)
     not_built: set[str] = set()
     built: set[str] = set()
@@ -65,7 +58,9 @@ def build_models(
         started = time.perf_counter()
         try:
             with destination_lock(settings), pipeline.sql_client() as client:
-                materializer = Materializer(client, warehouse, token, settings.bigquery_location)
+                materializer = Materializer(
+                    client, engine, warehouse, token, settings.bigquery_location
+                )
                 missing = [
                     table
                     for table in sorted(query.upstream - built)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from app.models.transpile import Warehouse
+from app.destinations.warehouse import Warehouse
 from core.model_spec import ModelChecks
 
 EXAMPLES = 5

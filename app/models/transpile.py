@@ -7,42 +7,24 @@ is found at validation, not in the middle of a run:
   `ARRAY_AGG`;
 - functions it passes through untranslated that DuckDB does not have (`NET.HOST`,
   `FARM_FINGERPRINT`): DuckDB's own parser lists the functions the translation calls, and
-  each is looked up in DuckDB's catalog of functions.
+  each is looked up in DuckDB's catalog of functions (each engine's
+  `models.unknown_functions`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, Literal
 
 import sqlglot
 from sqlglot import ErrorLevel, exp
 from sqlglot.errors import ParseError, UnsupportedError
 
+from app.destinations.registry import all_engines
+from app.destinations.warehouse import Warehouse
 from core.errors import ConfigError
 
 SOURCE_DIALECT = "bigquery"
-Engine = Literal["duckdb", "bigquery"]
-
-
-@dataclass(frozen=True)
-class Warehouse:
-    """Where models build: the engine and the configured dataset (and BigQuery project)."""
-
-    engine: Engine
-    dataset: str
-    project: str | None = None
-
-    def table(self, name: str) -> exp.Table:
-        """`name` in the configured dataset, quoted."""
-        catalog = self.project if self.engine == "bigquery" else None
-        return exp.table_(name, db=self.dataset, catalog=catalog, quoted=True)
-
-    def render(self, expression: exp.Expr) -> str:
-        return expression.sql(dialect=self.engine, unsupported_level=ErrorLevel.RAISE)
 
 
 @dataclass(frozen=True)
@@ -117,12 +99,13 @@ def _table_refs(
 def untranslatable(model: ModelQuery) -> list[str]:
     """What of the model's BigQuery SQL has no DuckDB translation (empty: it all has one)."""
     try:
-        # BigQuery runs the SQL as sqlglot re-prints it from its own parse: that must work too
-        model.render(Warehouse(engine="bigquery", dataset="ferry", project="project"))
-        duckdb_sql = model.render(Warehouse(engine="duckdb", dataset="ferry"))
+        # every engine runs the SQL as sqlglot re-prints it from its own parse: that must work
+        rendered = [
+            (engine, model.render(engine.models.VALIDATION_WAREHOUSE)) for engine in all_engines()
+        ]
     except UnsupportedError as error:
         return [line.strip() for line in str(error).splitlines() if line.strip()]
-    return _unknown_to_duckdb(duckdb_sql)
+    return [problem for engine, sql in rendered for problem in engine.models.unknown_functions(sql)]
 
 
 def check_translatable(model: ModelQuery) -> None:
@@ -132,45 +115,3 @@ def check_translatable(model: ModelQuery) -> None:
             model.name,
             "SQL cannot run on DuckDB (the embedded default): " + "; ".join(problems),
         )
-
-
-def _unknown_to_duckdb(duckdb_sql: str) -> list[str]:
-    """Functions the DuckDB SQL calls that DuckDB does not have, by DuckDB's own parser."""
-    parsed = _duckdb().cursor().execute("SELECT json_serialize_sql(?)", [duckdb_sql]).fetchone()
-    tree = json.loads(parsed[0])
-    if tree.get("error"):
-        return [f"the DuckDB translation does not parse: {tree.get('error_message')}"]
-    known = _duckdb_functions()
-    problems: list[str] = []
-    for schema, function in _function_calls(tree):
-        if schema not in ("", "main") or function.lower() not in known:
-            spelled = f"{schema}.{function}" if schema else function
-            problem = f"function {spelled.upper()} has no DuckDB equivalent"
-            if problem not in problems:
-                problems.append(problem)
-    return problems
-
-
-def _function_calls(node: Any) -> Iterator[tuple[str, str]]:
-    if isinstance(node, dict):
-        if isinstance(node.get("function_name"), str):
-            yield str(node.get("schema") or ""), node["function_name"]
-        for value in node.values():
-            yield from _function_calls(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _function_calls(value)
-
-
-@cache
-def _duckdb() -> Any:
-    import duckdb
-
-    return duckdb.connect(":memory:")
-
-
-@cache
-def _duckdb_functions() -> frozenset[str]:
-    query = "SELECT DISTINCT function_name FROM duckdb_functions()"
-    rows = _duckdb().cursor().execute(query).fetchall()
-    return frozenset(str(row[0]).lower() for row in rows)

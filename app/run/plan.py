@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from app.destinations.ledger import DELETED, EMPTIED, Ledger, read_ledger, read_lineage, retire
-from app.destinations.ordering import OrderedMerge, ordered_merge, tombstone_merge
-from app.destinations.pipeline import destination_for, destination_lock, sql_client_of
+from app.destinations.ordering import OrderedMerge, merge_order
+from app.destinations.pipeline import destination_lock
+from app.destinations.registry import engine_for
 from app.run.raw_zone import days, origin_of, partition
 from app.run.report import FileReport
 from app.run.request import CommitGuard, RunContext
 from app.run.selection import admitted, narrowed_uri, requested_generation
 from core.errors import DestinationUnavailableError, RequestError, SourceNotFoundError
 from core.globs import has_glob
-from core.lineage import REJECTS_SUFFIX, SOURCE_GENERATION_COLUMN, TOMBSTONES_SUFFIX
-from core.spec import DestinationSpec, FilesSource
+from core.lineage import REJECTS_SUFFIX
+from core.spec import FilesSource
 from sources.files import SourceObject, resolve_pattern
 
 log = logging.getLogger("ferry.files")
@@ -82,7 +83,7 @@ def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> Fil
         by_object = all(plan.lineage for plan, _ in pending)
         if pending and by_object and destination.ordered:
             with destination_lock(run.settings):
-                order, tombstones = _merge_order(run.pipeline, destination)
+                order, tombstones = merge_order(run.pipeline, destination)
     # a replay replaces each object's rows, so it always merges by object
     guard = None
     if pending and not replaying:
@@ -98,45 +99,6 @@ def _deleted_object(run: RunContext, source: FilesSource) -> Planned:
     pattern = resolve_pattern(source.uri, run.catalog.base_dir)
     uri = narrowed_uri(run.spec.name, pattern, request.source_uri, run.catalog.base_dir)
     return Planned(None, uri, request.generation, deleted=True)
-
-
-def _merge_order(
-    pipeline: Any, destination: DestinationSpec
-) -> tuple[OrderedMerge, OrderedMerge | None]:
-    """The ordered-merge conditions, with the destination's own quoting and naming."""
-    from dlt.common.normalizers.naming.snake_case import NamingConvention
-    from dlt.destinations.exceptions import DatabaseUndefinedRelation
-
-    naming = NamingConvention()
-    keys = [naming.normalize_identifier(key) for key in destination.primary_key]
-    sequence = naming.normalize_identifier(destination.sequence or SOURCE_GENERATION_COLUMN)
-    hard = destination.cdc is not None and destination.cdc.deletes == "hard"
-    with sql_client_of(pipeline) as client:
-        table = client.make_qualified_table_name(destination.table)
-        tombstones_table = client.make_qualified_table_name(destination.table + TOMBSTONES_SUFFIX)
-        tombstones_exist = False
-        if hard:
-            try:
-                client.execute_sql(f"SELECT 1 FROM {tombstones_table} WHERE 1 = 0")  # noqa: S608
-                tombstones_exist = True
-            except DatabaseUndefinedRelation:
-                pass
-        escape = client.escape_column_name
-        order = ordered_merge(
-            table=table,
-            tombstones=tombstones_table if tombstones_exist else None,
-            primary_key=keys,
-            sequence=sequence,
-            escape=escape,
-        )
-        tombstones = (
-            tombstone_merge(
-                tombstones=tombstones_table, primary_key=keys, sequence=sequence, escape=escape
-            )
-            if hard
-            else None
-        )
-    return order, tombstones
 
 
 def _select_objects(
@@ -290,7 +252,7 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     """
     destination = run.spec.destination
     if not (
-        destination_for(run.settings).APPEND_UNDER_LOCK
+        engine_for(run.settings).destination.APPEND_UNDER_LOCK
         and destination.write_disposition == "append"
         and not destination.merge_key
     ):

@@ -1,6 +1,6 @@
 """DuckDB, the embedded default: one database file, one writing process at a time.
 
-The same small function set as bigquery.py; app/destinations/pipeline.py picks one by
+The same function names as bigquery/destination.py; app/destinations/registry.py picks one by
 `settings.destination_kind`.
 """
 
@@ -41,6 +41,12 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
         },
         staging_dataset_name_layout=staging_layout,
     )
+
+
+@contextmanager
+def pipeline_config(settings: Settings) -> Iterator[None]:
+    """dlt configuration while this engine's pipeline is in use: dlt's defaults serve."""
+    yield
 
 
 _held = threading.local()

@@ -1,15 +1,17 @@
 """BigQuery: Application Default Credentials in production, the local emulator in tests.
 
-The same small function set as duckdb.py; app/destinations/pipeline.py picks one by
+The same function names as duckdb/destination.py; app/destinations/registry.py picks one by
 `settings.destination_kind`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+
+from dlt.common.configuration.providers import ConfigProvider
 
 from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
@@ -28,9 +30,8 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
     if settings.bigquery_emulator_host:
         from google.oauth2.credentials import Credentials
 
-        # the emulator: a static token dlt never refreshes, and no gzip load files
+        # the emulator: a static token dlt never refreshes (no gzip load files: pipeline_config)
         credentials = Credentials(token="emulator")  # noqa: S106
-        os.environ["DATA_WRITER__DISABLE_COMPRESSION"] = "true"
     # production: credentials=None means Application Default Credentials
     return dlt.destinations.bigquery(
         credentials=credentials,  # type: ignore[arg-type]
@@ -38,6 +39,61 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
         location=settings.bigquery_location,
         staging_dataset_name_layout=staging_layout,
     )
+
+
+@contextmanager
+def pipeline_config(settings: Settings) -> Iterator[None]:
+    """dlt configuration while this engine's pipeline is in use in this thread: the emulator
+    cannot read gzip load files, so dlt writes them uncompressed, for these pipelines only (a
+    DuckDB pipeline in the same process still compresses)."""
+    if not settings.bigquery_emulator_host:
+        yield
+        return
+    _register_uncompressed()
+    token = _uncompressed.set(True)
+    try:
+        yield
+    finally:
+        _uncompressed.reset(token)
+
+
+_uncompressed: ContextVar[bool] = ContextVar("ferry_uncompressed_load_files", default=False)
+
+
+def _register_uncompressed() -> None:
+    """Add the provider to dlt's configuration once (dlt keeps providers per run context)."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+    providers = Container()[PluggableRunContext].providers
+    if _UncompressedLoadFiles.NAME not in providers:
+        providers.add_provider(_UncompressedLoadFiles())
+
+
+class _UncompressedLoadFiles(ConfigProvider):
+    """Answers dlt's `data_writer.disable_compression` with true inside `pipeline_config` of
+    an emulator pipeline, and with nothing anywhere else (later providers then decide)."""
+
+    NAME = "ferry: BigQuery emulator load files"
+
+    def get_value(
+        self, key: str, hint: type[Any], pipeline_name: str | None, *sections: str
+    ) -> tuple[Any | None, str]:
+        if key == "disable_compression" and _uncompressed.get():
+            return True, key
+        return None, key
+
+    @property
+    def supports_secrets(self) -> bool:
+        return False
+
+    @property
+    def supports_sections(self) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return self.NAME
 
 
 @contextmanager
