@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import duckdb
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from app.run.catalog import Catalog, load_catalog
+from core.errors import FerryError
 from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,3 +52,25 @@ def count(settings: Settings, table: str) -> int:
     except duckdb.CatalogException:
         return 0
     return int(rows[0][0])
+
+
+# --- library exceptions as a library hands them over (for classify() tests) ---
+
+
+def step_failed(step: str, exception: BaseException) -> PipelineStepFailed:
+    # PipelineStepFailed reads only these two attributes of the pipeline it names
+    pipeline = SimpleNamespace(pipeline_name="ferry_orders", has_pending_data=False)
+    return PipelineStepFailed(pipeline, step, "123.4", exception)  # type: ignore[arg-type]
+
+
+def raised(error: BaseException) -> BaseException:
+    """`error` with a real traceback, as a library would hand it over."""
+    try:
+        raise error
+    except BaseException as caught:
+        return caught
+
+
+def assert_clean(error: FerryError) -> None:
+    for text in (error.message, str(error), repr(error.to_dict())):
+        assert "Traceback" not in text and 'File "' not in text and "\n" not in text

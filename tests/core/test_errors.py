@@ -1,5 +1,6 @@
 """The one bridge from library exceptions to ferry's errors: the status/reason table, and
-classify() on the exception types the pinned dlt, Google clients, requests and DuckDB raise.
+classify() on the exception types the pinned dlt, Google clients and requests raise (each
+engine's own exceptions: tests/destinations/<engine>/test_errors.py).
 
 No I/O: every exception is built as the library builds it.
 """
@@ -8,17 +9,13 @@ from __future__ import annotations
 
 import errno
 import traceback
-from types import SimpleNamespace
 
-import duckdb
 import pytest
 import requests
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseTransientException
-from dlt.load.exceptions import LoadClientJobFailed, LoadClientJobRetry
-from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.load.exceptions import LoadClientJobFailed
 from google.api_core import exceptions as google_errors
-from google.cloud.bigquery.dbapi import exceptions as bigquery_dbapi
 
 from core.errors import (
     DestinationAccessDeniedError,
@@ -38,6 +35,7 @@ from core.errors import (
     error_for_status,
     outcome_of,
 )
+from tests.helpers import assert_clean, raised, step_failed
 
 # --- the table ---------------------------------------------------------------------------
 
@@ -94,19 +92,6 @@ def test_terminal_statuses_are_acked_and_exit_2(status: int) -> None:
 # --- classify: Google ----------------------------------------------------------------------
 
 
-def test_a_concurrent_create_409_already_exists_is_retriable() -> None:
-    """Two first loads into a new table: the second CREATE gets 409 duplicate. dlt calls that
-    reason terminal; acking it dead-letters a load that would pass on a retry."""
-    conflict = google_errors.Conflict(
-        "Already Exists: Table p:ferry.orders", errors=[{"reason": "duplicate"}]
-    )
-    wrapped = DatabaseTerminalException(bigquery_dbapi.DatabaseError(conflict))
-    error = classify(step_failed("load", wrapped), pipeline="orders")
-    assert isinstance(error, DestinationUnavailableError) and error.retriable
-    assert error.pipeline == "orders"
-    assert "409 duplicate" in error.message
-
-
 def test_a_403_with_a_rate_limit_reason_is_retriable() -> None:
     limited = google_errors.Forbidden(
         "Exceeded rate limits: too many table update operations",
@@ -130,18 +115,6 @@ def test_the_party_picks_the_class_for_a_google_404() -> None:
 # --- classify: dlt wrappers ----------------------------------------------------------------
 
 
-def test_a_destination_out_of_memory_is_terminal_and_has_no_traceback() -> None:
-    """dlt retries the job and then raises LoadClientJobRetry, whose message carries the
-    job's formatted traceback (install paths)."""
-    oom = raised(duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate 16 KiB"))
-    failed_message = "".join(traceback.format_exception(oom))
-    retry = LoadClientJobRetry("123.4", "orders.abc.parquet", 5, 5, failed_message, oom)
-    error = classify(step_failed("load", retry))
-    assert isinstance(error, DestinationRejectedError) and not error.retriable
-    assert "out of memory" in error.message
-    assert_clean(error)
-
-
 def test_an_unknown_job_failure_is_terminal_like_dlt_says_and_named_by_its_cause() -> None:
     cause = raised(ValueError("cannot cast 'abc' to INT64"))
     failed_message = "".join(traceback.format_exception(cause))
@@ -155,11 +128,6 @@ def test_an_unknown_job_failure_is_terminal_like_dlt_says_and_named_by_its_cause
 def test_a_transient_database_error_is_retriable() -> None:
     error = classify(DatabaseTransientException(RuntimeError("connection dropped")))
     assert isinstance(error, DestinationUnavailableError)
-
-
-def test_a_duckdb_lock_conflict_is_retriable_without_reading_the_message() -> None:
-    locked = duckdb.IOException('IO Error: Could not set lock on file "x.duckdb"')
-    assert isinstance(classify(DatabaseTransientException(locked)), DestinationUnavailableError)
 
 
 def test_a_schema_contract_violation_is_terminal() -> None:
@@ -211,22 +179,3 @@ def test_a_message_never_carries_a_traceback() -> None:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def step_failed(step: str, exception: BaseException) -> PipelineStepFailed:
-    # PipelineStepFailed reads only these two attributes of the pipeline it names
-    pipeline = SimpleNamespace(pipeline_name="ferry_orders", has_pending_data=False)
-    return PipelineStepFailed(pipeline, step, "123.4", exception)  # type: ignore[arg-type]
-
-
-def raised(error: BaseException) -> BaseException:
-    """`error` with a real traceback, as a library would hand it over."""
-    try:
-        raise error
-    except BaseException as caught:
-        return caught
-
-
-def assert_clean(error: FerryError) -> None:
-    for text in (error.message, str(error), repr(error.to_dict())):
-        assert "Traceback" not in text and 'File "' not in text and "\n" not in text

@@ -1,17 +1,16 @@
-"""dlt table hints and the per-destination modules, without any dlt run."""
+"""dlt table hints from a destination spec, and the engine's adapter on top, without any
+dlt run."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import dlt
 import pytest
 
-from app.destinations import bigquery, duckdb
 from app.destinations.hints import apply_hints, key_columns, rejects_hints, write_hints
-from app.destinations.pipeline import destination_for, staging_token
+from app.destinations.pipeline import staging_token
 from core.lineage import SOURCE_URI_COLUMN
 from core.spec import DestinationSpec
 from tests.helpers import duckdb_settings
@@ -87,11 +86,7 @@ def test_rejects_follow_their_table_without_its_key() -> None:
     assert key_columns(merged) == ("id",)
 
 
-def test_each_settings_kind_picks_its_module(tmp_path: Path) -> None:
-    local = duckdb_settings(tmp_path)
-    cloud = duckdb_settings(tmp_path, destination="bigquery", bigquery_project="p")
-    assert destination_for(local) is duckdb and duckdb.APPEND_UNDER_LOCK
-    assert destination_for(cloud) is bigquery and not bigquery.APPEND_UNDER_LOCK
+def test_a_run_id_becomes_a_staging_token() -> None:
     assert staging_token("20261121T101500-3F9C") == "20261121t101500_3f9c"
 
 
@@ -116,31 +111,3 @@ def test_a_file_load_clusters_on_its_object_by_default(tmp_path: Path) -> None:
     resource = dlt.resource([{"id": 1}], name="orders")
     apply_hints(resource, spec(), settings, lineage=True, keyed_by_object=True)
     assert resource.columns[SOURCE_URI_COLUMN].get("x-bigquery-cluster") is True  # type: ignore[index]
-
-
-def test_duckdb_lock_serialises_writers(tmp_path: Path) -> None:
-    from core.errors import DestinationUnavailableError
-
-    settings = duckdb_settings(tmp_path)
-    outcome: list[BaseException | None] = []
-
-    def second_holder() -> None:
-        try:
-            with duckdb.lock(settings, timeout=0.0):
-                outcome.append(None)
-        except BaseException as error:  # reported to the test thread
-            outcome.append(error)
-
-    # another thread (another open file description) waits, then gives up: retriable
-    with duckdb.lock(settings):
-        other = threading.Thread(target=second_holder)
-        other.start()
-        other.join()
-        # the holder's own thread may take it again (a run holds it across its steps)
-        with duckdb.lock(settings, timeout=0.0):
-            pass
-    assert len(outcome) == 1 and isinstance(outcome[0], DestinationUnavailableError)
-    assert "locked" in str(outcome[0])
-    # released: the other thread gets it now
-    second_holder()
-    assert outcome[1] is None

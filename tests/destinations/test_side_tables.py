@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from app.destinations import duckdb as duckdb_destination
+from app.destinations.duckdb import destination as duckdb_destination
 from app.destinations.side_tables import merge_statement
 
 

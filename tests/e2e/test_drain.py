@@ -86,9 +86,7 @@ def stack(
     bigquery_env: BigQueryEmulator,
     pubsub_env: PubSubEmulator,
     unique_name: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[DrainStack]:
-    monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
     project = pubsub_env.project
     gcs_env.client().create_bucket(unique_name)
     topic = pubsub_env.publisher().create_topic(name=f"projects/{project}/topics/{unique_name}")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
-
 from app.run.catalog import Catalog, load_catalog
 from app.run.runner import RunRequest, run
 from core.errors import FerryError, outcome_of
@@ -29,9 +27,7 @@ def test_concurrent_first_loads_into_a_new_dataset_are_never_terminal(
     tmp_path: Path,
     bigquery_env: BigQueryEmulator,
     unique_name: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
     (tmp_path / "in").mkdir()
     for number, name in enumerate(PIPELINES):
         rows = "".join(f"{number * 10 + i},{name}\n" for i in range(3))

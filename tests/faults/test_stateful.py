@@ -454,10 +454,7 @@ def test_hive_partition_segments_become_typed_columns(tmp_path: Path) -> None:
 # --- the same on BigQuery (the emulator): few cases, they are slow ----------------------------
 
 
-def bigquery_feed(
-    tmp_path: Path, bigquery: BigQueryEmulator, dataset: str, monkeypatch: pytest.MonkeyPatch
-) -> Feed:
-    monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
+def bigquery_feed(tmp_path: Path, bigquery: BigQueryEmulator, dataset: str) -> Feed:
     settings = Settings(
         destination="bigquery",
         bigquery_project=bigquery.project,
@@ -482,12 +479,11 @@ def test_cdc_feed_on_bigquery_ends_as_applied_in_sequence(
     tmp_path: Path,
     bigquery_env: BigQueryEmulator,
     unique_name: str,
-    monkeypatch: pytest.MonkeyPatch,
     seed: int,
 ) -> None:
     rng = random.Random(seed)
     files = change_files(rng, files=5, keys=20, per_file=20)
-    feed = bigquery_feed(tmp_path, bigquery_env, unique_name, monkeypatch)
+    feed = bigquery_feed(tmp_path, bigquery_env, unique_name)
     for source in files:
         feed.write(source)
 
@@ -502,12 +498,11 @@ def test_cdc_feed_on_bigquery_with_kills_mid_load_ends_as_applied_in_sequence(
     tmp_path: Path,
     bigquery_env: BigQueryEmulator,
     unique_name: str,
-    monkeypatch: pytest.MonkeyPatch,
     seed: int,
 ) -> None:
     rng = random.Random(seed)
     files = change_files(rng, files=4, keys=20, per_file=25)
-    feed = bigquery_feed(tmp_path, bigquery_env, unique_name, monkeypatch)
+    feed = bigquery_feed(tmp_path, bigquery_env, unique_name)
     for source in files:
         feed.write(source)
 

@@ -26,9 +26,7 @@ def settings(
     tmp_path: Path,
     bigquery_env: BigQueryEmulator,
     unique_name: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Settings:
-    monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
     return Settings(
         destination="bigquery",
         bigquery_project=bigquery_env.project,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from app.models.transpile import Warehouse, check_translatable, parse_model, untranslatable
+from app.destinations.warehouse import Warehouse
+from app.models.transpile import check_translatable, parse_model, untranslatable
 from core.errors import ConfigError
 
-DUCKDB = Warehouse(engine="duckdb", dataset="ferry")
-BIGQUERY = Warehouse(engine="bigquery", dataset="analytics", project="acme-prod")
+DUCKDB = Warehouse(dialect="duckdb", dataset="ferry")
+BIGQUERY = Warehouse(dialect="bigquery", dataset="analytics", catalog="acme-prod")
 
 
 def test_upstream_tables_come_from_the_sql_without_ctes_or_unnest() -> None:

@@ -111,9 +111,7 @@ def test_bigquery_destination_loads_and_stays_idempotent(
     tmp_path: Path,
     bigquery_env: BigQueryEmulator,
     unique_name: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
     settings = Settings(
         destination="bigquery",
         bigquery_project=bigquery_env.project,

@@ -1,0 +1,62 @@
+"""No engine question outside app/destinations: a comparison with an engine's name there
+(`settings.destination_kind == "bigquery"`) means a function is missing from the engine
+folders. import-linter cannot see string comparisons; this test can."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE_NAMES = {"duckdb", "bigquery"}
+CHECKED = ["app", "core", "sources", "main.py"]
+INSIDE = ROOT / "app" / "destinations"
+PARSES_THE_SETTING = {ROOT / "core" / "settings.py"}
+"""Where FERRY_DESTINATION is read and validated: it names the engines by definition."""
+
+
+def engine_comparisons(path: Path, root: Path = ROOT) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            for operand in operands:
+                values = (
+                    operand.elts
+                    if isinstance(operand, ast.Tuple | ast.List | ast.Set)
+                    else [operand]
+                )
+                if any(
+                    isinstance(value, ast.Constant) and value.value in ENGINE_NAMES
+                    for value in values
+                ):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+                    break
+        if isinstance(node, ast.MatchValue):
+            value = node.value
+            if isinstance(value, ast.Constant) and value.value in ENGINE_NAMES:
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def checked_files() -> list[Path]:
+    files: list[Path] = []
+    for name in CHECKED:
+        path = ROOT / name
+        files.extend([path] if path.is_file() else sorted(path.rglob("*.py")))
+    return [path for path in files if INSIDE not in path.parents and path not in PARSES_THE_SETTING]
+
+
+def test_no_engine_name_is_compared_outside_app_destinations() -> None:
+    assert len(checked_files()) > 50  # the walk found the tree
+    found = [where for path in checked_files() for where in engine_comparisons(path)]
+    assert found == [], "ask the engine through app.destinations.registry instead"
+
+
+def test_the_check_sees_a_comparison(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        'def local(kind: str) -> bool:\n    return kind == "duckdb"\n'
+        'def cloud(kind: str) -> bool:\n    return kind in ("bigquery",)\n'
+    )
+    assert engine_comparisons(planted, tmp_path) == ["planted.py:2", "planted.py:4"]
