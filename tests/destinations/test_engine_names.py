@@ -9,8 +9,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from app.destinations.registry import ENGINES
+
 ROOT = Path(__file__).resolve().parents[2]
-ENGINE_NAMES = {"duckdb", "bigquery"}
+ENGINE_NAMES = set(ENGINES)
 ENGINE_LIBRARIES = ("duckdb", "google.cloud.bigquery")
 CHECKED = ["app", "core", "sources", "main.py"]
 INSIDE = ROOT / "app" / "destinations"
