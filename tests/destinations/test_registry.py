@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -38,3 +40,18 @@ def test_every_engine_folder_defines_the_same_names(room: str) -> None:
     """A newcomer reading one engine's module knows the other's: the same functions."""
     names = {engine.name: public_names(getattr(engine, room)) for engine in all_engines()}
     assert len({frozenset(found) for found in names.values()}) == 1, names
+
+
+def test_the_registry_loads_no_engine_library_on_import() -> None:
+    """Every path to a destination imports the registry, the server's start-up too: the
+    engines' libraries (and dlt, sqlglot) load only when a pipeline or model is made."""
+    heavy = ["dlt", "sqlglot", "duckdb", "google.cloud.bigquery"]
+    code = (
+        "import sys, app.destinations.registry; "
+        f"print(sorted(name for name in {heavy!r} if name in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from dlt.common.configuration.providers import ConfigProvider
-
 from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
 from core.spec import DestinationSpec
@@ -61,39 +59,43 @@ _uncompressed: ContextVar[bool] = ContextVar("ferry_uncompressed_load_files", de
 
 
 def _register_uncompressed() -> None:
-    """Add the provider to dlt's configuration once (dlt keeps providers per run context)."""
+    """Add the provider to dlt's configuration once (dlt keeps providers per run context).
+    Defined here, not at import: dlt loads only when a pipeline is made (a faster cold start)."""
     from dlt.common.configuration.container import Container
+    from dlt.common.configuration.providers import ConfigProvider
     from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
     providers = Container()[PluggableRunContext].providers
-    if _UncompressedLoadFiles.NAME not in providers:
-        providers.add_provider(_UncompressedLoadFiles())
+    if _PROVIDER_NAME in providers:
+        return
+
+    class UncompressedLoadFiles(ConfigProvider):
+        """Answers dlt's `data_writer.disable_compression` with true inside `pipeline_config`
+        of an emulator pipeline, and with nothing anywhere else (other providers decide)."""
+
+        def get_value(
+            self, key: str, hint: type[Any], pipeline_name: str | None, *sections: str
+        ) -> tuple[Any | None, str]:
+            if key == "disable_compression" and _uncompressed.get():
+                return True, key
+            return None, key
+
+        @property
+        def supports_secrets(self) -> bool:
+            return False
+
+        @property
+        def supports_sections(self) -> bool:
+            return False
+
+        @property
+        def name(self) -> str:
+            return _PROVIDER_NAME
+
+    providers.add_provider(UncompressedLoadFiles())
 
 
-class _UncompressedLoadFiles(ConfigProvider):
-    """Answers dlt's `data_writer.disable_compression` with true inside `pipeline_config` of
-    an emulator pipeline, and with nothing anywhere else (later providers then decide)."""
-
-    NAME = "ferry: BigQuery emulator load files"
-
-    def get_value(
-        self, key: str, hint: type[Any], pipeline_name: str | None, *sections: str
-    ) -> tuple[Any | None, str]:
-        if key == "disable_compression" and _uncompressed.get():
-            return True, key
-        return None, key
-
-    @property
-    def supports_secrets(self) -> bool:
-        return False
-
-    @property
-    def supports_sections(self) -> bool:
-        return False
-
-    @property
-    def name(self) -> str:
-        return self.NAME
+_PROVIDER_NAME = "ferry: BigQuery emulator load files"
 
 
 @contextmanager

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlglot import exp
-
 from app.destinations.warehouse import Relation, Warehouse
 from core.settings import Settings
 
@@ -55,6 +53,8 @@ def swap(
 ) -> None:
     """Put the checked table `temporary` in place of `name`: one atomic `CREATE OR REPLACE
     TABLE .. AS SELECT * FROM <temporary>` (a view of that name goes first)."""
+    from sqlglot import exp
+
     if relation_kind(client, warehouse, name) == "view":
         run(client, f"DROP VIEW {warehouse.name(name)}", location)
     select = exp.select("*").from_(warehouse.table(temporary))

@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from sqlglot import exp
-
 from app.destinations.warehouse import Relation, Warehouse
 from core.settings import Settings
 
@@ -57,6 +55,8 @@ def swap(
     client: Any, warehouse: Warehouse, temporary: str, name: str, location: str | None
 ) -> None:
     """Put the checked table `temporary` in place of `name`."""
+    from sqlglot import exp
+
     existing = relation_kind(client, warehouse, name)
     # DDL is transactional in DuckDB: readers see the old table or the new, never none
     with client.begin_transaction():
