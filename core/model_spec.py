@@ -17,7 +17,7 @@ Materialization = Literal["table", "view", "incremental"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def _identifier(value: str) -> str:

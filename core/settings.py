@@ -26,8 +26,9 @@ class JobExit(BaseSettings):
 class Settings(JobExit):
     model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore", frozen=True)
 
-    pipelines_file: Path = Path("examples/pipelines.yaml")
-    """The pipelines YAML file (baked into the image, or mounted)."""
+    pipelines_file: Path = Field(default_factory=lambda: default_pipelines_file())
+    """The pipelines YAML file (baked into the image, or mounted). Unset: `./pipelines.yaml`
+    when it exists, else the demo file `examples/pipelines.yaml` of this installation."""
     destination: DestinationKind = "auto"
     """`auto`: BigQuery when `bigquery_project` is set, else DuckDB."""
     bigquery_project: str | None = None
@@ -200,17 +201,34 @@ class Settings(JobExit):
         return self.duckdb_dataset
 
 
-def load_settings() -> Settings:
-    """Read settings from the environment; a bad value becomes a terminal ConfigError."""
+DEMO_PIPELINES_FILE = Path(__file__).resolve().parents[1] / "examples" / "pipelines.yaml"
+"""The demo pipelines file, next to the code (in a clone, in the image and in a `pip install`)."""
+
+
+def default_pipelines_file() -> Path:
+    """`./pipelines.yaml` (what `ferry init` writes) when it exists, else the demo file."""
+    local = Path("pipelines.yaml")
+    return local if local.is_file() else DEMO_PIPELINES_FILE
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (`overrides`, e.g. from command-line options, win);
+    a bad value becomes a terminal ConfigError."""
     from pydantic import ValidationError
 
     from core.errors import ConfigError
+    from core.problems import problem_text
 
     try:
-        return Settings()
+        return Settings(**overrides)
     except ValidationError as error:
-        problems = "; ".join(
-            f"FERRY_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in error.errors()
-        )
+        problems = problem_text(error, model=Settings, who=_variable)
         raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def _variable(loc: tuple[int | str, ...]) -> tuple[str, int]:
+    """A setting's location as the environment variable that holds it."""
+    if not loc:
+        return "", 0
+    name = str(loc[0])
+    return (name if name.isupper() else f"FERRY_{name.upper()}"), len(loc)

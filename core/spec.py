@@ -17,6 +17,7 @@ from pydantic import (
 
 from core.errors import ConfigError
 from core.model_spec import ModelSpec
+from core.problems import UNKNOWN_ENTRY
 from core.uris import is_gcs, split_gs_uri
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -30,7 +31,8 @@ ArrowTypeName = Literal[
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # a field's docstring is its description in the JSON Schema (`ferry schema`)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def check_identifier(value: str) -> str:
@@ -230,18 +232,50 @@ class FunctionStep(Strict):
         return value
 
 
-TransformStep = (
-    RenameStep
-    | SelectStep
-    | DropStep
-    | CastStep
-    | FilterStep
-    | DeriveStep
-    | DedupeStep
-    | FillNullsStep
-    | ParseTimestampsStep
-    | FunctionStep
-)
+STEP_KINDS: dict[str, type[Strict]] = {
+    "rename": RenameStep,
+    "select": SelectStep,
+    "drop": DropStep,
+    "cast": CastStep,
+    "filter": FilterStep,
+    "derive": DeriveStep,
+    "dedupe": DedupeStep,
+    "fill_nulls": FillNullsStep,
+    "parse_timestamps": ParseTimestampsStep,
+    "function": FunctionStep,
+}
+"""A transform step is a mapping whose step key names its kind (`- filter: "x > 0"`)."""
+
+
+def _step_kind(value: Any) -> str | None:
+    """The step key of a step (`dedupe` in `{keep: first, dedupe: [id]}`); an unknown key is
+    returned as it is, so the error can name it."""
+    if isinstance(value, BaseModel):
+        return next((kind for kind, cls in STEP_KINDS.items() if isinstance(value, cls)), None)
+    if isinstance(value, dict) and value:
+        keys = [str(key) for key in value]
+        return next((key for key in keys if key in STEP_KINDS), keys[0])
+    return None
+
+
+TransformStep = Annotated[
+    Annotated[RenameStep, Tag("rename")]
+    | Annotated[SelectStep, Tag("select")]
+    | Annotated[DropStep, Tag("drop")]
+    | Annotated[CastStep, Tag("cast")]
+    | Annotated[FilterStep, Tag("filter")]
+    | Annotated[DeriveStep, Tag("derive")]
+    | Annotated[DedupeStep, Tag("dedupe")]
+    | Annotated[FillNullsStep, Tag("fill_nulls")]
+    | Annotated[ParseTimestampsStep, Tag("parse_timestamps")]
+    | Annotated[FunctionStep, Tag("function")],
+    Discriminator(
+        _step_kind,
+        custom_error_type=UNKNOWN_ENTRY,
+        custom_error_message="unknown transform step",
+        custom_error_context={"noun": "transform step"},
+    ),
+]
 
 
 class RangeBound(Strict):

@@ -398,10 +398,7 @@ def _structured_time(body: bytes) -> object:
     try:
         return StructuredCloudEvent.model_validate(document).time
     except ValidationError as error:
-        missing = [str(e["loc"][0]) for e in error.errors() if e["type"] == "missing"]
-        raise RequestError(
-            f"structured CloudEvent lacks attribute(s) {', '.join(missing)}"
-        ) from None
+        raise request_error(error, "structured CloudEvent") from None
 
 
 def _storage_event(event: BaseCloudEvent, sent_time: str | None) -> GcsObjectEvent:

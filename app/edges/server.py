@@ -18,6 +18,7 @@ from app.edges.headers import SecurityHeaders, TraceContext
 from app.ops.service import RunService
 from app.run.catalog import load_catalog
 from core.errors import FerryError, RequestError, error_for_status, outcome_of
+from core.problems import problems_of
 from core.settings import Settings, load_settings
 
 log = logging.getLogger("ferry.server")
@@ -84,18 +85,34 @@ async def _ferry_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    problems = [
-        {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in error.errors()
-    ]
+    found = problems_of(error.errors())
+    problems = [{"field": p.field, "problem": p.message} for p in found]
+    message = "; ".join(str(p) for p in found)
+    content_type = request.headers.get("content-type", "")
+    if _body_not_json(error) and "json" not in content_type.lower():
+        # curl -d sends application/x-www-form-urlencoded: the JSON is then never parsed
+        sent = f"'{content_type}'" if content_type else "none"
+        message = (
+            "the body must be JSON sent with the header 'Content-Type: application/json' "
+            f"(Content-Type sent: {sent})"
+        )
     body = {
         "error": {
             "code": "request_invalid",
-            "message": "; ".join(f"{p['field']}: {p['problem']}" for p in problems),
+            "message": message,
             "recovery": "terminal",
             "details": {"problems": problems},
         }
     }
     return JSONResponse(body, status_code=422)
+
+
+def _body_not_json(error: RequestValidationError) -> bool:
+    """The body as a whole is not an object (FastAPI read it as text or bytes)."""
+    return any(
+        tuple(e["loc"]) == ("body",) and e["type"] in ("model_attributes_type", "dict_type")
+        for e in error.errors()
+    )
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from core.errors import RequestError
+from core.problems import message_of
 
 PREVIEW_CHARS: Final = 200
 _INTEGER = re.compile(r"[0-9]+")
@@ -61,9 +62,11 @@ def _problem_text(problem: ErrorDetails, label: str | None) -> str:
         return f"{label} {problem['msg']}"
     if problem["type"] in ("model_type", "dict_type", "model_attributes_type"):
         return f"{label} must be an object, got {describe(problem['input'])}"
+    if problem["type"] == "missing":
+        return f"{label} is missing"
     if problem["type"] == "string_type":
         return f"{label} must be a string, got {describe(problem['input'])}"
-    return f"{label}: {problem['msg']}"
+    return f"{label}: {message_of(problem)}"
 
 
 def _optional_integer(value: object) -> int | None:

@@ -13,6 +13,8 @@ from app.models.compile import ModelSet, compile_models
 from app.run.functions import check_functions
 from core.errors import ConfigError, RequestError, UnknownPipelineError
 from core.globs import matches
+from core.model_spec import ModelSpec
+from core.problems import Who, problems_of
 from core.spec import FilesSource, PipelinesFile, PipelineSpec
 
 
@@ -52,49 +54,83 @@ class Catalog:
 
 
 def load_catalog(path: Path) -> Catalog:
-    """Parse and validate the whole file; every problem names the pipeline and the field."""
+    """Parse and validate the whole file. Every problem is reported at once (the pipelines',
+    their functions' and the models'), each naming the pipeline or model and the field."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"pipelines file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"pipelines file {path} is a directory, not a YAML file") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"pipelines file {path} is not valid YAML: {error}") from None
+    base_dir = path.resolve().parent
+    problems: list[str] = []
     try:
         parsed = PipelinesFile.model_validate(raw)
     except ValidationError as error:
-        problems = [describe_problem(raw, e["loc"], e["msg"]) for e in error.errors()]
+        problems += [str(p) for p in problems_of(error, model=PipelinesFile, who=_who(raw))]
+        pipelines, models = _valid_entries(raw)
+    else:
+        pipelines, models = list(parsed.pipelines), list(parsed.models)
+    for spec in pipelines:
+        try:
+            check_functions(spec.name, spec.transform)
+        except ConfigError as error:
+            problems.append(f"pipeline '{spec.name}', {error.message}")
+    loaded_tables = {spec.destination.table for spec in pipelines}
+    try:
+        model_set = compile_models(models, loaded_tables, base_dir)
+    except ConfigError as error:
+        problems += error.details.get("problems") or [error.message]
+    if problems:
         raise ConfigError(
             f"pipelines file {path} is invalid:\n  " + "\n  ".join(problems),
             details={"problems": problems},
-        ) from None
-    for spec in parsed.pipelines:
-        check_functions(spec.name, spec.transform)
-    base_dir = path.resolve().parent
-    loaded_tables = {spec.destination.table for spec in parsed.pipelines}
+        )
     return Catalog(
-        pipelines={spec.name: spec for spec in parsed.pipelines},
+        pipelines={spec.name: spec for spec in pipelines},
         base_dir=base_dir,
-        models=compile_models(parsed.models, loaded_tables, base_dir),
+        models=model_set,
     )
 
 
-def describe_problem(raw: Any, loc: tuple[int | str, ...], message: str) -> str:
-    """'pipeline 'orders', field destination.write_disposition: Input should be ...'"""
-    if len(loc) >= 2 and loc[0] == "pipelines" and isinstance(loc[1], int):
-        entry = raw["pipelines"][loc[1]] if isinstance(raw, dict) else None
-        name = entry.get("name") if isinstance(entry, dict) else None
-        who = f"pipeline '{name}'" if name else f"pipeline #{loc[1] + 1}"
-        # drop pydantic's union-member tags (e.g. 'files', 'RenameStep') from the path
-        path = ".".join(str(part) for part in loc[2:] if not _is_union_tag(part))
-        return f"{who}, field {path or '(entry)'}: {message}"
-    if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
-        entry = raw["models"][loc[1]] if isinstance(raw, dict) else None
-        name = entry.get("name") if isinstance(entry, dict) else None
-        who = f"model '{name}'" if name else f"model #{loc[1] + 1}"
-        path = ".".join(str(part) for part in loc[2:])
-        return f"{who}, field {path or '(entry)'}: {message}"
-    return f"field {'.'.join(str(p) for p in loc) or '(top level)'}: {message}"
+def _valid_entries(raw: Any) -> tuple[list[PipelineSpec], list[ModelSpec]]:
+    """The entries that are valid on their own, so their other problems (functions, model
+    SQL) are reported along with the file's."""
+    pipelines: dict[str, PipelineSpec] = {}
+    models: list[ModelSpec] = []
+    if not isinstance(raw, dict):
+        return [], models
+    for entry in _entries(raw, "pipelines"):
+        try:
+            spec = PipelineSpec.model_validate(entry)
+        except ValidationError:
+            continue
+        pipelines.setdefault(spec.name, spec)  # a name declared twice is reported already
+    for entry in _entries(raw, "models"):
+        try:
+            models.append(ModelSpec.model_validate(entry))
+        except ValidationError:
+            continue
+    return list(pipelines.values()), models
 
 
-def _is_union_tag(part: int | str) -> bool:
-    return isinstance(part, str) and (part[:1].isupper() or part in ("files", "api"))
+def _entries(raw: dict[str, Any], key: str) -> list[Any]:
+    entries = raw.get(key)
+    return entries if isinstance(entries, list) else []
+
+
+def _who(raw: Any) -> Who:
+    """'pipeline 'orders'' (or 'pipeline #2' when it has no name) for a location in the file."""
+
+    def who(loc: tuple[int | str, ...]) -> tuple[str, int]:
+        if len(loc) >= 2 and loc[0] in ("pipelines", "models") and isinstance(loc[1], int):
+            entries = raw.get(str(loc[0])) if isinstance(raw, dict) else None
+            entry = entries[loc[1]] if isinstance(entries, list) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            noun = "pipeline" if loc[0] == "pipelines" else "model"
+            return (f"{noun} '{name}'" if name else f"{noun} #{loc[1] + 1}"), 2
+        return "", 0
+
+    return who

@@ -626,7 +626,7 @@ def structured(**changes: Any) -> tuple[dict[str, str], bytes]:
         ((binary()[0], b""), "data must be a JSON object, got null"),
         ((binary(ce_subject=None)[0], b'{"bucket": "b"}'), "names no object"),
         ((binary()[0], b'{"generation": "G"}'), "generation must be a non-negative integer"),
-        (structured(id=None), "lacks attribute\\(s\\) id"),
+        (structured(id=None), "structured CloudEvent: 'id' is missing"),
         (structured(data=[1]), "data must be a JSON object"),
         (structured(data="not json"), "data is not JSON"),
         (({"content-type": "application/cloudevents+json"}, b"{oops"), "not valid JSON"),

@@ -65,7 +65,7 @@ def test_the_examples_validate_with_their_models_in_dependency_order() -> None:
         ),
         (
             "  - {name: curated, sql: 'SELECT * FROM ratings', materialization: incremental}\n",
-            r"model 'curated', field \(entry\): Value error, materialization 'incremental' "
+            r"model 'curated': materialization 'incremental' "
             r"needs unique_key",
         ),
         (
@@ -75,7 +75,7 @@ def test_the_examples_validate_with_their_models_in_dependency_order() -> None:
         ),
         (
             "  - {name: curated, sql: 'SELECT 1', checks: {fresh: 1}}\n",
-            r"model 'curated', field checks.fresh: Extra inputs are not permitted",
+            r"model 'curated': unknown key 'fresh' in checks",
         ),
     ],
     ids=[

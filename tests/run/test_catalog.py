@@ -59,9 +59,72 @@ pipelines:
     destination: {table: t}
 """,
     )
-    with pytest.raises(ConfigError, match=r"pipeline 'p', field source.delimitr") as caught:
+    with pytest.raises(ConfigError) as caught:
         load_catalog(path)
-    assert "field transform.0" in str(caught.value)
+    assert caught.value.details["problems"] == [
+        "pipeline 'p': unknown key 'delimitr' in source",
+        "pipeline 'p': unknown transform step 'explode' at step 1",
+    ]
+
+
+def test_a_typo_is_one_line_naming_the_nearest_valid_name(tmp_path: Path) -> None:
+    """Issue 22 #3: one line per typo, 1-based, with difflib's nearest name."""
+    path = write(
+        tmp_path,
+        """
+pipelines:
+  - name: p
+    source: {uri: "a/*.csv", compresion: gzip}
+    transform:
+      - rename: {a: b}
+      - fitler: "x > 0"
+      - {keep: first, dedupe: [id]}
+      - cast: {x: int65}
+    destination: {table: t, primary_kye: [id]}
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(path)
+    problems = caught.value.details["problems"]
+    assert problems[:2] == [
+        "pipeline 'p': unknown key 'compresion' in source; did you mean 'compression'?",
+        "pipeline 'p': unknown transform step 'fitler' at step 2; did you mean 'filter'?",
+    ]
+    assert problems[2].startswith("pipeline 'p', field transform[4].cast.x: Input should be")
+    assert problems[3:] == [
+        "pipeline 'p': unknown key 'primary_kye' in destination; did you mean 'primary_key'?"
+    ]
+
+
+def test_every_problem_of_pipelines_functions_and_models_at_once(tmp_path: Path) -> None:
+    """Issue 22 #3: a bad pipeline and two bad models are reported by one validation."""
+    path = write(
+        tmp_path,
+        """
+pipelines:
+  - name: bad
+    source: {uri: "a/*.csv"}
+    destination: {table: bad, write_disposition: merge}
+  - name: ok
+    source: {uri: "a/*.csv"}
+    transform: [{function: "no_such_module:f"}]
+    destination: {table: ok}
+models:
+  - {name: m1, sql: "SELECT * FROM missing_table"}
+  - {name: m2, sql: "SELECT 1", materialization: snapshot}
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(path)
+    problems = caught.value.details["problems"]
+    assert len(problems) == 4, problems
+    assert problems[0] == (
+        "pipeline 'bad', field destination: write_disposition 'merge' needs primary_key or "
+        "merge_key"
+    )
+    assert problems[1].startswith("model 'm2', field materialization: Input should be")
+    assert problems[2].startswith("pipeline 'ok', step 1 (function): cannot import")
+    assert problems[3].startswith("model 'm1': reads table 'missing_table'")
 
 
 def test_duplicate_names_and_bad_yaml(tmp_path: Path) -> None:
