@@ -452,8 +452,7 @@ def human_summary(report: RunReport, settings: Settings, table: str | None = Non
         lines.append(f"  data:  BigQuery dataset {project}.{report.dataset}")
         for table in tables[:3]:
             lines.append(
-                f"  look:  bq query --use_legacy_sql=false "
-                f"'select * from `{project}.{report.dataset}.{table}` limit 10'"
+                f"  look:  bq query --use_legacy_sql=false '{_select(project, report, table)}'"
             )
     lines.append("  (the full JSON report: add --json)")
     return "\n".join(lines) + "\n"
