@@ -31,7 +31,9 @@ def _identifier(value: str) -> str:
 
 class ValueRange(_Strict):
     min: float | None = None
+    """The smallest value allowed (inclusive)."""
     max: float | None = None
+    """The largest value allowed (inclusive)."""
 
 
 class ModelChecks(_Strict):
@@ -39,11 +41,15 @@ class ModelChecks(_Strict):
     replace the old ones (incremental models: on the rows about to be merged)."""
 
     not_null: list[str] = Field(default_factory=list)
+    """Columns that must have a value in every row."""
     unique: list[str] = Field(default_factory=list)
     """Columns that together are unique over the model's rows."""
     accepted_values: dict[str, list[Any]] = Field(default_factory=dict)
+    """Column -> the only values it may hold."""
     range: dict[str, ValueRange] = Field(default_factory=dict)
+    """Column -> inclusive `min` and/or `max` its values must lie within."""
     min_rows: int = Field(default=0, ge=0)
+    """The model must have at least this many rows."""
 
     @property
     def any(self) -> bool:
@@ -56,6 +62,7 @@ class ModelSpec(_Strict):
     name: str
     """The table or view the model builds in the configured dataset."""
     description: str = ""
+    """Free text for people."""
     sql: str | None = None
     """A `SELECT` in BigQuery's dialect; table names unqualified (`FROM orders`)."""
     sql_file: str | None = None
@@ -66,6 +73,7 @@ class ModelSpec(_Strict):
     unique_key: list[str] = Field(default_factory=list)
     """incremental only: the columns a row is matched on."""
     checks: ModelChecks = Field(default_factory=ModelChecks)
+    """Quality gates run on the new rows before they replace the old ones."""
     build_after_load: bool = True
     """False: only `build` (CLI or `POST /runs {"models": [...]}`) builds it, e.g. on a
     schedule, when rebuilding after every pushed object would cost too many query jobs."""

@@ -46,15 +46,19 @@ def check_identifier(value: str) -> str:
 
 class CsvOptions(Strict):
     delimiter: str = ","
+    """The one character between fields."""
     header: bool = True
     """False: columns are named by `column_names` (or f0, f1, ...)."""
     column_names: list[str] | None = None
+    """Column names for a file without a header row."""
     quote_char: str = '"'
+    """The one character that quotes a field."""
     newlines_in_values: bool = True
     """Allow quoted values that span lines (slower to parse; turn off for speed)."""
     encoding: str = "utf-8"
     """Any codec Python knows; a UTF-8 BOM is always stripped."""
     null_values: list[str] = Field(default_factory=lambda: ["", "NULL", "null", "NA"])
+    """Values read as null (missing)."""
 
     @field_validator("delimiter", "quote_char")
     @classmethod
@@ -66,12 +70,15 @@ class CsvOptions(Strict):
 
 class FilesSource(Strict):
     kind: Literal["files"] = "files"
+    """`files` (the default): objects in Cloud Storage or local files."""
     uri: str
     """`gs://bucket/prefix/*.csv`, a local path or glob (relative to the pipelines file)."""
     format: FileFormat | None = None
     """Defaults to the file extension (.csv, .jsonl/.ndjson, .parquet, each optionally .gz)."""
     compression: Compression = "auto"
+    """`auto` (from the extension and the bytes), `gzip` or `none`."""
     csv: CsvOptions = Field(default_factory=CsvOptions)
+    """How CSV files are parsed."""
     columns: dict[str, ArrowTypeName] = Field(default_factory=dict)
     """Declared source column types; undeclared columns are inferred from the first block."""
     on_bad_rows: Literal["fail", "reject"] = "fail"
@@ -111,13 +118,18 @@ class FilesSource(Strict):
 
 class ApiAuth(Strict):
     type: Literal["bearer", "api_key", "http_basic"]
+    """How the API authenticates: `bearer` (token header), `api_key` (a header or query parameter),
+    or `http_basic`."""
     token_env: str | None = None
     """bearer: env var holding the token; api_key: env var holding the key."""
     name: str = "Authorization"
     """api_key: header or query parameter name."""
     location: Literal["header", "query"] = "header"
+    """api_key: send the key as a `header` or a `query` parameter."""
     username_env: str | None = None
+    """http_basic: env var holding the user name."""
     password_env: str | None = None
+    """http_basic: env var holding the password."""
 
     @model_validator(mode="after")
     def secrets_named(self) -> ApiAuth:
@@ -134,21 +146,31 @@ class ApiIncremental(Strict):
     param: str
     """Query parameter that receives the last seen value."""
     initial_value: Any = None
+    """The cursor value of the very first run (later runs resume from the last value seen)."""
 
 
 class ApiSource(Strict):
     kind: Literal["api"] = "api"
+    """`api`: an HTTP API read with dlt's REST client."""
     base_url: str
+    """The API's root URL (`https://api.example.com/v1`); credentials go only to this origin."""
     path: str = ""
+    """The resource path under `base_url` (`/rates`)."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Query parameters sent with every request (a run may override them, never the incremental
+    cursor)."""
     headers: dict[str, str] = Field(default_factory=dict)
+    """Extra request headers (no secrets: use `auth`)."""
     auth: ApiAuth | None = None
+    """How to authenticate; the secrets stay in env vars named here."""
     paginator: dict[str, Any] | Literal["auto", "single_page"] = "auto"
     """dlt paginator config, e.g. `{type: json_link, next_url_path: next}`."""
     data_selector: str | None = None
     """JSONPath to the records in each page (e.g. `data.items`)."""
     incremental: ApiIncremental | None = None
+    """Load only what changed since the last run, by a cursor field of the records."""
     timeout_seconds: float = 60.0
+    """Seconds to wait for each response."""
     max_attempts: int = 5
     """Attempts per request on 429/5xx/network errors (Retry-After is honoured)."""
     allowed_hosts: list[str] = Field(default_factory=list)
@@ -177,18 +199,22 @@ SourceSpec = Annotated[
 
 class RenameStep(Strict):
     rename: dict[str, str]
+    """Old column name -> new name."""
 
 
 class SelectStep(Strict):
     select: list[str]
+    """The columns to keep, in this order; the others are dropped."""
 
 
 class DropStep(Strict):
     drop: list[str]
+    """Columns to remove."""
 
 
 class CastStep(Strict):
     cast: dict[str, ArrowTypeName]
+    """Column -> type (string int64 int32 float64 bool timestamp date decimal)."""
 
 
 class FilterStep(Strict):
@@ -203,21 +229,26 @@ class DeriveStep(Strict):
 
 class DedupeStep(Strict):
     dedupe: list[str]
+    """Columns that identify a row: duplicates within a batch are dropped."""
     keep: Literal["first", "last"] = "last"
+    """Which duplicate stays: the `first` or the `last` seen."""
 
 
 class FillNullsStep(Strict):
     fill_nulls: dict[str, Any]
+    """Column -> the value that replaces its nulls."""
 
 
 class TimestampFormat(Strict):
     format: str | None = None
     """strftime format; None lets pandas infer ISO 8601."""
     utc: bool = True
+    """Convert to UTC (naive values are taken as UTC)."""
 
 
 class ParseTimestampsStep(Strict):
     parse_timestamps: dict[str, TimestampFormat | str | None]
+    """Column -> a strftime format, `{format, utc}`, or null (ISO 8601)."""
 
 
 class FunctionStep(Strict):
@@ -280,22 +311,29 @@ TransformStep = Annotated[
 
 class RangeBound(Strict):
     min: float | None = None
+    """The smallest value allowed (inclusive)."""
     max: float | None = None
+    """The largest value allowed (inclusive)."""
 
 
 class Freshness(Strict):
     column: str
+    """A timestamp column of the rows."""
     max_age_hours: float = Field(gt=0)
+    """Its newest value may be at most this many hours old."""
 
 
 class ChecksSpec(Strict):
     """Data-quality gates, run on the transformed rows of each file before anything commits."""
 
     not_null: list[str] = Field(default_factory=list)
+    """Columns that must have a value in every row."""
     unique: list[str] = Field(default_factory=list)
     """Columns that together are unique within each file."""
     accepted_values: dict[str, list[Any]] = Field(default_factory=dict)
+    """Column -> the only values it may hold."""
     range: dict[str, RangeBound] = Field(default_factory=dict)
+    """Column -> inclusive `min` and/or `max` its values must lie within."""
     min_rows: int = Field(default=0, ge=0)
     """Per file (per run for API sources)."""
     freshness: Freshness | None = None
@@ -338,14 +376,22 @@ class CdcSpec(Strict):
 
 class DestinationSpec(Strict):
     table: str
+    """The destination table (letters, digits, underscore)."""
     write_disposition: Literal["append", "replace", "merge"] = "append"
+    """`append`: rows are added (a file loaded again replaces its own rows); `replace`: the table
+    becomes what the run read; `merge`: rows are upserted by `primary_key` (or partitions by
+    `merge_key`)."""
     primary_key: list[str] = Field(default_factory=list)
+    """Merge: the columns identifying a row; the latest change per key wins."""
     merge_key: list[str] = Field(default_factory=list)
+    """Merge: the columns whose values' rows are replaced as a whole (partition replace,
+    unordered)."""
     partition: str | None = None
     """BigQuery: a DATE/TIMESTAMP column to partition by (ignored on DuckDB)."""
     cluster: list[str] = Field(default_factory=list)
     """BigQuery: up to four columns to cluster by (ignored on DuckDB)."""
     schema_contract: Literal["evolve", "freeze"] = "evolve"
+    """`evolve`: new columns are added; `freeze`: a new column or type fails the run."""
     sequence: str | None = None
     """Merge: the column that orders changes to a key (`updated_at`, an LSN). Default: the
     object's generation (the latest upload wins). A change older than what the table holds for
@@ -394,12 +440,20 @@ class DestinationSpec(Strict):
 
 class PipelineSpec(Strict):
     name: str
+    """The pipeline's name (lowercase letters, digits, `-`, `_`): `ferry run NAME`."""
     description: str = ""
+    """Free text for people."""
     source: SourceSpec
+    """Where the rows come from: files (`kind: files`, the default) or an HTTP API (`kind: api`)."""
     transform: list[TransformStep] = Field(default_factory=list)
+    """Steps applied in order to every batch; each is a mapping with one step key (`filter:`,
+    `rename:`, ...)."""
     checks: ChecksSpec = Field(default_factory=ChecksSpec)
+    """Data-quality gates on each file's transformed rows; a failing file loads nothing."""
     raw: RawZoneSpec | None = None
+    """Keep every input untouched in a raw zone, so loads can be replayed."""
     destination: DestinationSpec
+    """The table the rows land in and how they are written."""
 
     @property
     def removes_deleted_rows(self) -> bool:
@@ -428,6 +482,7 @@ class PipelineSpec(Strict):
 
 class PipelinesFile(Strict):
     pipelines: list[PipelineSpec]
+    """The pipelines: each reads one source into one table."""
     models: list[ModelSpec] = Field(default_factory=list)
     """SQL models built in the destination after loads (core/model_spec.py)."""
 

@@ -425,11 +425,10 @@ def command_serve(args: argparse.Namespace, settings: Settings) -> int:
 def human_summary(report: RunReport, settings: Settings, table: str | None = None) -> str:
     """What a person at a terminal wants after a run: the counts, where the data is, and a
     query to look at it."""
-    filtered = report.rows_read - report.rows_loaded - report.rows_rejected
     lines = [
         f"{report.pipeline}: {report.status} in {report.seconds.get('total', 0.0):.1f}s "
         f"(run {report.run_id})",
-        f"  rows:  {report.rows_read} read, {max(filtered, 0)} filtered out, "
+        f"  rows:  {report.rows_read} read, {report.rows_filtered} filtered out, "
         f"{report.rows_rejected} rejected, {report.rows_loaded} loaded",
         f"  files: {report.files_loaded} loaded, {len(report.files) - report.files_loaded} "
         "skipped (already loaded)",

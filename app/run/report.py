@@ -86,11 +86,17 @@ class RunReport:
         return self
 
     @property
+    def rows_filtered(self) -> int:
+        """Rows read that a transform step or a check left out (neither loaded nor rejected)."""
+        return max(self.rows_read - self.rows_loaded - self.rows_rejected, 0)
+
+    @property
     def files_loaded(self) -> int:
         return sum(1 for f in self.files if f.status == "loaded")
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
+        body["rows_filtered"] = self.rows_filtered
         body["files_loaded"] = self.files_loaded
         body["files_skipped"] = sum(1 for f in self.files if f.status != "loaded")
         return body

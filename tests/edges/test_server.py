@@ -124,3 +124,18 @@ def test_health_and_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/runs", "/pubsub", "/", "/healthz"} <= set(paths)
+
+
+def test_a_body_without_a_json_content_type_is_told_so(client: TestClient) -> None:
+    """Issue 22 #4: `curl -d '{...}'` sends a form content type; the answer names the header."""
+    response = client.post(
+        "/runs",
+        content=b'{"pipeline": "people"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert "Content-Type: application/json" in message
+    assert "application/x-www-form-urlencoded" in message
+    # with the header, the same body runs
+    assert client.post("/runs", json={"pipeline": "people"}).status_code == 200
