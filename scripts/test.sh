@@ -47,6 +47,19 @@ setup_app_venv() {
   echo "$want" >"$marker"
 }
 
+# `.venv/bin/ferry`: this checkout installed in place (the docs call it), redone when the
+# checkout moved or pyproject.toml changed.
+install_ferry_command() {
+  local want marker=.venv/.ferry-command
+  want="$PWD $(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [[ -x .venv/bin/ferry && -f "$marker" && "$(cat "$marker")" == "$want" ]]; then
+    return 0
+  fi
+  log "installing the ferry command into .venv (pip install -e .)"
+  .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+  echo "$want" >"$marker"
+}
+
 # bqemulator pins clash with the app's (duckdb, sqlglot), so it lives in its own venv.
 setup_bigquery_emulator() {
   local want marker=.emulators/bq/.ferry-installed
@@ -69,20 +82,39 @@ setup_bigquery_emulator() {
   echo "$want" >"$marker"
 }
 
-check_pubsub_emulator() {
-  local jars
-  if [[ -n "${PUBSUB_EMULATOR_JAR:-}" ]]; then
-    jars=("$PUBSUB_EMULATOR_JAR")
-  else
-    # shellcheck disable=SC2206  # the glob is meant to expand here
-    jars=($PUBSUB_JAR_GLOB)
+# Everything the suite needs from the machine, named at once before anything starts.
+check_prerequisites() {
+  local missing=() jars java_major
+  pick_python >/dev/null 2>&1 || missing+=("Python 3.11+ (python3.11 or python3 on PATH; Debian: python3.11 python3.11-venv)")
+  if [[ "$FAST" == 0 ]]; then
+    if [[ -n "${PUBSUB_EMULATOR_JAR:-}" ]]; then
+      jars=("$PUBSUB_EMULATOR_JAR")
+    else
+      # shellcheck disable=SC2206  # the glob is meant to expand here
+      jars=($PUBSUB_JAR_GLOB)
+    fi
+    [[ -f "${jars[0]}" ]] || missing+=("the Pub/Sub emulator jar (apt package google-cloud-cli-pubsub-emulator; or set PUBSUB_EMULATOR_JAR to cloud-pubsub-emulator-*-all.jar)")
+    java_major="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1 || true)"
+    [[ "${java_major:-0}" -ge 17 ]] 2>/dev/null || missing+=("Java 17+ for the Pub/Sub emulator (Debian: openjdk-17-jre-headless)${java_major:+; found Java $java_major}")
+    # headless Chromium renders the run-history page (tests/e2e/test_history_page.py); as
+    # root (CI) it is installed here, otherwise you install it
+    if ! command -v chromium >/dev/null 2>&1; then
+      if [[ "$(id -u)" == 0 ]]; then
+        log "installing chromium (apt-get)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+          || missing+=("chromium (apt-get install chromium failed)")
+      else
+        missing+=("chromium, for tests/e2e/test_history_page.py (Debian: apt-get install chromium)")
+      fi
+    fi
   fi
-  [[ -f "${jars[0]}" ]] || die "Pub/Sub emulator jar not found: ${jars[0]}
-  It ships with the Debian package google-cloud-cli-pubsub-emulator; install it, or set
-  PUBSUB_EMULATOR_JAR to the path of cloud-pubsub-emulator-*-all.jar."
-  command -v java >/dev/null 2>&1 || die "java not found on PATH: the Pub/Sub emulator needs Java 17+."
-  java -version >/dev/null 2>&1 || die "'java -version' failed: the Pub/Sub emulator needs a working Java 17+."
-  log "Pub/Sub emulator: ${jars[0]}"
+  if (( ${#missing[@]} )); then
+    printf 'ERROR: missing before the tests can start:\n' >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    [[ "$FAST" == 1 ]] || printf '  (bash scripts/test.sh --fast needs only Python)\n' >&2
+    exit 1
+  fi
+  [[ "$FAST" == 1 ]] || log "Pub/Sub emulator: ${jars[0]}; Java $java_major; $(command -v chromium)"
 }
 
 FAST=0
@@ -91,13 +123,12 @@ if [[ "${1:-}" == "--fast" ]]; then
   shift
 fi
 
+check_prerequisites
 setup_app_venv
+install_ferry_command
 if [[ "$FAST" == 0 ]]; then
   setup_bigquery_emulator
-  check_pubsub_emulator
 fi
-# headless Chromium renders the run-history page (tests/e2e/test_history_page.py); root (CI) installs it
-[[ "$FAST" == 1 ]] || command -v chromium >/dev/null 2>&1 || { [[ "$(id -u)" == 0 ]] && log "installing chromium" && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || die "chromium not found: apt-get install -y chromium (needed by tests/e2e/test_history_page.py)"
 
 log "ruff check ."
 .venv/bin/ruff check .
