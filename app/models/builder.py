@@ -17,6 +17,7 @@ from app.destinations.registry import engine_for
 from app.models.compile import ModelSet
 from app.models.materialize import Materializer
 from app.models.report import ModelReport
+from app.models.sql_errors import pointed_at_sql
 from core.errors import (
     FerryError,
     ModelFailedError,
@@ -75,7 +76,7 @@ def build_models(
                     report.rows = materializer.build(spec, query)
                     built.add(name)
         except Exception as raw:
-            error = model_error(name, raw)
+            error = pointed_at_sql(model_error(name, raw), query.sql)
             error.run_id = run_id
             report.status, report.error = "failed", error.to_dict()
             not_built.add(name)

@@ -237,3 +237,31 @@ def test_models_left_to_build_on_demand_wait_for_build(tmp_path: Path) -> None:
     assert loaded.models == [], "the load reaches no model: nightly waits for build"
     assert statuses(built.models) == [("nightly", "built"), ("after_nightly", "built")]
     assert query(settings, "select twice from ferry.after_nightly") == [(2,)]
+
+
+def test_a_model_failure_names_the_model_and_the_line_of_its_own_sql(tmp_path: Path) -> None:
+    """Issue 22 #8: not DuckDB's quote of the translated, wrapped statement ferry ran."""
+    (tmp_path / "in.csv").write_text("id,country\n1,DE\n", encoding="utf-8")
+    catalog = write_catalog(
+        tmp_path,
+        """
+        pipelines:
+          - {name: p, source: {uri: in.csv}, destination: {table: orders}}
+        models:
+          - name: by_country
+            sql: |
+              SELECT
+                country,
+                COUNT(OrderID) AS orders
+              FROM orders
+              GROUP BY country
+        """,
+    )
+    with pytest.raises(ModelFailedError) as failed:
+        run(RunRequest("p"), duckdb_settings(tmp_path, run_log=False), catalog)
+    message = failed.value.message
+    assert message.startswith("model 'by_country': ")
+    assert "OrderID" in message and message.endswith(
+        "(line 3 of its SQL: COUNT(OrderID) AS orders)"
+    )
+    assert "CREATE" not in message and "LINE 1" not in message
