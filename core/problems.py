@@ -42,8 +42,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = ", ".join(part for part in (self.who, f"field {self.field}" if self.field else "")
-                          if part)
+        where = ", ".join(
+            part for part in (self.who, f"field {self.field}" if self.field else "") if part
+        )
         return f"{where}: {self.message}" if where else self.message
 
 
@@ -73,7 +74,7 @@ def problem_text(
 
 
 def nearest(name: str, choices: Iterable[str]) -> str:
-    """"; did you mean 'filter'?" for the closest of `choices`, or ""."""
+    """ "; did you mean 'filter'?" for the closest of `choices`, or ""."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 

@@ -10,7 +10,7 @@ recognition with core.errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,6 +43,8 @@ class DestinationModule(Protocol):
     def lock(self, settings: Settings, timeout: float = ...) -> AbstractContextManager[None]: ...
 
     def adapt(self, resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any: ...
+
+    def describe(self, settings: Settings, tables: Sequence[str]) -> list[str]: ...
 
     def list_datasets(self, client: Any, settings: Settings) -> list[str]: ...
 

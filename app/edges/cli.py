@@ -112,9 +112,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=Path("pipelines.yaml"),
         help="where to write it (default: ./pipelines.yaml; an existing file is kept)",
     )
-    drain = command(
-        "drain", "pull waiting GCS notifications and load them in one run per pipeline"
-    )
+    drain = command("drain", "pull waiting GCS notifications and load them in one run per pipeline")
     drain.add_argument("--subscription", required=True, help="projects/P/subscriptions/S (pull)")
     drain.add_argument("--max-objects", type=int, default=5000, help="objects per drain")
     drain.add_argument("--max-bytes", type=int, default=50 << 30, help="object bytes per drain")
@@ -436,32 +434,14 @@ def human_summary(report: RunReport, settings: Settings, table: str | None = Non
     for model in report.models:
         rows = f", {model.rows} rows" if model.rows is not None else ""
         lines.append(f"  model: {model.name} {model.status}{rows}")
+    from app.destinations.registry import engine_for
+
     tables = list(report.tables) or [m.name for m in report.models] or ([table] if table else [])
-    if report.destination == "duckdb":
-        path = settings.resolved_duckdb_path
-        lines.append(f"  data:  DuckDB file {path}, schema {report.dataset}")
-        for table in tables[:3]:
-            sql = _select("", report, table)
-            lines.append(
-                f"  look:  python -c \"import duckdb; print(duckdb.connect('{path}', "
-                f"read_only=True).sql('{sql}'))\""
-            )
-    else:
-        project = settings.bigquery_project or ""
-        lines.append(f"  data:  BigQuery dataset {project}.{report.dataset}")
-        for table in tables[:3]:
-            lines.append(
-                f"  look:  bq query --use_legacy_sql=false '{_select(project, report, table)}'"
-            )
+    lines += [
+        f"  {line}" for line in engine_for(settings).destination.describe(settings, tables[:3])
+    ]
     lines.append("  (the full JSON report: add --json)")
     return "\n".join(lines) + "\n"
-
-
-def _select(project: str, report: RunReport, table: str) -> str:
-    """The query shown to look at a table (text for a person; never run)."""
-    if project:
-        return f"select * from `{project}.{report.dataset}.{table}` limit 10"  # noqa: S608
-    return f"select * from {report.dataset}.{table} limit 10"  # noqa: S608
 
 
 def main(argv: Sequence[str] | None = None) -> int:

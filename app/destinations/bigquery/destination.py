@@ -6,7 +6,7 @@ The same function names as duckdb/destination.py; app/destinations/registry.py p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -128,3 +128,13 @@ def adapt(resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any:
         cluster=cluster or None,  # type: ignore[arg-type]
     )
     return resource
+
+
+def describe(settings: Settings, tables: Sequence[str]) -> list[str]:
+    """Where a person finds loaded tables and a query to look at each (the CLI's summary)."""
+    dataset = f"{settings.bigquery_project}.{settings.bigquery_dataset}"
+    lines = [f"data:  BigQuery dataset {dataset} ({settings.bigquery_location})"]
+    for table in tables:
+        sql = f"select * from `{dataset}.{table}` limit 10"  # noqa: S608 - shown, never run
+        lines.append(f"look:  bq query --use_legacy_sql=false '{sql}'")
+    return lines

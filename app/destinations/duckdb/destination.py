@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,3 +119,16 @@ def drop_dataset(client: Any, settings: Settings, name: str) -> None:
 def adapt(resource: Any, destination: DestinationSpec, *, lineage: bool) -> Any:
     """DuckDB takes no partition or cluster hints (they are BigQuery-only settings)."""
     return resource
+
+
+def describe(settings: Settings, tables: Sequence[str]) -> list[str]:
+    """Where a person finds loaded tables and a query to look at each (the CLI's summary)."""
+    path, dataset = settings.resolved_duckdb_path, settings.duckdb_dataset
+    lines = [f"data:  DuckDB file {path}, schema {dataset}"]
+    for table in tables:
+        sql = f"select * from {dataset}.{table} limit 10"  # noqa: S608 - shown, never run
+        lines.append(
+            f"look:  python -c \"import duckdb; print(duckdb.connect('{path}', "
+            f"read_only=True).sql('{sql}'))\""
+        )
+    return lines
