@@ -189,3 +189,42 @@ def test_a_terminal_gets_a_summary_saying_where_the_data_is(
     assert cli.main(["run", "p", "--pipelines", str(tmp_path / "p.yaml"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)  # --json: the report even on a terminal
     assert again["status"] == "skipped" and again["files_skipped"] == 1
+
+
+def test_load_and_init_a_gs_object_into_bigquery(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gcs_env: Any,
+    bigquery_env: Any,
+    unique_name: str,
+) -> None:
+    """`ferry load gs://... --table t --destination bigquery`, on the emulators."""
+    bucket = gcs_env.client().create_bucket(unique_name)
+    bucket.blob("in/orders.csv").upload_from_filename(str(ORDERS / "orders-2026-11-01.csv"))
+    for name in [k for k in os.environ if k.startswith("FERRY_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FERRY_BIGQUERY_PROJECT", bigquery_env.project)
+    monkeypatch.setenv("FERRY_BIGQUERY_DATASET", unique_name)
+    monkeypatch.setenv("FERRY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FERRY_RUN_LOG", "false")
+    monkeypatch.chdir(tmp_path)
+    uri = f"gs://{unique_name}/in/*.csv"
+    assert cli.main(["load", uri, "--table", "orders", "--destination", "bigquery"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["destination"] == "bigquery" and report["tables"] == {"orders": 120}
+    (row,) = (
+        bigquery_env.client()
+        .query(
+            f"select count(distinct _ferry_source_uri) as n from "
+            f"`{bigquery_env.project}.{unique_name}.orders`"
+        )
+        .result()
+    )
+    assert row.n == 1
+    assert cli.main(["init", uri, "--output", "gs.yaml"]) == 0
+    text = (tmp_path / "gs.yaml").read_text()
+    assert f'uri: "{uri}"' in text and "Quantity: int64" in text
+    capsys.readouterr()
+    assert cli.main(["validate", "gs.yaml"]) == 0
+    assert capsys.readouterr().out == "orders: files -> orders (append)\n"
