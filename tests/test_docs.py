@@ -108,7 +108,10 @@ def fresh_clone(folder: Path) -> Path:
     )
     here = Path(sys.executable).parent
     for tool in here.iterdir():  # the emulators' and linters' commands, as the set-up left them
-        if not (venv / "bin" / tool.name).exists():
+        if (
+            not tool.name.startswith(("pip", "activate"))
+            and not (venv / "bin" / tool.name).exists()
+        ):
             (venv / "bin" / tool.name).symlink_to(tool)
     if (REPO / ".emulators").exists():
         (copy / ".emulators").symlink_to((REPO / ".emulators").resolve())
