@@ -59,8 +59,23 @@ def problems_of(
     `model` is what was validated: with it, unknown keys get a "did you mean" and union tags
     are left out of the path. `who` names the entry a location belongs to.
     """
-    details = error.errors(include_url=False) if isinstance(error, ValidationError) else error
-    return [_problem(detail, model, who) for detail in details]
+    details = list(
+        error.errors(include_url=False) if isinstance(error, ValidationError) else error
+    )
+    # `tabel:` is one typo: "unknown key 'tabel'; did you mean 'table'?" says it all, so the
+    # "field table: Field required" it caused is left out
+    meant = {
+        (*detail["loc"][:-1], name)
+        for detail in details
+        if detail["type"] == "extra_forbidden" and detail["loc"]
+        for name in [_meant(str(detail["loc"][-1]), _walk(model, tuple(detail["loc"]), 0)[1])]
+        if name
+    }
+    return [
+        _problem(detail, model, who)
+        for detail in details
+        if not (detail["type"] == "missing" and tuple(detail["loc"]) in meant)
+    ]
 
 
 def problem_text(
@@ -77,6 +92,29 @@ def nearest(name: str, choices: Iterable[str]) -> str:
     """ "; did you mean 'filter'?" for the closest of `choices`, or ""."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _meant(key: str, parent: Any) -> str | None:
+    """The field of `parent` an unknown `key` was probably meant to be."""
+    close = difflib.get_close_matches(key, _fields(parent), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _suggestion(key: str, parent: Any) -> str:
+    """The nearest field of `parent`, else of a section inside it (`delimitr` in a source:
+    'csv.delimiter')."""
+    direct = nearest(key, _fields(parent))
+    if direct:
+        return direct
+    nested = {
+        f"{field}.{inner}": inner
+        for field, section in _field_types(parent)
+        for inner in _fields(section)
+    }
+    close = difflib.get_close_matches(key, sorted(set(nested.values())), n=1, cutoff=0.75)
+    if not close:
+        return ""
+    return f"; did you mean '{next(q for q, inner in nested.items() if inner == close[0])}'?"
 
 
 def message_of(detail: ErrorDetails) -> str:
@@ -97,7 +135,7 @@ def _problem(detail: ErrorDetails, model: type[BaseModel] | None, who: Who | Non
         key = str(loc[-1])
         inside = ".".join(parts[:-1]) if len(parts) > 1 else ""
         where = f" in {_dotted(inside)}" if inside else ""
-        return Problem(name, "", f"unknown key '{key}'{where}{nearest(key, _fields(parent))}")
+        return Problem(name, "", f"unknown key '{key}'{where}{_suggestion(key, parent)}")
     if kind == UNKNOWN_ENTRY:
         noun = str((detail.get("ctx") or {}).get("noun", "entry"))
         value = detail["input"]
@@ -187,6 +225,16 @@ def _tag(member: Any) -> str | None:
 
 def _tags(tp: Any) -> list[str]:
     return [tag for tag in (_tag(m) for m in _members(_unwrap(tp))) if tag]
+
+
+def _field_types(tp: Any) -> list[tuple[str, Any]]:
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [(n, _annotated(f.annotation, f.metadata)) for n, f in tp.model_fields.items()]
+    pairs: list[tuple[str, Any]] = []
+    for member in _members(tp):
+        pairs += _field_types(member)
+    return pairs
 
 
 def _fields(tp: Any) -> list[str]:

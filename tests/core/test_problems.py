@@ -74,3 +74,13 @@ def test_settings_problems_name_the_environment_variable(monkeypatch: pytest.Mon
     assert raised.value.message.startswith(
         "invalid settings: FERRY_BATCH_BYTES: Input should be a valid integer"
     )
+
+
+def test_a_misspelt_required_key_is_one_line_and_a_misplaced_one_names_its_section() -> None:
+    found = problems(
+        {"name": "p", "source": {"uri": "a.csv", "delimitr": ";"}, "destination": {"tabel": "t"}}
+    )
+    assert found == [
+        "unknown key 'delimitr' in source; did you mean 'csv.delimiter'?",
+        "unknown key 'tabel' in destination; did you mean 'table'?",
+    ]

@@ -62,7 +62,7 @@ pipelines:
     with pytest.raises(ConfigError) as caught:
         load_catalog(path)
     assert caught.value.details["problems"] == [
-        "pipeline 'p': unknown key 'delimitr' in source",
+        "pipeline 'p': unknown key 'delimitr' in source; did you mean 'csv.delimiter'?",
         "pipeline 'p': unknown transform step 'explode' at step 1",
     ]
 
