@@ -1,7 +1,8 @@
 """The one way a pydantic `ValidationError` becomes sentences a person can act on.
 
 Every place that validates input (the pipelines file, the settings, request bodies, push
-envelopes) formats pydantic's errors here, so they all read alike:
+envelopes) formats pydantic's errors here, so they all read alike (`problems_of` for files
+and settings, by field path; `labelled_text` for request bodies, by the sender's names):
 
 - a path with 1-based positions (`transform[2].cast`), without pydantic's union-member tags;
 - an unknown key or step names the nearest valid name ("unknown key 'delimitr' in source;
@@ -28,6 +29,10 @@ Who = Callable[[Loc], tuple[str, int]]
 """Names the entry a problem belongs to ("pipeline 'orders'") and how many leading parts of
 the location that name stands for."""
 
+COMPLETE: Final = "ferry_complete"
+"""A custom error (PydanticCustomError) whose message names its field already."""
+PROBLEM: Final = "ferry_problem"
+"""A custom error whose message follows the field's label."""
 UNKNOWN_ENTRY: Final = "unknown_entry"
 """The error type of a discriminated union whose tag names no member (see core.spec)."""
 _PREFIXES: Final = ("Value error, ", "Assertion failed, ")
@@ -86,6 +91,39 @@ def problem_text(
     separator: str = "; ",
 ) -> str:
     return separator.join(str(problem) for problem in problems_of(error, model=model, who=who))
+
+
+def labelled_text(
+    error: ValidationError,
+    *,
+    label: str | None = None,
+    describe: Callable[[object], str] = repr,
+    separator: str = "; ",
+) -> str:
+    """Every problem as a sentence about a labelled value ("'message' must be an object, got
+    null"): for request bodies, whose fields are named as the sender wrote them. `label`
+    names the value (default: the field, quoted); `describe` shows a received value."""
+    return separator.join(
+        _labelled(detail, label, describe) for detail in error.errors(include_url=False)
+    )
+
+
+def _labelled(detail: ErrorDetails, label: str | None, describe: Callable[[object], str]) -> str:
+    kind = detail["type"]
+    if kind == COMPLETE:
+        return detail["msg"]
+    if label is None:
+        leaf = next((str(part) for part in reversed(detail["loc"]) if isinstance(part, str)), "")
+        label = f"'{leaf}'" if leaf else "the value"
+    if kind == PROBLEM:
+        return f"{label} {detail['msg']}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{label} must be an object, got {describe(detail['input'])}"
+    if kind == "missing":
+        return f"{label} is missing"
+    if kind == "string_type":
+        return f"{label} must be a string, got {describe(detail['input'])}"
+    return f"{label}: {message_of(detail)}"
 
 
 def nearest(name: str, choices: Iterable[str]) -> str:

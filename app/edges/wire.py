@@ -22,51 +22,30 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from core.errors import RequestError
-from core.problems import message_of
+from core.problems import COMPLETE, PROBLEM, labelled_text
 
 PREVIEW_CHARS: Final = 200
 _INTEGER = re.compile(r"[0-9]+")
 
-_COMPLETE: Final = "ferry_complete"
-"""A custom error whose message names its field already."""
-_PROBLEM: Final = "ferry_problem"
-"""A custom error whose message follows the field's label."""
 JSON_ERRORS: Final = (UnicodeDecodeError, json.JSONDecodeError, RecursionError)
 """What json.loads raises on bytes that are not JSON, or JSON nested deeper than Python's stack."""
 
 
 def _complete(text: str) -> PydanticCustomError:
-    return PydanticCustomError(_COMPLETE, "{problem}", {"problem": text})
+    return PydanticCustomError(COMPLETE, "{problem}", {"problem": text})
 
 
 def _problem(text: str) -> PydanticCustomError:
-    return PydanticCustomError(_PROBLEM, "{problem}", {"problem": text})
+    return PydanticCustomError(PROBLEM, "{problem}", {"problem": text})
 
 
 def request_error(error: ValidationError, where: str, *, label: str | None = None) -> RequestError:
     """Every problem pydantic found, in one sentence per problem, after `where`."""
-    problems = [_problem_text(problem, label) for problem in error.errors(include_url=False)]
-    return RequestError(f"{where}: {'; '.join(problems)}" if where else "; ".join(problems))
-
-
-def _problem_text(problem: ErrorDetails, label: str | None) -> str:
-    if problem["type"] == _COMPLETE:
-        return problem["msg"]
-    if label is None:
-        leaf = next((str(part) for part in reversed(problem["loc"]) if isinstance(part, str)), "")
-        label = f"'{leaf}'" if leaf else "the value"
-    if problem["type"] == _PROBLEM:
-        return f"{label} {problem['msg']}"
-    if problem["type"] in ("model_type", "dict_type", "model_attributes_type"):
-        return f"{label} must be an object, got {describe(problem['input'])}"
-    if problem["type"] == "missing":
-        return f"{label} is missing"
-    if problem["type"] == "string_type":
-        return f"{label} must be a string, got {describe(problem['input'])}"
-    return f"{label}: {message_of(problem)}"
+    text = labelled_text(error, label=label, describe=describe)
+    return RequestError(f"{where}: {text}" if where else text)
 
 
 def _optional_integer(value: object) -> int | None:
