@@ -64,9 +64,7 @@ def problems_of(
     `model` is what was validated: with it, unknown keys get a "did you mean" and union tags
     are left out of the path. `who` names the entry a location belongs to.
     """
-    details = list(
-        error.errors(include_url=False) if isinstance(error, ValidationError) else error
-    )
+    details = list(error.errors(include_url=False) if isinstance(error, ValidationError) else error)
     # `tabel:` is one typo: "unknown key 'tabel'; did you mean 'table'?" says it all, so the
     # "field table: Field required" it caused is left out
     meant = {
