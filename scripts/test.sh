@@ -85,7 +85,7 @@ setup_bigquery_emulator() {
 # Everything the suite needs from the machine, named at once before anything starts.
 check_prerequisites() {
   local missing=() jars java_major
-  pick_python >/dev/null 2>&1 || missing+=("Python 3.11+ (python3.11 or python3 on PATH; Debian: python3.11 python3.11-venv)")
+  (pick_python >/dev/null 2>&1) || missing+=("Python 3.11+ (python3.11 or python3 on PATH; Debian: python3.11 python3.11-venv)")
   if [[ "$FAST" == 0 ]]; then
     if [[ -n "${PUBSUB_EMULATOR_JAR:-}" ]]; then
       jars=("$PUBSUB_EMULATOR_JAR")
