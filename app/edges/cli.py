@@ -479,16 +479,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_gc(settings)
         return handlers[args.command](args, settings)
     except FerryError as error:
-        return _failed(error, settings.terminal_exit_code)
+        return _failed(error, settings.terminal_exit_code, settings, as_json=_wants_json(args))
 
 
-def _failed(error: FerryError, terminal_exit_code: int) -> int:
-    """Log the error, print the failed run's report (if a run started), pick the exit code."""
+def _failed(
+    error: FerryError,
+    terminal_exit_code: int,
+    settings: Settings | None = None,
+    *,
+    as_json: bool = False,
+) -> int:
+    """Log the error, print the failed run's report (if a run started; a summary on a
+    terminal), pick the exit code."""
+    from app.run.report import RunReport
+
     log.error(
         "%s (%s, %s)", error, error.code, error.recovery.value, extra={"error": error.to_dict()}
     )
-    if error.report is not None and not sys.stdout.isatty():
-        sys.stdout.write(json.dumps(error.report.to_dict(), indent=2) + "\n")
+    report = error.report
+    if report is not None and (as_json or not sys.stdout.isatty()):
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    elif isinstance(report, RunReport) and settings is not None:
+        sys.stdout.write(human_summary(report, settings))
     outcome = outcome_of(error)
     return terminal_exit_code if outcome.exit_code == EXIT_TERMINAL else outcome.exit_code
 
