@@ -118,6 +118,8 @@ def pipelines_yaml(
     width = max((len(entry) for entry in entries), default=0)
     column_lines = "\n".join(f"        {entry.ljust(width)}   # inferred" for entry in entries)
     first = next(iter(columns), "id")
+    number = next((n for n, kind in columns.items() if kind in ("int64", "float64")), None)
+    example = f"{number} > 0" if number else f"{first} != ''"
     return f"""\
 # Pipelines file written by `ferry init {path}`.
 # Check it: ferry validate FILE        Run it: ferry --pipelines FILE run {pipeline_name(table)}
@@ -137,7 +139,7 @@ pipelines:
       # fail: a malformed row fails the file. reject: bad rows go to {table}__rejects.
       on_bad_rows: fail
     # transform:                       # steps applied in order to every batch, e.g.
-    #   - filter: "{first} == {first}"   # a pandas expression: the rows where it is true stay
+    #   - filter: "{example}"   # the rows where this expression is true stay
     #   - rename: {{{first}: new_name}}
     destination:
       table: {table}
