@@ -36,7 +36,7 @@ class ModelQuery:
     upstream: frozenset[str]
     ctes: frozenset[str]
     sql: str = ""
-    """The SQL as the user wrote it (errors point at its lines, not at the translation)."""
+    """The model's own SQL, as written (error messages point at its lines)."""
 
     def qualified(self, warehouse: Warehouse) -> exp.Query:
         """The SELECT with every table reference moved into the configured dataset."""
