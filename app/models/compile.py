@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.models.graph import ModelGraph
-from core.errors import ConfigError
 from core.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -43,48 +42,30 @@ def compile_models(
     if not specs:
         return ModelSet()
     # sqlglot and DuckDB load only for a file that declares models (a faster cold start)
-    names = {spec.name for spec in specs}
-    queries: dict[str, ModelQuery] = {}
-    problems: list[str] = []
-    for spec in specs:
-        try:
-            query = _checked(spec, names, queries, loaded_tables, base_dir)
-        except ConfigError as error:
-            problems.append(error.message)
-            continue
-        queries[spec.name] = query
-    if problems:  # every model's problem at once, like the pipelines'
-        raise ConfigError("; ".join(problems), details={"problems": problems})
-    graph = ModelGraph.of({name: query.upstream for name, query in queries.items()})
-    return ModelSet(specs={spec.name: spec for spec in specs}, queries=queries, graph=graph)
-
-
-def _checked(
-    spec: ModelSpec,
-    names: Collection[str],
-    queries: Mapping[str, ModelQuery],
-    loaded_tables: Collection[str],
-    base_dir: Path,
-) -> ModelQuery:
     from app.models.transpile import check_translatable, model_error, parse_model
 
-    if spec.name.lower().startswith(RESERVED_PREFIXES):
-        raise model_error(spec.name, "names starting with _dlt or _ferry are reserved")
-    if spec.name in loaded_tables:
-        raise model_error(spec.name, "a pipeline already loads a table of this name")
-    if spec.name in queries:
-        raise model_error(spec.name, "declared twice")
-    query = parse_model(spec.name, _sql_of(spec, base_dir))
-    check_translatable(query)
-    for table in sorted(query.upstream):
-        if not (table in names or _is_loaded(table, loaded_tables)):
-            known = ", ".join(sorted(set(loaded_tables) | set(names))) or "none"
-            raise model_error(
-                spec.name,
-                f"reads table '{table}', which no pipeline loads and no model builds "
-                f"(known: {known})",
-            )
-    return query
+    names = {spec.name for spec in specs}
+    queries: dict[str, ModelQuery] = {}
+    for spec in specs:
+        if spec.name.lower().startswith(RESERVED_PREFIXES):
+            raise model_error(spec.name, "names starting with _dlt or _ferry are reserved")
+        if spec.name in loaded_tables:
+            raise model_error(spec.name, "a pipeline already loads a table of this name")
+        if spec.name in queries:
+            raise model_error(spec.name, "declared twice")
+        query = parse_model(spec.name, _sql_of(spec, base_dir))
+        check_translatable(query)
+        for table in sorted(query.upstream):
+            if not (table in names or _is_loaded(table, loaded_tables)):
+                known = ", ".join(sorted(set(loaded_tables) | names)) or "none"
+                raise model_error(
+                    spec.name,
+                    f"reads table '{table}', which no pipeline loads and no model builds "
+                    f"(known: {known})",
+                )
+        queries[spec.name] = query
+    graph = ModelGraph.of({name: query.upstream for name, query in queries.items()})
+    return ModelSet(specs={spec.name: spec for spec in specs}, queries=queries, graph=graph)
 
 
 def _sql_of(spec: ModelSpec, base_dir: Path) -> str:

@@ -79,10 +79,7 @@ def load_catalog(path: Path) -> Catalog:
         except ConfigError as error:
             problems.append(f"pipeline '{spec.name}', {error.message}")
     loaded_tables = {spec.destination.table for spec in pipelines}
-    try:
-        model_set = compile_models(models, loaded_tables, base_dir)
-    except ConfigError as error:
-        problems += error.details.get("problems") or [error.message]
+    model_set = _compiled(models, loaded_tables, base_dir, problems)
     if problems:
         raise ConfigError(
             f"pipelines file {path} is invalid:\n  " + "\n  ".join(problems),
@@ -93,6 +90,27 @@ def load_catalog(path: Path) -> Catalog:
         base_dir=base_dir,
         models=model_set,
     )
+
+
+def _compiled(
+    models: list[ModelSpec], loaded_tables: set[str], base_dir: Path, problems: list[str]
+) -> ModelSet:
+    """The models compiled, every model's problem added to `problems`. compile_models stops
+    at the first problem, so the model it names is set aside (its name still counts as a
+    table, so the models reading it are not blamed too) and the rest compiled again."""
+    remaining: list[ModelSpec] = list(models)
+    set_aside: set[str] = set()
+    while remaining:
+        try:
+            return compile_models(remaining, loaded_tables | set_aside, base_dir)
+        except ConfigError as error:
+            problems.append(error.message)
+            name = error.details.get("model")
+            if name not in {spec.name for spec in remaining}:
+                break  # a problem of the models together (a cycle): reported, nothing more
+            set_aside.add(name)
+            remaining = [spec for spec in remaining if spec.name != name]
+    return ModelSet()
 
 
 def _valid_entries(raw: Any) -> tuple[list[PipelineSpec], list[ModelSpec]]:

@@ -173,3 +173,21 @@ pipelines:
     )
     with pytest.raises(ConfigError, match=r"pipeline 'p'.*cannot import 'nowhere.module:fn'"):
         load_catalog(path)
+
+
+def test_models_reading_a_bad_model_are_not_blamed_for_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+pipelines:
+  - {name: p, source: {uri: "a/*.csv"}, destination: {table: orders}}
+models:
+  - {name: base, sql: "SELECT FROM WHERE orders"}
+  - {name: top, sql: "SELECT * FROM base"}
+  - {name: other, sql: "SELECT * FROM nowhere"}
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(path)
+    problems = caught.value.details["problems"]
+    assert [p.split(":")[0] for p in problems] == ["model 'base'", "model 'other'"]
