@@ -89,6 +89,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="times a disturbed run is repeated before it is kept, marked disturbed",
     )
     parser.add_argument(
+        "--retry-budget",
+        type=float,
+        default=float("inf"),
+        help="seconds all repeats together may take (on a saturated machine a repeat rarely "
+        "finds it quiet; the budget bounds what trying costs)",
+    )
+    parser.add_argument(
         "--max-foreign",
         type=float,
         default=0.2,
@@ -221,7 +228,8 @@ def _measure_quietly(
 ) -> dict[str, Any]:
     """One round of one path: wait for a quiet machine, warm the input, run; a run other
     processes disturbed (more than --max-foreign cores on average) is run again, up to
-    --retries times. Kept: the first undisturbed attempt, else the least disturbed, marked."""
+    --retries times within --retry-budget. Kept: the first undisturbed attempt, else the least
+    disturbed, marked."""
     attempts: list[dict[str, Any]] = []
     for _ in range(args.retries + 1):
         quiet = wait_for_quiet(args.max_foreign, args.quiet_wait)
@@ -232,8 +240,10 @@ def _measure_quietly(
         attempts.append(result)
         if not result["disturbed"] or not result.get("ok"):
             break
-        if len(attempts) <= args.retries:
-            say(f"    disturbed ({result['foreign_cores']:.2f} foreign cores): again")
+        if len(attempts) > args.retries or args.retry_budget <= 0:
+            break
+        args.retry_budget -= result.get("seconds") or 0.0  # what the repeat will roughly cost
+        say(f"    disturbed ({result['foreign_cores']:.2f} foreign cores): again")
         job = dataclasses.replace(job, workdir=job.workdir + "r")
     least: dict[str, Any] = min(
         attempts, key=lambda r: (r["disturbed"], r.get("foreign_cores", 0.0))
