@@ -337,6 +337,9 @@ def main(argv: list[str]) -> int:
         for size in args.size_list:
             for file_format in args.format_list:
                 results.extend(_table_paths(args, dataset, size, file_format, paths, sling))
+                # kept as it goes: an interrupted long run still leaves its finished files
+                partial = {"command": "python -m bench " + " ".join(argv), "results": results}
+                report.write_json(args.out_dir / "results.partial.json", partial)
 
     extras: dict[str, Any] = {}
     small_glob = str((small_dir(args.data_dir) / "*.csv").resolve())
