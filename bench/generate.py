@@ -1,4 +1,9 @@
-"""Deterministic test data: one 15-column table at several sizes and formats, plus small files.
+"""Deterministic test data: two tables at several sizes and formats, plus small files.
+
+`orders` (15 columns: long text, UTC timestamps) is the bench's first dataset; `trips` (18
+columns, NYC-taxi-like: ints, floats, low-cardinality strings, nullable fields, two ISO
+timestamps with fractions and zone offsets) is the second. Engines spend very different CPU
+per row on the two (DuckDB 1.47x more on `orders`), so a ratio measured on one alone misleads.
 
 Every chunk is built with numpy/pyarrow from a seed derived from (SEED, chunk index), so a
 size is a prefix of the next one and reruns produce identical bytes. Files are written chunk
@@ -20,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
+
+from bench.paths import FERRY_TRANSFORM
 
 SEED = 20261121
 CHUNK_ROWS = 250_000
@@ -66,8 +73,8 @@ def parse_size(text: str) -> Size:
     return Size(label, int(float(number) * factor))
 
 
-def table_path(data_dir: Path, size: Size, file_format: str) -> Path:
-    return data_dir / size.label / f"orders.{file_format}"
+def table_path(data_dir: Path, size: Size, file_format: str, dataset: str = "orders") -> Path:
+    return data_dir / size.label / f"{dataset}.{file_format}"
 
 
 def small_dir(data_dir: Path) -> Path:
@@ -136,13 +143,145 @@ def make_chunk(pools: _Pools, chunk_index: int, first_id: int, rows: int) -> pa.
     return pa.table(columns)
 
 
+TRIPS_COLUMN_TYPES: dict[str, str] = {
+    "trip_id": "int64",
+    "vendor_id": "int64",
+    "pickup_at": "timestamp",
+    "dropoff_at": "timestamp",
+    "passenger_count": "int64",
+    "trip_distance": "float64",
+    "rate_code": "int64",
+    "store_and_fwd_flag": "string",
+    "pu_location_id": "int64",
+    "do_location_id": "int64",
+    "payment_type": "string",
+    "fare_amount": "float64",
+    "extra": "float64",
+    "mta_tax": "float64",
+    "tip_amount": "float64",
+    "tolls_amount": "float64",
+    "total_amount": "float64",
+    "congestion_surcharge": "float64",
+}
+PAYMENTS = ("card", "cash", "no_charge", "dispute", "unknown")
+PAYMENT_WEIGHTS = (0.7, 0.25, 0.02, 0.01, 0.02)
+OFFSETS_MIN = (-300, -240, 0, 60, 330)
+"""Zone offsets of the text timestamps, in minutes (the instant is the same in Parquet)."""
+
+
+def _iso_with_offset(micros: np.ndarray[Any, Any], offset_min: np.ndarray[Any, Any]) -> pa.Array:
+    """UTC microseconds -> '2026-03-01T08:15:30.123456+01:00' in the row's zone (vectorised)."""
+    local = pa.array(micros + offset_min.astype(np.int64) * 60_000_000, pa.timestamp("us"))
+    text = pc.replace_substring(local.cast(pa.string()), " ", "T", max_replacements=1)
+    sign = np.where(offset_min < 0, "-", "+")
+    hours, minutes = np.abs(offset_min) // 60, np.abs(offset_min) % 60
+    suffix = np.char.add(
+        np.char.add(sign, np.char.zfill(hours.astype(str), 2)),
+        np.char.add(":", np.char.zfill(minutes.astype(str), 2)),
+    )
+    return pc.binary_join_element_wise(text, pa.array(suffix, pa.string()), "")
+
+
+def make_trips_chunk(first_id: int, rows: int, chunk_index: int) -> tuple[pa.Table, pa.Table]:
+    """(typed table for Parquet, text table for CSV/JSONL): the timestamps differ only."""
+    rng = np.random.default_rng([SEED, 0x7219, chunk_index])
+
+    def nulls(fraction: float) -> np.ndarray[Any, Any]:
+        return rng.random(rows) < fraction
+
+    pickup = EPOCH_S * 1_000_000 + rng.integers(0, YEAR_S * 1_000_000, size=rows)
+    dropoff = pickup + rng.integers(60_000_000, 7_200_000_000, size=rows)
+    offsets = np.array(OFFSETS_MIN)[rng.integers(0, len(OFFSETS_MIN), size=rows)]
+    # exponential, mean 3 miles: the transform's filter `trip_distance >= 0.3` drops ~10%
+    distance = np.round(rng.exponential(3.0, size=rows), 2)
+    fare = np.round(3.0 + distance * 2.5 + rng.uniform(0, 5, size=rows), 2)
+    extra = rng.choice(np.array([0.0, 0.5, 1.0, 2.5]), size=rows)
+    tip = np.round(np.where(rng.random(rows) < 0.6, fare * rng.uniform(0.1, 0.25, rows), 0), 2)
+    tolls = np.where(rng.random(rows) < 0.05, 6.55, 0.0)
+    utc = pa.timestamp("us", tz="UTC")
+    common: dict[str, pa.Array] = {
+        "trip_id": pa.array(np.arange(first_id, first_id + rows, dtype=np.int64)),
+        "vendor_id": pa.array(rng.integers(1, 3, size=rows, dtype=np.int64)),
+        "passenger_count": pa.array(rng.integers(1, 7, size=rows), mask=nulls(0.05)),
+        "trip_distance": pa.array(distance),
+        "rate_code": pa.array(rng.integers(1, 7, size=rows), mask=nulls(0.05)),
+        "store_and_fwd_flag": pa.array(
+            np.where(rng.random(rows) < 0.02, "Y", "N"), pa.string(), mask=nulls(0.05)
+        ),
+        "pu_location_id": pa.array(rng.integers(1, 266, size=rows, dtype=np.int64)),
+        "do_location_id": pa.array(rng.integers(1, 266, size=rows, dtype=np.int64)),
+        "payment_type": pa.array(
+            np.array(PAYMENTS)[rng.choice(len(PAYMENTS), size=rows, p=PAYMENT_WEIGHTS)]
+        ),
+        "fare_amount": pa.array(fare),
+        "extra": pa.array(extra),
+        "mta_tax": pa.array(np.full(rows, 0.5)),
+        "tip_amount": pa.array(tip),
+        "tolls_amount": pa.array(tolls),
+        "total_amount": pa.array(np.round(fare + extra + 0.5 + tip + tolls, 2)),
+        "congestion_surcharge": pa.array(
+            rng.choice(np.array([0.0, 2.5]), size=rows), mask=nulls(0.1)
+        ),
+    }
+    order = list(TRIPS_COLUMN_TYPES)
+
+    def build(pickup_col: pa.Array, dropoff_col: pa.Array) -> pa.Table:
+        columns = {**common, "pickup_at": pickup_col, "dropoff_at": dropoff_col}
+        return pa.table({name: columns[name] for name in order})
+
+    typed = build(pa.array(pickup, utc), pa.array(dropoff, utc))
+    text = build(_iso_with_offset(pickup, offsets), _iso_with_offset(dropoff, offsets))
+    return typed, text
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One bench table: its file stem, the columns ferry declares, and ferry's transform."""
+
+    name: str
+    column_types: dict[str, str]
+    transform: list[dict[str, Any]]
+
+
+DATASETS: dict[str, Dataset] = {
+    "orders": Dataset(
+        "orders",
+        COLUMN_TYPES,
+        FERRY_TRANSFORM,  # the filter drops ~10%: quantity is uniform 0..99
+    ),
+    "trips": Dataset(
+        "trips",
+        TRIPS_COLUMN_TYPES,
+        [
+            {"rename": {"fare_amount": "fare", "pu_location_id": "pickup_zone"}},
+            {"cast": {"passenger_count": "int32", "tip_amount": "float64"}},
+            {"filter": "trip_distance >= 0.3"},  # drops ~10%
+            {"derive": {"fare_per_mile": "fare / trip_distance"}},
+        ],
+    ),
+}
+"""A real transform on each: rename, cast, filter (drops ~10%), derive."""
+
+
 def chunks(total_rows: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
-    pools = _Pools()
+    for typed, _ in dataset_chunks("orders", total_rows, chunk_rows):
+        yield typed
+
+
+def dataset_chunks(
+    dataset: str, total_rows: int, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """(typed, text) chunks of a dataset: Parquet gets the typed one, CSV/JSONL the text."""
+    pools = _Pools() if dataset == "orders" else None
     first = 0
     index = 0
     while first < total_rows:
         rows = min(chunk_rows, total_rows - first)
-        yield make_chunk(pools, index, first, rows)
+        if pools is not None:
+            table = make_chunk(pools, index, first, rows)
+            yield table, table
+        else:
+            yield make_trips_chunk(first, rows, index)
         first += rows
         index += 1
 
@@ -237,21 +376,27 @@ def json_lines(table: pa.Table) -> pa.Array:
 
 
 def ensure_table(
-    data_dir: Path, size: Size, formats: list[str], log: Callable[[str], None]
+    data_dir: Path,
+    size: Size,
+    formats: list[str],
+    log: Callable[[str], None],
+    dataset: str = "orders",
 ) -> None:
     """Write the missing formats of one size in a single pass over the generated chunks."""
-    missing = [f for f in formats if not table_path(data_dir, size, f).exists()]
+    missing = [f for f in formats if not table_path(data_dir, size, f, dataset).exists()]
     if not missing:
         return
     (data_dir / size.label).mkdir(parents=True, exist_ok=True)
-    log(f"generating {size.label} rows as {', '.join(missing)} ...")
+    log(f"generating {size.label} {dataset} rows as {', '.join(missing)} ...")
     writers: list[_Writer] = []
-    for table in chunks(size.rows):
-        encoded = _Encoded(table, header=not writers)
+    for typed, text in dataset_chunks(dataset, size.rows):
+        encoded = _Encoded(text, header=not writers)
         if not writers:
-            writers = [_Writer(table_path(data_dir, size, f), f, table.schema) for f in missing]
+            writers = [
+                _Writer(table_path(data_dir, size, f, dataset), f, typed.schema) for f in missing
+            ]
         for writer in writers:
-            writer.write(table, encoded)
+            writer.write(typed, encoded)
     for writer in writers:
         writer.finish()
 

@@ -21,13 +21,17 @@ TABLE = "orders"
 DATASET = "bench"
 RECIPE_BATCH_ROWS = 100_000
 
-FERRY_TRANSFORM = [
+FERRY_TRANSFORM: list[dict[str, Any]] = [
     {"rename": {"unit_price": "price", "customer_id": "customer"}},
     {"cast": {"quantity": "int32", "score": "float64"}},
     {"filter": "quantity >= 10"},
     {"derive": {"amount": "quantity * price"}},
 ]
 """A real transform: rename, cast, filter (drops ~10%: quantity is uniform 0..99), derive."""
+
+
+def _default_transform() -> list[dict[str, Any]]:
+    return list(FERRY_TRANSFORM)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class Job:
     peer_loader_format: str = "parquet"
     """dlt peers' loader file format (dlt's DuckDB default for dict rows, insert_values, is
     ~30x slower and takes GiBs in the load step)."""
+    table: str = TABLE
+    """The destination table (the dataset's name: orders or trips)."""
+    transform: list[dict[str, Any]] = field(default_factory=lambda: _default_transform())
 
 
 @dataclass
@@ -123,10 +130,10 @@ def _count_dlt(pipeline: Any, table: str) -> int:
     return int(rows[0][0])
 
 
-def _dlt_outcome(pipeline: Any, load_info: Any, seconds: float) -> Outcome:
+def _dlt_outcome(pipeline: Any, load_info: Any, seconds: float, table: str) -> Outcome:
     return Outcome(
         seconds,
-        _count_dlt(pipeline, TABLE),
+        _count_dlt(pipeline, table),
         peak_rss_mib(),
         stages=_dlt_stages(pipeline),
         load_ids=len(load_info.loads_ids),
@@ -156,9 +163,9 @@ def run_dlt_filesystem(job: Job) -> Outcome:
     started = time.perf_counter()
     files = filesystem(bucket_url=folder.resolve().as_uri(), file_glob=Path(job.glob).name)
     load_info = pipeline.run(
-        files | reader, table_name=TABLE, loader_file_format=job.peer_loader_format
+        files | reader, table_name=job.table, loader_file_format=job.peer_loader_format
     )
-    return _dlt_outcome(pipeline, load_info, time.perf_counter() - started)
+    return _dlt_outcome(pipeline, load_info, time.perf_counter() - started, job.table)
 
 
 def run_recipe(job: Job) -> Outcome:
@@ -175,8 +182,8 @@ def run_recipe(job: Job) -> Outcome:
 
     pipeline = _dlt_pipeline(job, "recipe")
     started = time.perf_counter()
-    load_info = pipeline.run(dlt.resource(batches, name=TABLE), loader_file_format="parquet")
-    return _dlt_outcome(pipeline, load_info, time.perf_counter() - started)
+    load_info = pipeline.run(dlt.resource(batches, name=job.table), loader_file_format="parquet")
+    return _dlt_outcome(pipeline, load_info, time.perf_counter() - started, job.table)
 
 
 def _dlt_stages(pipeline: Any) -> dict[str, float]:
@@ -200,10 +207,10 @@ def write_pipelines_file(job: Job, folder: Path | None = None, transform: bool =
     pipeline: dict[str, Any] = {
         "name": "bench",
         "source": {"kind": "files", "uri": job.glob, "columns": job.column_types},
-        "destination": {"table": TABLE, "write_disposition": "append"},
+        "destination": {"table": job.table, "write_disposition": "append"},
     }
     if transform:
-        pipeline["transform"] = FERRY_TRANSFORM
+        pipeline["transform"] = job.transform
     path = (folder or Path(job.workdir)) / "pipelines.yaml"
     path.write_text(yaml.safe_dump({"pipelines": [pipeline]}, sort_keys=False), encoding="utf-8")
     return path
@@ -312,7 +319,7 @@ def run_ferry(job: Job) -> Outcome:
     bigquery = job.path == "ferry_bq"
     return Outcome(
         seconds,
-        report.rows_loaded if bigquery else _count_ferry(settings),
+        report.rows_loaded if bigquery else _count_ferry(settings, job.table),
         peak_rss_mib(),
         stages=dict(report.seconds),
         load_ids=len(report.load_ids),
@@ -362,11 +369,11 @@ def _load_jobs(captured: list[Any]) -> dict[str, int]:
     return load_jobs
 
 
-def _count_ferry(settings: Any) -> int:
+def _count_ferry(settings: Any, table: str) -> int:
     import duckdb
 
     with duckdb.connect(str(settings.resolved_duckdb_path), read_only=True) as connection:
-        sql = f"select count(*) from {settings.dataset_name}.{TABLE}"  # noqa: S608 - our names
+        sql = f"select count(*) from {settings.dataset_name}.{table}"  # noqa: S608 - our names
         row = connection.execute(sql).fetchone()
     return int(row[0]) if row else 0
 

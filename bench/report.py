@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +33,28 @@ def fmt(value: float | None, pattern: str) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     header = (
-        f"{'path':<34} {'format':<8} {'rows':>10} {'seconds':>8} {'work s':>7} {'cpu s':>6} "
-        f"{'rows/s':>9} "
+        f"{'path':<34} {'data':<6} {'format':<8} {'rows':>10} {'seconds':>8} {'work s':>7} "
+        f"{'cpu s':>6} {'rows/s':>9} "
         f"{'MB/s':>6} {'peak MiB':>8} {'loaded':>10}  notes"
     )
     lines = [header, "-" * len(header)]
     for result in results:
         rows_per_s, mb_per_s = throughput(result)
         note = result.get("note") or ""
-        load = max(result.get("loadavg") or [0.0])
-        if load > (result.get("cpus") or 1) + 0.5:
-            note = f"{note} (busy machine: load {load:.1f})".strip()
+        if result.get("round_seconds"):
+            note = (
+                f"{note} median of {result.get('rounds')}: "
+                + "/".join(fmt(s, ".1f") for s in result["round_seconds"])
+                + " s; foreign cores "
+                + "/".join(fmt(c, ".2f") for c in result.get("round_foreign_cores") or [])
+            ).strip()
+        if result.get("disturbed_rounds"):
+            note = f"{note}; DISTURBED rounds {result['disturbed_rounds']}".strip()
         if not result.get("ok"):
             note = result.get("skipped") or ("FAILED: " + str(result.get("error", ""))[:300])
         lines.append(
-            f"{LABELS.get(result['path'], result['path']):<34} {result['format']:<8} "
+            f"{LABELS.get(result['path'], result['path']):<34} "
+            f"{result.get('dataset', 'orders'):<6} {result['format']:<8} "
             f"{result['rows']:>10,} {fmt(result.get('seconds'), '.2f'):>8} "
             f"{fmt(result.get('work_seconds'), '.2f'):>7} "
             f"{fmt(result.get('cpu_seconds'), '.1f'):>6} "
@@ -55,9 +65,12 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _find(results: list[dict[str, Any]], path: str, fmt_: str, rows: int) -> dict[str, Any] | None:
+def _find(
+    results: list[dict[str, Any]], path: str, fmt_: str, rows: int, dataset: str = "orders"
+) -> dict[str, Any] | None:
     for result in results:
-        if (result["path"], result["format"], result["rows"]) == (path, fmt_, rows):
+        key = (result["path"], result["format"], result["rows"], result.get("dataset", "orders"))
+        if key == (path, fmt_, rows, dataset):
             return result if result.get("ok") and result.get("seconds") else None
     return None
 
@@ -68,8 +81,13 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for ferry in results:
         if ferry["path"] not in ("ferry", "ferry_plain") or not ferry.get("ok"):
             continue
-        key = (ferry["format"], ferry["rows"])
-        row: dict[str, Any] = {"path": ferry["path"], "format": key[0], "rows": key[1]}
+        key = (ferry["format"], ferry["rows"], ferry.get("dataset", "orders"))
+        row: dict[str, Any] = {
+            "path": ferry["path"],
+            "format": key[0],
+            "rows": key[1],
+            "dataset": key[2],
+        }
         for peer in ("limit", "recipe", "dlt_fs", "sling"):
             found = _find(results, peer, *key)
             if found:
@@ -81,13 +99,13 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def ratio_table(rows: list[dict[str, Any]]) -> str:
     header = (
-        f"{'path':<12} {'format':<8} {'rows':>10} {'/limit':>7} {'/recipe':>8} {'/dlt_fs':>8} "
-        f"{'/sling':>7} {'peak MiB':>8}"
+        f"{'path':<12} {'data':<6} {'format':<8} {'rows':>10} {'/limit':>7} {'/recipe':>8} "
+        f"{'/dlt_fs':>8} {'/sling':>7} {'peak MiB':>8}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row['path']:<12} {row['format']:<8} {row['rows']:>10,} "
+            f"{row['path']:<12} {row['dataset']:<6} {row['format']:<8} {row['rows']:>10,} "
             f"{fmt(row.get('vs_limit'), '.2f'):>7} {fmt(row.get('vs_recipe'), '.2f'):>8} "
             f"{fmt(row.get('vs_dlt_fs'), '.2f'):>8} {fmt(row.get('vs_sling'), '.2f'):>7} "
             f"{fmt(row.get('peak_rss_mib'), '.0f'):>8}"
@@ -140,7 +158,8 @@ def full_report(results: list[dict[str, Any]], extras: dict[str, Any], loader: s
         out += ["", "== ferry stages (RunReport.seconds; extract excludes transform)"]
         for result in ferry_stages:
             out.append(
-                f"{result['path']:<12} {result['format']:<8} {result['size']:<4} "
+                f"{result['path']:<12} {result.get('dataset', 'orders'):<6} "
+                f"{result['format']:<8} {result['size']:<4} "
                 f"{stages_line(result)}"
             )
     small = extras.get("small_files")
@@ -199,6 +218,130 @@ def full_report(results: list[dict[str, Any]], extras: dict[str, Any], loader: s
     return "\n".join(out)
 
 
+SIDE_BY_SIDE = ("limit", "dlt_fs", "recipe", "sling", "ferry_plain", "ferry")
+FORMAT_NAMES = {"csv": "CSV", "csv.gz": "csv.gz", "jsonl": "JSONL", "parquet": "Parquet"}
+
+
+def _cell(result: dict[str, Any] | None, cpu: bool = False) -> str:
+    """'rows/s · peak MiB' (k rows/s), or the tree's CPU seconds; '*' when a round stayed
+    disturbed after its retries."""
+    rows_per_s = throughput(result)[0] if result else None
+    if result is None or rows_per_s is None:
+        return "\u2013"  # an en dash, as in the issue's table
+    mark = "*" if result.get("disturbed_rounds") else ""
+    if cpu:
+        return f"{fmt(result.get('cpu_seconds'), '.1f')}{mark}"
+    return f"{rows_per_s / 1000:,.0f}k · {result['peak_rss_mib']:,.0f}{mark}"
+
+
+def side_by_side(results: list[dict[str, Any]], method: str) -> str:
+    """The side-by-side table of issue 21 as Markdown, one per dataset; then the same runs'
+    CPU seconds, which other processes disturb far less than wall time."""
+    tables = [_side_by_side(results, cpu=False), _side_by_side(results, cpu=True)]
+    return "\n".join([*tables, method])
+
+
+def _side_by_side(results: list[dict[str, Any]], cpu: bool) -> str:
+    out: list[str] = []
+    datasets = dict.fromkeys(r.get("dataset", "orders") for r in results if r.get("dataset"))
+    what = (
+        "CPU seconds of the process tree (user + system; the ratios too)"
+        if cpu
+        else "rows/s · peak MiB (whole process)"
+    )
+    for dataset in datasets:
+        keys = dict.fromkeys(
+            (r["rows"], r["size"], r["format"])
+            for r in results
+            if r.get("dataset") == dataset and r["path"] in SIDE_BY_SIDE
+        )
+        if not keys:
+            continue
+        out += [
+            f"{dataset}: {what}",
+            "",
+            "| input | DuckDB CTAS | dlt `read_csv_duckdb` | DuckDB-reader dlt recipe | Sling "
+            "| ferry, no transform | ferry, rename/cast/filter/derive | ferry ÷ CTAS "
+            "| ferry ÷ recipe |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for rows, size, file_format in sorted(keys, key=lambda k: (k[2] != "csv", k[2], k[0])):
+            found = {p: _find(results, p, file_format, rows, dataset) for p in SIDE_BY_SIDE}
+            ferry, limit, recipe = found["ferry"], found["limit"], found["recipe"]
+            key = "cpu_seconds" if cpu else "seconds"
+            vs_limit = _over(limit, ferry, key)
+            vs_recipe = _over(recipe, ferry, key)
+            cells = " | ".join(_cell(found[p], cpu) for p in SIDE_BY_SIDE)
+            out.append(
+                f"| {size} {FORMAT_NAMES.get(file_format, file_format)} | {cells} "
+                f"| {fmt(vs_limit, '.2f')} | {fmt(vs_recipe, '.2f')} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def _over(peer: dict[str, Any] | None, ferry: dict[str, Any] | None, key: str) -> float | None:
+    """ferry's figure over the peer's as a speed ratio (> 1: ferry is faster / cheaper)."""
+    if not peer or not ferry or not peer.get(key) or not ferry.get(key):
+        return None
+    return float(peer[key]) / float(ferry[key])
+
+
+def machine() -> str:
+    """CPU model, cores and memory of this machine."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kib = 0
+    return f"{model}, {os.cpu_count()} cores, {mem_kib / 1024 / 1024:.0f} GiB"
+
+
+def method_line(
+    results: list[dict[str, Any]], rounds: int, max_foreign: float, retries: int
+) -> str:
+    """Machine, rounds and how disturbed the runs were: printed under every table."""
+    timed = [r for r in results if r.get("round_seconds")]
+    foreign = [c for r in timed for c in r.get("round_foreign_cores") or [] if c is not None]
+    disturbed = sum(r.get("disturbed_rounds", 0) for r in timed)
+    kept = sum(len(r.get("round_seconds") or []) for r in timed)
+    attempts = sum(r.get("attempts_total", 0) for r in timed)
+    return (
+        f"Machine: {machine()}. Medians of {rounds} interleaved rounds (path order rotated, "
+        f"input read into the page cache before every run). Other processes' CPU during the "
+        f"kept runs: median {fmt(statistics.median(foreign) if foreign else None, '.2f')} "
+        f"cores, max {fmt(max(foreign) if foreign else None, '.2f')}; {attempts} runs for "
+        f"{kept} kept rounds (a run over {max_foreign} foreign cores was repeated up to "
+        f"{retries} times); "
+        f"{disturbed} kept rounds stayed disturbed (* in a cell)."
+    )
+
+
 def write_json(path: Path, body: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench.report RESULTS.json ...`: the side-by-side tables of one or more runs
+    (later files win for the same path, dataset, format and size)."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    methods: list[str] = []
+    for name in argv:
+        body = json.loads(Path(name).read_text(encoding="utf-8"))
+        methods.append(str(body.get("method") or body.get("command")))
+        for result in body["results"]:
+            key = (result["path"], result.get("dataset"), result["format"], result["rows"])
+            merged[key] = result
+    print(side_by_side(list(merged.values()), "\n".join(methods)))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from app.destinations.duckdb.load_files import plain_load_files
 from core.errors import DestinationUnavailableError
 from core.settings import Settings
 from core.spec import DestinationSpec
@@ -45,8 +46,10 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
 
 @contextmanager
 def pipeline_config(settings: Settings) -> Iterator[None]:
-    """dlt configuration while this engine's pipeline is in use: dlt's defaults serve."""
-    yield
+    """dlt configuration while this engine's pipeline is in use in this thread: its Parquet
+    load files are written plain, since DuckDB reads them back at once (load_files.py)."""
+    with plain_load_files():
+        yield
 
 
 _held = threading.local()
