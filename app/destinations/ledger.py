@@ -45,6 +45,9 @@ class Ledger:
     """uris with any rows at all (complete or from a killed load)."""
     status: dict[str, str] = field(default_factory=dict)
     """uri -> status of that highest generation (loaded | emptied | deleted)."""
+    recorded_table: bool = True
+    """False when `_ferry_objects` does not exist yet: the next load records every object,
+    so that later reads find the table and need one query, not three."""
 
 
 OBJECT_COLUMNS: dict[str, Any] = {
@@ -93,20 +96,85 @@ def object_row(
 
 
 def read_ledger(pipeline: Any, name: str, table: str, uris: Iterable[str]) -> Ledger:
-    """The object ledger of pipeline `name`'s `table`, completed by the lineage rows (upgrade)."""
+    """The object ledger of pipeline `name`'s `table`, completed by the lineage rows (append
+    tables record only emptied and deleted objects; older deployments recorded none)."""
     wanted = sorted(set(uris))
-    recorded = _read_objects(pipeline, name, table, wanted)
-    lineage = read_lineage(pipeline, table, [uri for uri in wanted if uri not in recorded])
+    both = _read_both(pipeline, name, table, wanted)
+    if both is not None:
+        recorded, lineage = both
+    else:  # a table missing: each read on its own, a missing one reading empty
+        maybe_recorded = _read_objects(pipeline, name, table, wanted)
+        recorded = maybe_recorded or {}
+        lineage = read_lineage(pipeline, table, [uri for uri in wanted if uri not in recorded])
+        if maybe_recorded is None:
+            lineage = Ledger(lineage.committed, lineage.present, recorded_table=False)
     committed = dict(lineage.committed)
     status = dict.fromkeys(lineage.committed, LOADED)
     for uri, (generation, state) in recorded.items():
-        committed[uri], status[uri] = generation, state
-    return Ledger(committed, lineage.present | frozenset(recorded), status)
+        # an append table records only emptied and deleted generations: a newer one that
+        # loaded rows is told by its rows
+        seen = committed.get(uri)
+        if seen is None or generation >= seen:
+            committed[uri], status[uri] = generation, state
+    return Ledger(committed, lineage.present | frozenset(recorded), status, lineage.recorded_table)
+
+
+def _read_both(
+    pipeline: Any, name: str, table: str, uris: list[str]
+) -> tuple[dict[str, tuple[int, str]], Ledger] | None:
+    """The ledger rows and the lineage rows of `uris` in one query (on BigQuery each query is
+    a job, ~0.7 s); None when either table does not exist yet."""
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    found: dict[str, tuple[int, str]] = {}
+    committed: dict[str, int] = {}
+    present: set[str] = set()
+    if len(uris) > QUERY_CHUNK:
+        return None
+    if not uris:
+        return found, Ledger({}, frozenset())
+    try:
+        with sql_client_of(pipeline) as client:
+            objects = client.make_qualified_table_name(OBJECTS_TABLE)
+            data = client.make_qualified_table_name(table)
+            loads = client.make_qualified_table_name("_dlt_loads")
+            column = client.escape_column_name
+            uri, generation = column(SOURCE_URI_COLUMN), column(SOURCE_GENERATION_COLUMN)
+            placeholders = ", ".join(["%s"] * len(uris))
+            # identifiers come from dlt's own quoting; values are bound parameters
+            query = (
+                f"SELECT 'ledger' AS source, o.{column('uri')} AS uri, "  # noqa: S608
+                f"o.{column('generation')} AS generation, o.{column('status')} AS status "
+                f"FROM {objects} AS o "
+                f"JOIN {loads} AS l ON l.load_id = o.{column(LOAD_ID_COLUMN)} "
+                f"AND l.status = 0 WHERE o.{column('pipeline')} = %s "
+                f"AND o.{column('table_name')} = %s AND o.{column('uri')} IN ({placeholders}) "
+                f"UNION ALL SELECT 'rows' AS source, t.{uri} AS uri, "
+                f"MAX(CASE WHEN l.load_id IS NOT NULL THEN t.{generation} END) AS generation, "
+                f"'' AS status FROM {data} AS t "
+                f"LEFT JOIN {loads} AS l ON l.load_id = t.{column(LOAD_ID_COLUMN)} "
+                f"AND l.status = 0 WHERE t.{uri} IN ({placeholders}) GROUP BY t.{uri}"
+            )
+            rows = client.execute_sql(query, name, table, *uris, *uris) or []
+    except DatabaseUndefinedRelation:
+        return None
+    for source, found_uri, found_generation, state in rows:
+        if source == "rows":
+            present.add(str(found_uri))
+            if found_generation is not None:
+                committed[str(found_uri)] = int(found_generation)
+            continue
+        entry = (int(found_generation), str(state))
+        known = found.get(str(found_uri))
+        if known is None or _order(entry) > _order(known):
+            found[str(found_uri)] = entry
+    return found, Ledger(committed, frozenset(present))
 
 
 def _read_objects(
     pipeline: Any, name: str, table: str, uris: list[str]
-) -> dict[str, tuple[int, str]]:
+) -> dict[str, tuple[int, str]] | None:
+    """None when `_ferry_objects` does not exist."""
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
     found: dict[str, tuple[int, str]] = {}
@@ -135,7 +203,7 @@ def _read_objects(
                     if known is None or _order(entry) > _order(known):
                         found[str(uri)] = entry
     except DatabaseUndefinedRelation:
-        return {}
+        return None
     return found
 
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 import threading
+import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,16 +25,24 @@ from core.settings import Settings
 log = logging.getLogger("ferry.destination")
 
 
-def make_destination(settings: Settings, run_id: str) -> Any:
-    """The dlt destination, with a staging dataset of this run's own.
+def make_destination(settings: Settings, run_id: str, kept_token: str | None = None) -> Any:
+    """The dlt destination, with a staging dataset of this run's own, or of one kept pipeline.
 
     dlt merges through a staging dataset (`<dataset>_staging` by default). Two concurrent
     runs loading one table would truncate and fill the same staging table and lose rows, so
-    each run stages into its own dataset, dropped when the run ends.
+    each run stages into a dataset no other run uses at the same time: its own, dropped when
+    the run ends, or (`kept_token`, destinations that keep staging) that of the kept pipeline
+    it runs on, which serves one run at a time and outlives it.
     """
-    layout = "%s_staging_" + staging_token(run_id)
+    token = KEPT_STAGING_PREFIX + kept_token if kept_token else staging_token(run_id)
+    layout = "%s_staging_" + token
     destination = engine_for(settings).destination.make_destination(settings, layout)
     return _caching_capabilities(destination)
+
+
+KEPT_STAGING_PREFIX = "k"
+"""`<dataset>_staging_k<12 hex>`: a kept pipeline's staging dataset (staging.py sweeps these
+by the age of their tables, not by a name)."""
 
 
 def _caching_capabilities(destination: Any) -> Any:
@@ -92,6 +101,8 @@ class _KnownHarmlessDltWarnings(logging.Filter):
 
 
 _staging_dropped: weakref.WeakSet[Any] = weakref.WeakSet()
+_staging_kept: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Kept pipelines whose staging dataset is kept with them (destinations with KEEPS_STAGING)."""
 _sql_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _sql_clients_open: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -115,8 +126,9 @@ def sql_client_of(pipeline: Any) -> Iterator[Any]:
 
 def drop_staging_dataset(pipeline: Any) -> None:
     """Drop the run's own staging dataset now (the caller holds the destination lock), if
-    the run may have staged anything, so the pipeline's exit does not take the lock again."""
-    if _may_have_staged(pipeline):
+    the run may have staged anything, so the pipeline's exit does not take the lock again.
+    A kept pipeline's kept staging dataset stays for its next run."""
+    if pipeline not in _staging_kept and _may_have_staged(pipeline):
         _drop_staging_dataset(pipeline)
     _staging_dropped.add(pipeline)
 
@@ -203,8 +215,17 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
         if idle == []:
             del _idle[key]
     fresh = taken is None
-    created, workdir = taken if taken is not None else _new_pipeline(pipeline, settings, run_id)
-    if not fresh:
+    keeps_staging = engine_for(settings).destination.KEEPS_STAGING
+    if taken is not None:
+        created, workdir = taken
+    else:
+        # BigQuery: a staging dataset of this pipeline's own, kept across its runs, saves
+        # each run creating, checking, filling with tables and dropping one (10 calls, ~9 s)
+        kept_token = uuid.uuid4().hex[:12] if keeps_staging else None
+        created, workdir = _new_pipeline(pipeline, settings, run_id, kept_token)
+        if keeps_staging:
+            _staging_kept.add(created)
+    if not fresh and not keeps_staging:
         # staging named for this run: the sweep judges a staging dataset's age by the run id
         # in its name, and would take a kept pipeline's first run id for a killed run's
         created.destination = make_destination(settings, run_id)
@@ -244,7 +265,9 @@ def _beyond_the_bound() -> list[Path]:
     return removed
 
 
-def _new_pipeline(pipeline: str, settings: Settings, run_id: str) -> tuple[Any, Path]:
+def _new_pipeline(
+    pipeline: str, settings: Settings, run_id: str, kept_token: str | None = None
+) -> tuple[Any, Path]:
     import dlt
 
     # every row records its dlt load id: the ledger counts only loads that completed
@@ -259,7 +282,7 @@ def _new_pipeline(pipeline: str, settings: Settings, run_id: str) -> tuple[Any, 
         created = dlt.pipeline(
             pipeline_name=pipeline_name(pipeline),
             pipelines_dir=str(workdir),
-            destination=make_destination(settings, run_id),
+            destination=make_destination(settings, run_id, kept_token),
             dataset_name=settings.dataset_name,
         )
     except BaseException:
@@ -270,6 +293,8 @@ def _new_pipeline(pipeline: str, settings: Settings, run_id: str) -> tuple[Any, 
 
 
 def _drop_staging_if_left(created: Any, settings: Settings) -> None:
+    if created in _staging_kept:
+        return
     if created not in _staging_dropped and _may_have_staged(created):
         with destination_lock(settings):
             _drop_staging_dataset(created)

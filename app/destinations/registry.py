@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from app.destinations.bigquery import destination as bigquery_destination
@@ -33,6 +34,12 @@ class DestinationModule(Protocol):
     APPEND_UNDER_LOCK: bool
     """True: all writers queue on one lock, so an object never loaded may be appended."""
 
+    STREAMING_INSERTS: bool
+    """True: side-table rows (the run log) go in by `append_rows`, not by a MERGE."""
+
+    KEEPS_STAGING: bool
+    """True: a kept pipeline keeps its staging dataset across its runs."""
+
     SQL_TYPES: dict[str, str]
     """dlt data type -> the engine's SQL type, for ferry's own bound statements."""
 
@@ -49,6 +56,12 @@ class DestinationModule(Protocol):
     def list_datasets(self, client: Any, settings: Settings) -> list[str]: ...
 
     def drop_dataset(self, client: Any, settings: Settings, name: str) -> None: ...
+
+    def append_rows(
+        self, client: Any, table: str, rows: list[dict[str, Any]], ids: list[str]
+    ) -> bool: ...
+
+    def last_modified(self, client: Any, settings: Settings, name: str) -> datetime | None: ...
 
 
 class ModelsModule(Protocol):

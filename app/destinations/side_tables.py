@@ -60,6 +60,36 @@ def merge_row(
     _tables_written.add(known)
 
 
+def append_row(
+    settings: Settings,
+    pipeline: str,
+    table: str,
+    row: dict[str, Any],
+    key: str,
+    run_id: str,
+    columns: dict[str, TColumnSchema] | None = None,
+) -> None:
+    """Write one row that readers de-duplicate on `key` (the newest `_dlt_load_id` wins): on
+    BigQuery a streaming insert (one REST call, no DML on a table every pipeline shares);
+    elsewhere, or while the table does not exist, `merge_row`."""
+    destination = engine_for(settings).destination
+    if destination.STREAMING_INSERTS:
+        values = {
+            **row,
+            "_dlt_load_id": f"{time.time():.6f}",
+            "_dlt_id": uuid.uuid4().hex[:14],
+        }
+        try:
+            with _sql_client(settings, pipeline) as client:
+                appended = destination.append_rows(client, table, [values], [str(row[key])])
+        except Exception as error:
+            log.debug("appending to %s failed (%s); merging instead", table, error)
+            appended = False
+        if appended:
+            return
+    merge_row(settings, pipeline, table, row, key, run_id, columns)
+
+
 def select(
     settings: Settings, pipeline: str, table: str, query: str, args: list[Any]
 ) -> list[tuple[Any, ...]]:

@@ -1,7 +1,9 @@
 """Sweeps staging datasets that killed runs left behind.
 
-Every run (and every run-log / idempotency write) merges through a staging dataset of its own,
-`<dataset>_staging_<run id>`, dropped when the run ends. A SIGKILL or an out-of-memory kill
+Every run (and every idempotency write) merges through a staging dataset no other run uses at
+the same time: its own, `<dataset>_staging_<run id>`, dropped when the run ends, or on BigQuery
+the kept pipeline's, `<dataset>_staging_k<hex>`, kept for its next run and swept once its
+tables have not changed for `staging_max_age_hours`. A SIGKILL or an out-of-memory kill
 skips that drop: on BigQuery the leftover holds a copy of source rows. The run id starts with
 the run's start time, so a leftover older than `staging_max_age_hours` cannot belong to a
 run still going, and is dropped: at the start of a run (at most once per interval per
@@ -15,10 +17,10 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.destinations.pipeline import sql_client_of
+from app.destinations.pipeline import KEPT_STAGING_PREFIX, sql_client_of
 from app.destinations.registry import engine_for
 from core.errors import classify
 from core.settings import Settings
@@ -58,16 +60,33 @@ def stale_staging(
     return sorted(stale)
 
 
+def kept_staging_pattern(dataset: str) -> re.Pattern[str]:
+    """`<dataset>_staging_k<12 hex>`: a kept pipeline's staging dataset (pipeline.py)."""
+    return re.compile(
+        rf"^{re.escape(dataset.lower())}_staging_{KEPT_STAGING_PREFIX}[0-9a-f]{{12}}$"
+    )
+
+
 def sweep_stale_staging(pipeline: Any, settings: Settings) -> list[str]:
     """Drop the stale staging datasets of the pipeline's destination; their names.
 
-    The caller holds the destination lock (DuckDB).
+    A run's own staging dataset is dated by the run id in its name; a kept pipeline's (its
+    name says nothing about time) by when its tables last changed: each run that stages
+    truncates and fills them, so tables untouched for `staging_max_age_hours` belong to a
+    pipeline given up or an instance gone. The caller holds the destination lock (DuckDB).
     """
     destination = engine_for(settings).destination
     max_age = timedelta(hours=settings.staging_max_age_hours)
     with sql_client_of(pipeline) as client:
         names = destination.list_datasets(client, settings)
         stale = stale_staging(names, settings.dataset_name, datetime.now(), max_age)
+        kept = kept_staging_pattern(settings.dataset_name)
+        cutoff = datetime.now(UTC) - max_age
+        for name in names:
+            if kept.match(name.lower()):
+                used = destination.last_modified(client, settings, name)
+                if used is not None and used < cutoff:
+                    stale.append(name)
         for name in stale:
             destination.drop_dataset(client, settings, name)
     if stale:

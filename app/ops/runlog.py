@@ -11,7 +11,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from app.destinations.side_tables import merge_row, select
+from app.destinations.side_tables import append_row, select
 from core.errors import classify
 from core.settings import Settings
 
@@ -70,7 +70,7 @@ class RunLog:
         self.settings = settings
 
     def record(self, report: dict[str, Any]) -> bool:
-        """Append (merge on run_id) one run; False, with a warning, when it could not."""
+        """Append one run (readers keep its newest row); False, with a warning, if it could not."""
         try:
             self._write(report)
         except Exception as error:  # the run's data is committed; only its history row is lost
@@ -89,20 +89,24 @@ class RunLog:
         if status is not None:
             where.append("status = %s")
             args.append(status)
-        condition = f" WHERE {' AND '.join(where)}" if where else ""
         # an int we clamp ourselves, not caller text: safe to inline
         bounded = max(1, min(int(limit), MAX_LIMIT))
-        return self._select(
-            f"{condition} ORDER BY started_at DESC, run_id DESC LIMIT {bounded}", args
-        )
+        return self._select(where, f" ORDER BY started_at DESC, run_id DESC LIMIT {bounded}", args)
 
     def get(self, run_id: str) -> dict[str, Any] | None:
-        reports = self._select(" WHERE run_id = %s", [run_id])
+        reports = self._select(["run_id = %s"], "", [run_id])
         return reports[0] if reports else None
 
-    def _select(self, clause: str, args: list[str]) -> list[dict[str, Any]]:
-        # the clause holds placeholders only; the values are bound
-        query = "SELECT report FROM {table}" + clause  # noqa: S608
+    def _select(self, where: list[str], clause: str, args: list[str]) -> list[dict[str, Any]]:
+        # one row per run: a run recorded twice (a streaming insert retried, a drain killed
+        # before its ack) keeps the newest write. The clause holds placeholders only; the
+        # values are bound.
+        condition = " AND ".join(["_latest = 1", *where])
+        query = (
+            "SELECT report FROM (SELECT report, run_id, pipeline, status, started_at, "  # noqa: S608
+            "ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY _dlt_load_id DESC) AS _latest "
+            f"FROM {{table}}) AS runs WHERE {condition}" + clause
+        )
         try:
             rows = select(self.settings, PIPELINE, TABLE, query, args)
         except Exception as error:
@@ -111,6 +115,6 @@ class RunLog:
 
     def _write(self, report: dict[str, Any]) -> None:
         run_id = report["run_id"]
-        merge_row(
+        append_row(
             self.settings, PIPELINE, TABLE, run_row(report), "run_id", f"runlog-{run_id}", COLUMNS
         )

@@ -31,6 +31,7 @@ from app.run.report import FileReport
 from app.run.request import RunContext
 from core import failpoints
 from core.errors import BadDataError, FerryError, QualityCheckError
+from core.lineage import OBJECTS_TABLE
 from core.spec import FilesSource
 
 log = logging.getLogger("ferry.files")
@@ -72,6 +73,11 @@ class FileExtractor:
             **rejects_hints(destination, keyed_by_object=plan.keyed_by_object)
         )
         self.objects_hints = dlt.mark.make_hints(**objects_hints())
+        # `_ferry_objects` exists once this pipeline loaded a ledger row (its schema then has
+        # the table): until then every object is recorded, so that a ledger read finds it
+        # (the BigQuery emulator reads a missing table in a UNION as empty, without an error)
+        schema = run.pipeline.default_schema if run.pipeline.default_schema_name else None
+        self.ledger_exists = schema is not None and OBJECTS_TABLE in schema.tables
         self.tombstone_hints = (
             dlt.mark.make_hints(**tombstone_hints(destination, plan.tombstones))
             if plan.tombstones is not None
@@ -159,7 +165,21 @@ class FileExtractor:
             return
         yield from self._read(plan, entry)
         status = LOADED if entry.rows_loaded else EMPTIED
+        if status == LOADED and plan.lineage and self._rows_say_what_loaded:
+            return
         yield from self._recorded(plan, status, entry.rows_loaded)
+
+    @property
+    def _rows_say_what_loaded(self) -> bool:
+        """An append table's rows are only ever removed by their own object (a newer
+        generation, an emptied or deleted one, which keep their ledger rows): an object that
+        loaded rows is told by its rows' lineage and `_dlt_load_id` (ledger.read_lineage), and
+        a ledger row would cost a load job and a merge into `_ferry_objects`, a table every
+        pipeline of the dataset shares, per load. A merge table's rows can be overwritten by
+        other objects' changes, so there the ledger row stays."""
+        destination = self.run.spec.destination
+        append = destination.write_disposition == "append" and not destination.merge_key
+        return append and self.ledger_exists and not self.plan.record_every_object
 
     def _recorded(self, plan: Planned, status: str, rows: int) -> Iterator[Any]:
         """The object's ledger row, committed in this load; then, for an object that emptied or

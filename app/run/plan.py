@@ -57,6 +57,8 @@ class FilePlan:
     """Merge pipelines: the conditions that keep the latest change per key (ordering.py)."""
     tombstones: OrderedMerge | None = None
     """Hard-deleting CDC pipelines: how `<table>__tombstones` keeps the latest delete per key."""
+    record_every_object: bool = False
+    """`_ferry_objects` does not exist yet: write a ledger row for every object this time."""
 
 
 def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> FilePlan:
@@ -88,7 +90,10 @@ def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> Fil
     guard = None
     if pending and not replaying:
         guard = _append_guard(run, [p.uri for p, _ in pending], ledger)
-    return FilePlan(pending, guard, guard is None and by_object, replaying, order, tombstones)
+    keyed = guard is None and by_object
+    plan = FilePlan(pending, guard, keyed, replaying, order, tombstones)
+    plan.record_every_object = not ledger.recorded_table
+    return plan
 
 
 def _deleted_object(run: RunContext, source: FilesSource) -> Planned:

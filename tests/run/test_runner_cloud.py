@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from app.destinations.staging import kept_staging_pattern
 from app.run.catalog import Catalog
 from app.run.runner import RunRequest, run
 from core.settings import Settings
@@ -135,7 +136,9 @@ def test_bigquery_destination_loads_and_stays_idempotent(
     assert row.n == row.distinct_keys == first.tables["orders"] > 0
     assert second.files_loaded == 0
     datasets = {d.dataset_id for d in client.list_datasets()}
-    assert not any(d.startswith(f"{unique_name}_staging") for d in datasets), "staging dropped"
+    staging = sorted(d for d in datasets if d.startswith(f"{unique_name}_staging"))
+    # the kept pipeline keeps one staging dataset for its next run; no run leaves its own
+    assert len(staging) == 1 and kept_staging_pattern(unique_name).match(staging[0]), staging
 
 
 # --- API pipelines --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 from core.lineage import SOURCE_URI_COLUMN
@@ -17,6 +18,12 @@ from core.spec import DestinationSpec
 
 SQL_TYPES = {"text": "STRING", "bigint": "INT64", "double": "FLOAT64", "timestamp": "TIMESTAMP"}
 
+STREAMING_INSERTS = True
+"""Side-table rows (the run log) go in by `append_rows`, not by a MERGE statement."""
+
+KEEPS_STAGING = True
+"""A kept pipeline keeps its staging dataset across runs (pipeline.kept_pipeline_for)."""
+
 APPEND_UNDER_LOCK = False
 """No lock spans instances, so an object's rows are always merged on its URI."""
 
@@ -24,6 +31,7 @@ APPEND_UNDER_LOCK = False
 def make_destination(settings: Settings, staging_layout: str) -> Any:
     import dlt
 
+    _skip_empty_truncate_scripts()
     credentials = None
     if settings.bigquery_emulator_host:
         from google.oauth2.credentials import Credentials
@@ -37,6 +45,25 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
         location=settings.bigquery_location,
         staging_dataset_name_layout=staging_layout,
     )
+
+
+def _skip_empty_truncate_scripts() -> None:
+    """dlt's BigQuery client truncates "tables that may not exist" with a script that starts
+    `DECLARE table_exists BOOL` and adds one IF per table; it sends that script even with no
+    table (three times per load), and on BigQuery every script is a query job (~0.7 s each).
+    With no table to truncate there is nothing to run."""
+    from dlt.destinations.impl.bigquery.sql_client import BigQuerySqlClient
+
+    original = BigQuerySqlClient.truncate_tables_if_exist
+    if getattr(original, "_ferry_skips_empty", False):
+        return
+
+    def truncate_tables_if_exist(self: BigQuerySqlClient, *tables: str) -> None:
+        if tables:
+            original(self, *tables)
+
+    truncate_tables_if_exist._ferry_skips_empty = True  # type: ignore[attr-defined]
+    BigQuerySqlClient.truncate_tables_if_exist = truncate_tables_if_exist  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -104,10 +131,45 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
     yield
 
 
+def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[str]) -> bool:
+    """Stream `rows` into `table` (`tabledata.insertAll`: one REST call, no job, no DML, so no
+    place in the table's DML queue); `ids` are BigQuery's best-effort de-duplication ids, and
+    readers keep one row per id anyway. False when the table does not exist yet."""
+    from google.api_core.exceptions import NotFound
+
+    qualified = f"{client.project_id}.{client.dataset_name}.{table}"
+    try:
+        errors = client.native_connection.insert_rows_json(qualified, rows, row_ids=ids)
+    except NotFound:
+        return False
+    if errors:
+        raise RuntimeError(f"streaming insert into {qualified} failed: {errors}")
+    return True
+
+
 def list_datasets(client: Any, settings: Settings) -> list[str]:
     """Datasets of the project (`client`: the pipeline's dlt SQL client)."""
     bigquery = client.native_connection
     return [item.dataset_id for item in bigquery.list_datasets(settings.bigquery_project)]
+
+
+def last_modified(client: Any, settings: Settings, name: str) -> datetime | None:
+    """When a table of dataset `name` last changed (its creation if it holds none); None
+    when it is gone."""
+    from google.api_core.exceptions import NotFound
+
+    bigquery = client.native_connection
+    dataset = f"{settings.bigquery_project}.{name}"
+    try:
+        times = [
+            bigquery.get_table(item.reference).modified for item in bigquery.list_tables(dataset)
+        ]
+        if not times:
+            times = [bigquery.get_dataset(dataset).created]
+    except NotFound:
+        return None
+    known = [time for time in times if time is not None]
+    return max(known) if known else None
 
 
 def drop_dataset(client: Any, settings: Settings, name: str) -> None:

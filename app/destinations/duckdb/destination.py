@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,12 @@ from core.settings import Settings
 from core.spec import DestinationSpec
 
 SQL_TYPES = {"text": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "timestamp": "TIMESTAMPTZ"}
+
+STREAMING_INSERTS = False
+"""No streaming inserts: side-table rows are merged."""
+
+KEEPS_STAGING = False
+"""Each run drops its staging schema: a DuckDB schema costs nothing to make."""
 
 APPEND_UNDER_LOCK = True
 """All writers queue on one lock, so re-reading the ledger under it right before the commit
@@ -105,6 +112,11 @@ def _open_database(settings: Settings) -> Iterator[None]:
         anchor.close()
 
 
+def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[str]) -> bool:
+    """No streaming inserts on DuckDB: the caller merges instead."""
+    return False
+
+
 def list_datasets(client: Any, settings: Settings) -> list[str]:
     """Schemas of the database file (`client`: the pipeline's dlt SQL client)."""
     rows = client.execute_sql(
@@ -112,6 +124,11 @@ def list_datasets(client: Any, settings: Settings) -> list[str]:
         "WHERE catalog_name = current_database()"
     )
     return [str(row[0]) for row in rows or []]
+
+
+def last_modified(client: Any, settings: Settings, name: str) -> datetime | None:
+    """DuckDB keeps no staging schema across runs: nothing to date."""
+    return None
 
 
 def drop_dataset(client: Any, settings: Settings, name: str) -> None:
