@@ -65,6 +65,11 @@ class Settings(JobExit):
     run_log: bool = True
     """Record every run's report in a `_ferry_runs` table in the destination (one small
     load per run); read back by `GET /runs`."""
+    group_commit: bool = True
+    """Pushes of one pipeline that arrive while a run of it is going share its next run (one
+    load, one set of statements); each is answered with its own object's outcome."""
+    group_commit_max_objects: int = Field(default=500, ge=1)
+    """At most this many objects in one shared run."""
     max_request_bytes: int = 10 << 20
     """Larger request bodies get 413 (a Pub/Sub message is at most 10 MB)."""
     shutdown_grace_seconds: float = 8.0

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from app.ops.group_commit import GroupCommit, groupable
 from app.ops.idempotency import IdempotencyStore, ReplayedReport
 from app.ops.locks import KeyedLocks
 from app.ops.run_events import run_and_tell
@@ -27,6 +29,11 @@ class RunService:
     stopping: threading.Event = field(default_factory=threading.Event)
     _object_locks: KeyedLocks[tuple[str, str]] = field(default_factory=KeyedLocks)
     _idempotency: IdempotencyStore | None = None
+    _groups: GroupCommit | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings.group_commit:
+            self._groups = GroupCommit(self._run_group, self.settings.group_commit_max_objects)
 
     @property
     def idempotency(self) -> IdempotencyStore:
@@ -41,6 +48,8 @@ class RunService:
                 "the instance is shutting down; retry", pipeline=request.pipeline
             )
         key = request.idempotency_key
+        if self._groups is not None and groupable(request):
+            return self._groups.submit(request)
         if key is None:
             return self._run_and_tell(request)
         with self.idempotency.hold(key):
@@ -71,6 +80,21 @@ class RunService:
         lock_key = (request.pipeline, request.source_uri or "*")
         with self._object_locks.hold(lock_key):
             return run(request, self.settings, self.catalog, progress=self._checkpoint)
+
+    def _run_group(self, request: RunRequest, members: list[RunRequest]) -> RunReport:
+        """One run for a group of pushes (or one of them alone), recorded and told once; the
+        members' objects locked, in one order, against other runs of the same objects."""
+        from app.run.runner import run
+
+        keys = sorted({(m.pipeline, m.source_uri or "*") for m in members})
+
+        def attempt() -> RunReport:
+            with ExitStack() as held:
+                for key in keys:
+                    held.enter_context(self._object_locks.hold(key))
+                return run(request, self.settings, self.catalog, progress=self._checkpoint)
+
+        return run_and_tell(self.settings, attempt, silent=self.stopping.is_set)
 
     def _checkpoint(self, report: RunReport) -> None:
         if self.stopping.is_set():

@@ -1,0 +1,196 @@
+"""Group commit: pushes that arrive together for the same pipeline share one run.
+
+On BigQuery a run costs the same dozen round trips and one load job whether it loads one
+object or a hundred, and mutating DML is queued per table. So a push does not start a run of
+its own while another run of its pipeline is going in this instance: it waits, and the next
+run takes every object that waited (one per URI, up to `group_commit_max_objects`). Each
+request is answered after that shared commit, with its own object's part of the report, and
+so with its own ack or nack.
+
+The first push of an idle pipeline runs at once (no added wait): groups form only from the
+pushes that arrive while a run is going, which is when they pay.
+
+A group that fails for one object's bad data (a terminal error) is run again one object per
+run, so only that object's request fails; a retriable failure (the destination, a quota) is
+every member's, and each is nacked and redelivered.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.run.report import RunReport
+from app.run.request import ObjectRef, RunRequest
+from core.errors import FerryError, ModelFailedError, ModelUnavailableError, classify
+
+log = logging.getLogger("ferry.group_commit")
+
+GROUPED_TRIGGERS = ("pubsub", "eventarc")
+
+
+def groupable(request: RunRequest) -> bool:
+    """A push of one object generation, nothing else asked of the run."""
+    return (
+        request.trigger in GROUPED_TRIGGERS
+        and request.source_uri is not None
+        and request.generation is not None
+        and not request.object_deleted
+        and not request.objects
+        and request.idempotency_key is None
+        and request.replay is None
+        and request.models is None
+        and request.shard_count == 1
+        and not request.params
+    )
+
+
+@dataclass
+class _Member:
+    request: RunRequest
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    finished: bool = False
+    report: RunReport | None = None
+    error: BaseException | None = None
+
+
+Execute = Callable[[RunRequest, list[RunRequest]], RunReport]
+"""Runs one request (the group's, or a member's alone) for the members listed; raises."""
+
+
+class GroupCommit:
+    def __init__(self, execute: Execute, max_objects: int = 500) -> None:
+        self._execute = execute
+        self._max_objects = max(1, max_objects)
+        self._guard = threading.Lock()
+        self._pending: dict[str, list[_Member]] = {}
+        self._leading: set[str] = set()
+
+    def waiting(self, pipeline: str) -> int:
+        """Pushes of `pipeline` waiting for the next group (not those in the running one)."""
+        with self._guard:
+            return len(self._pending.get(pipeline, []))
+
+    def submit(self, request: RunRequest) -> RunReport:
+        """This request's own report, once the run that carried it committed; raises its
+        own error otherwise."""
+        member = _Member(request)
+        key = request.pipeline
+        with self._guard:
+            self._pending.setdefault(key, []).append(member)
+            if key not in self._leading:
+                self._leading.add(key)
+                member.lead = True
+        while not member.finished:
+            if member.lead:
+                member.lead = False
+                self._run_next_group(key, member)
+            else:
+                member.wake.wait()
+                member.wake.clear()
+        if member.error is not None:
+            raise member.error
+        assert member.report is not None
+        return member.report
+
+    def _run_next_group(self, key: str, leader: _Member) -> None:
+        with self._guard:
+            waiting = self._pending.get(key, [])
+            group: list[_Member] = []
+            later: list[_Member] = []
+            uris: set[str | None] = set()
+            for member in [leader, *(m for m in waiting if m is not leader)]:
+                uri = member.request.source_uri
+                # one generation per URI in a run: a later one waits for the next group
+                if uri in uris or len(group) >= self._max_objects:
+                    later.append(member)
+                else:
+                    group.append(member)
+                    uris.add(uri)
+            self._pending[key] = later
+        try:
+            self._run_group(group)
+        finally:
+            with self._guard:
+                for member in group:
+                    member.finished = True
+                    member.wake.set()
+                waiting = self._pending.get(key, [])
+                if waiting:  # the longest waiting push leads the next group
+                    waiting[0].lead = True
+                    waiting[0].wake.set()
+                else:
+                    self._pending.pop(key, None)
+                    self._leading.discard(key)
+
+    def _run_group(self, group: list[_Member]) -> None:
+        if len(group) == 1:
+            self._alone(group[0])
+            return
+        first = group[0].request
+        shared = RunRequest(
+            pipeline=first.pipeline,
+            objects=tuple(
+                ObjectRef(m.request.source_uri or "", m.request.generation) for m in group
+            ),
+            trigger=first.trigger,
+        )
+        log.info(
+            "group commit: %s objects of %s in run %s", len(group), first.pipeline, shared.run_id
+        )
+        try:
+            report = self._execute(shared, [m.request for m in group])
+        except BaseException as raw:
+            error = classify(raw, pipeline=first.pipeline)
+            if error.retriable or isinstance(error, ModelFailedError | ModelUnavailableError):
+                # the destination's failure (every member's), or a model after the shared
+                # load committed: each member answers it
+                for member in group:
+                    member.error = _own_error(error, member.request)
+                return
+            log.warning(
+                "group of %s failed (%s): running its objects one by one", len(group), error
+            )
+            for member in group:
+                self._alone(member)
+            return
+        for member in group:
+            member.report = own_report(report, member.request)
+
+    def _alone(self, member: _Member) -> None:
+        try:
+            member.report = self._execute(member.request, [member.request])
+        except BaseException as raw:
+            member.error = raw
+
+
+def own_report(shared: RunReport, request: RunRequest) -> RunReport:
+    """A member's part of the group's report: its own object's file entries and rows; the run
+    id, load ids, load jobs and timings stay the shared run's."""
+    own = copy.copy(shared)
+    own.files = [f for f in shared.files if f.uri == request.source_uri]
+    if not own.files:  # named in another form (a narrowed URI): the whole report is its answer
+        return shared
+    own.rows_read = sum(f.rows_read for f in own.files)
+    own.rows_loaded = sum(f.rows_loaded for f in own.files)
+    own.rows_rejected = sum(f.rows_rejected for f in own.files)
+    own.bytes_read = sum(f.bytes for f in own.files if f.status == "loaded")
+    if shared.status == "succeeded" and not any(f.status == "loaded" for f in own.files):
+        own.status = "skipped"
+    return own
+
+
+def _own_error(error: FerryError, request: RunRequest) -> FerryError:
+    """The shared error, with the member's part of the shared report."""
+    if not isinstance(error.report, RunReport):
+        return error
+    try:
+        mine = copy.copy(error)
+    except Exception:  # an error class that cannot be copied: the shared one, whole report
+        return error
+    mine.report = own_report(error.report, request)  # the shared one stays on `error`
+    return mine

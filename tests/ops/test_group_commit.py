@@ -1,0 +1,258 @@
+"""Group commit (app/ops/group_commit.py): pushes of one pipeline that arrive while a run of
+it is going share its next run, and each is answered with its own object's outcome.
+
+The interleaving is forced, never timed: the first run waits until the other pushes are
+queued behind it (a bounded wait, only a guard against a hang)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.ops.group_commit import GroupCommit, groupable, own_report
+from app.ops.service import RunService
+from app.run.report import FileReport, RunReport
+from app.run.request import RunRequest
+from core.errors import BadDataError, DestinationUnavailableError, FerryError
+from core.settings import Settings
+from tests.emulators import BigQueryEmulator, GcsEmulator
+from tests.helpers import duckdb_settings, query, write_catalog
+
+HANG_GUARD_S = 120.0
+
+
+def push(uri: str, generation: int = 1, pipeline: str = "people") -> RunRequest:
+    return RunRequest(pipeline=pipeline, source_uri=uri, generation=generation, trigger="pubsub")
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not condition():
+        assert time.monotonic() < deadline, "the pushes never queued"
+        time.sleep(0.01)
+
+
+def report_of(request: RunRequest, uris: list[str]) -> RunReport:
+    report = RunReport(request.run_id, request.pipeline, request.trigger, "duckdb", "ferry")
+    report.files = [FileReport(uri, 1, 10, rows_read=3, rows_loaded=3) for uri in uris]
+    report.rows_loaded = 3 * len(uris)
+    report.load_ids = ["1"]
+    return report
+
+
+class Recorder:
+    """A fake runner: the first run holds until `expected` pushes wait behind it."""
+
+    def __init__(self, expected: int, bad: str | None = None) -> None:
+        self.expected = expected
+        self.bad = bad
+        self.groups: list[list[str]] = []
+        self.commit: GroupCommit | None = None
+        self._first = True
+
+    def __call__(self, request: RunRequest, members: list[RunRequest]) -> RunReport:
+        uris = [m.source_uri or "" for m in members]
+        self.groups.append(uris)
+        if self._first:
+            self._first = False
+            commit = self.commit
+            assert commit is not None
+            wait_until(lambda: commit.waiting("people") == self.expected)
+        if self.bad in uris:
+            raise BadDataError(f"{self.bad}: line 2 has 3 fields", pipeline="people")
+        return report_of(request, uris)
+
+
+def test_pushes_that_wait_share_one_run_and_each_gets_its_own_part() -> None:
+    recorder = Recorder(expected=5)
+    commit = recorder.commit = GroupCommit(recorder)
+    uris = [f"gs://b/in/{n}.csv" for n in range(6)]
+
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(commit.submit, push(uris[0]))
+        wait_until(lambda: recorder.groups != [])
+        rest = [pool.submit(commit.submit, push(uri)) for uri in uris[1:]]
+        reports = [first.result(), *(future.result() for future in rest)]
+
+    assert recorder.groups[0] == [uris[0]]
+    assert sorted(recorder.groups[1]) == sorted(uris[1:]), "the waiting pushes: one run"
+    assert len(recorder.groups) == 2
+    for uri, report in zip(uris, reports, strict=True):
+        assert [f.uri for f in report.files] == [uri], "its own object only"
+        assert report.rows_loaded == 3
+    assert len({r.run_id for r in reports[1:]}) == 1, "the shared run"
+
+
+def test_one_bad_object_fails_only_its_own_push() -> None:
+    uris = [f"gs://b/in/{n}.csv" for n in range(5)]
+    recorder = Recorder(expected=4, bad=uris[2])
+    commit = recorder.commit = GroupCommit(recorder)
+
+    with ThreadPoolExecutor(5) as pool:
+        first = pool.submit(commit.submit, push(uris[0]))
+        wait_until(lambda: recorder.groups != [])
+        rest = {uri: pool.submit(commit.submit, push(uri)) for uri in uris[1:]}
+        first.result()
+        with pytest.raises(BadDataError):
+            rest[uris[2]].result()
+        for uri in (uris[1], uris[3], uris[4]):
+            assert [f.uri for f in rest[uri].result().files] == [uri]
+
+    # the group failed terminally, then ran one object per run
+    assert sorted(len(group) for group in recorder.groups[2:]) == [1, 1, 1, 1]
+
+
+def test_a_retriable_failure_is_every_members_own() -> None:
+    calls: list[int] = []
+
+    def fail(request: RunRequest, members: list[RunRequest]) -> RunReport:
+        calls.append(len(members))
+        error = DestinationUnavailableError("Too many DML statements outstanding")
+        error.report = report_of(request, [m.source_uri or "" for m in members])
+        raise error
+
+    commit = GroupCommit(fail)
+    with pytest.raises(DestinationUnavailableError) as raised:
+        commit.submit(push("gs://b/in/a.csv"))
+    assert calls == [1]
+    assert isinstance(raised.value, FerryError) and raised.value.retriable
+
+
+def test_one_generation_per_uri_in_a_group() -> None:
+    recorder = Recorder(expected=3)
+    commit = recorder.commit = GroupCommit(recorder)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(commit.submit, push("gs://b/in/a.csv", 1))
+        wait_until(lambda: recorder.groups != [])
+        later = [
+            pool.submit(commit.submit, push("gs://b/in/a.csv", 2)),
+            pool.submit(commit.submit, push("gs://b/in/a.csv", 3)),
+            pool.submit(commit.submit, push("gs://b/in/b.csv", 1)),
+        ]
+        first.result()
+        for future in later:
+            future.result()
+    assert [len(group) for group in recorder.groups] == [1, 2, 1]
+
+
+def test_only_single_object_pushes_are_grouped() -> None:
+    assert groupable(push("gs://b/a.csv"))
+    assert not groupable(RunRequest("people", source_uri="gs://b/a.csv", generation=1))
+    assert not groupable(
+        RunRequest("people", "gs://b/a.csv", 1, trigger="pubsub", object_deleted=True)
+    )
+    assert not groupable(RunRequest("people", "gs://b/a.csv", None, trigger="pubsub"))
+    shared = report_of(push("x"), ["gs://b/a.csv", "gs://b/b.csv"])
+    shared.files[1].status = "already_loaded"
+    assert own_report(shared, push("gs://b/b.csv")).status == "skipped"
+
+
+# --- through the runner, on DuckDB and on the BigQuery emulator -----------------------------
+
+
+def upload(gcs: GcsEmulator, bucket: str, name: str, text: str) -> int:
+    gcs.client().bucket(bucket).blob(name).upload_from_string(text)
+    stored = gcs.client().bucket(bucket).get_blob(name)
+    assert stored is not None
+    return int(stored.generation)
+
+
+def bigquery_settings(tmp_path: Path, emulator: BigQueryEmulator, dataset: str) -> Settings:
+    return Settings(
+        destination="bigquery",
+        bigquery_project=emulator.project,
+        bigquery_dataset=dataset,
+        bigquery_emulator_host=emulator.endpoint,
+        storage_emulator_host=None,
+        data_dir=tmp_path / "data",
+        pipelines_file=tmp_path / "pipelines.yaml",
+        gcs_project="test-project",
+    )
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "bigquery"])
+def test_concurrent_pushes_load_every_row_once_and_answer_each(
+    engine: str,
+    tmp_path: Path,
+    gcs_env: GcsEmulator,
+    unique_name: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bucket = unique_name
+    gcs_env.client().create_bucket(bucket)
+    catalog = write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: people
+            source: {{uri: "gs://{bucket}/in/*.csv"}}
+            transform: [{{cast: {{id: int64}}}}]
+            destination: {{table: people}}
+        """,
+    )
+    if engine == "duckdb":
+        settings = duckdb_settings(tmp_path, gcs_project="test-project")
+    else:
+        monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
+        emulator: BigQueryEmulator = request.getfixturevalue("bigquery_env")
+        settings = bigquery_settings(tmp_path, emulator, unique_name)
+    objects = []
+    for n in range(6):
+        rows = "".join(f"{n * 10 + i},p{n}-{i}\n" for i in range(4))
+        text = "id,name\n" + (rows if n != 3 else "1,a\n2,b,c\n")  # object 3: bad data
+        name = f"in/{n}.csv"
+        objects.append((f"gs://{bucket}/{name}", upload(gcs_env, bucket, name, text)))
+    service = RunService(settings, catalog)
+    commit = service._groups
+    assert commit is not None
+    original = commit._execute
+    held = threading.Event()
+
+    def first_waits(group: RunRequest, members: list[RunRequest]) -> RunReport:
+        if not held.is_set():
+            held.set()
+            wait_until(lambda: commit.waiting("people") == len(objects) - 1)
+        return original(group, members)
+
+    monkeypatch.setattr(commit, "_execute", first_waits)
+
+    def execute(obj: tuple[str, int]) -> RunReport | FerryError:
+        try:
+            report = service.execute(push(*obj))
+        except FerryError as error:
+            return error
+        assert isinstance(report, RunReport)
+        return report
+
+    with ThreadPoolExecutor(len(objects)) as pool:
+        first = pool.submit(execute, objects[0])
+        wait_until(held.is_set)
+        rest = [pool.submit(execute, obj) for obj in objects[1:]]
+        answers = [first.result(), *(future.result() for future in rest)]
+
+    for n, ((uri, _), answer) in enumerate(zip(objects, answers, strict=True)):
+        if n == 3:
+            assert isinstance(answer, BadDataError), "only the bad object's push fails"
+            continue
+        assert isinstance(answer, RunReport), answer
+        assert [(f.uri, f.status, f.rows_loaded) for f in answer.files] == [(uri, "loaded", 4)]
+    assert sorted(_loaded(engine, settings, request)) == sorted(
+        n * 10 + i for n in range(6) if n != 3 for i in range(4)
+    ), "every row of the good objects exactly once, none of the bad one"
+    again = service.execute(push(*objects[1]))
+    assert isinstance(again, RunReport) and again.status == "skipped"
+
+
+def _loaded(engine: str, settings: Settings, request: pytest.FixtureRequest) -> list[Any]:
+    if engine == "duckdb":
+        return [row[0] for row in query(settings, "select id from ferry.people")]
+    emulator: BigQueryEmulator = request.getfixturevalue("bigquery_env")
+    table = f"`{emulator.project}.{settings.bigquery_dataset}.people`"
+    return [row.id for row in emulator.client().query(f"select id from {table}").result()]
