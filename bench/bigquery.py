@@ -663,7 +663,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _exit_on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds the stack: every emulator and child is stopped
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)
     args = parse_args(argv)
     label = args.label or time.strftime("%Y%m%dT%H%M%S")
     out = OUT / f"bigquery-{label}"

@@ -240,6 +240,7 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
         _forget_completed_packages(created)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
+        engine_for(settings).destination.forget_known()
         raise
     given_up = [workdir]
     with _idle_guard:

@@ -63,6 +63,8 @@ class DestinationModule(Protocol):
 
     def last_modified(self, client: Any, settings: Settings, name: str) -> datetime | None: ...
 
+    def forget_known(self) -> None: ...
+
 
 class ModelsModule(Protocol):
     """An engine's `models.py`."""

@@ -6,6 +6,7 @@ The same function names as duckdb/destination.py; app/destinations/registry.py p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,6 +33,7 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
     import dlt
 
     _skip_empty_truncate_scripts()
+    _remember_what_exists()
     credentials = None
     if settings.bigquery_emulator_host:
         from google.oauth2.credentials import Credentials
@@ -64,6 +66,69 @@ def _skip_empty_truncate_scripts() -> None:
 
     truncate_tables_if_exist._ferry_skips_empty = True  # type: ignore[attr-defined]
     BigQuerySqlClient.truncate_tables_if_exist = truncate_tables_if_exist  # type: ignore[method-assign]
+
+
+KNOWN_SECONDS = 600.0
+"""How long this process trusts that a dataset, or a stored schema version, it saw exists."""
+
+_known: dict[tuple[str, ...], tuple[float, Any]] = {}
+
+
+def forget_known() -> None:
+    """A run failed: ask BigQuery again next time (a dataset or table may have gone)."""
+    _known.clear()
+
+
+def _recall(key: tuple[str, ...]) -> Any:
+    seen = _known.get(key)
+    if seen is None or time.monotonic() - seen[0] > KNOWN_SECONDS:
+        return None
+    return seen[1]
+
+
+def _remember_what_exists() -> None:
+    """dlt asks before every load whether the dataset and the staging dataset exist
+    (`datasets.get`, three per load) and whether the schema version is stored (a query on
+    `_dlt_version` in each, ~0.7 s apiece). A warm instance loads into the same datasets
+    with the same schema version again and again: it remembers a yes for KNOWN_SECONDS, and
+    forgets everything when a run fails or ferry drops a dataset. A no is never
+    remembered, so dlt still creates and migrates as before."""
+    from dlt.destinations.impl.bigquery.bigquery import BigQueryClient
+    from dlt.destinations.impl.bigquery.sql_client import BigQuerySqlClient
+
+    if getattr(BigQuerySqlClient.has_dataset, "_ferry_remembers", False):
+        return
+    has_dataset = BigQuerySqlClient.has_dataset
+    drop_dataset = BigQuerySqlClient.drop_dataset
+    by_hash = BigQueryClient.get_stored_schema_by_hash
+
+    def remembered_has_dataset(self: BigQuerySqlClient) -> bool:
+        key = ("dataset", self.fully_qualified_dataset_name(quote=False))
+        if _recall(key):
+            return True
+        found = has_dataset(self)
+        if found:
+            _known[key] = (time.monotonic(), True)
+        return found
+
+    def forgetting_drop_dataset(self: BigQuerySqlClient) -> None:
+        forget_known()
+        drop_dataset(self)
+
+    def remembered_by_hash(self: BigQueryClient, version_hash: str) -> Any:
+        dataset = self.sql_client.fully_qualified_dataset_name(quote=False)
+        key = ("schema", dataset, self.schema.version_table_name, version_hash)
+        info = _recall(key)
+        if info is None:
+            info = by_hash(self, version_hash)
+            if info is not None:
+                _known[key] = (time.monotonic(), info)
+        return info
+
+    remembered_has_dataset._ferry_remembers = True  # type: ignore[attr-defined]
+    BigQuerySqlClient.has_dataset = remembered_has_dataset  # type: ignore[method-assign]
+    BigQuerySqlClient.drop_dataset = forgetting_drop_dataset  # type: ignore[method-assign,assignment]
+    BigQueryClient.get_stored_schema_by_hash = remembered_by_hash  # type: ignore[method-assign,assignment]
 
 
 @contextmanager
@@ -173,6 +238,7 @@ def last_modified(client: Any, settings: Settings, name: str) -> datetime | None
 
 
 def drop_dataset(client: Any, settings: Settings, name: str) -> None:
+    forget_known()
     client.native_connection.delete_dataset(
         f"{settings.bigquery_project}.{name}", delete_contents=True, not_found_ok=True
     )

@@ -126,6 +126,10 @@ def list_datasets(client: Any, settings: Settings) -> list[str]:
     return [str(row[0]) for row in rows or []]
 
 
+def forget_known() -> None:
+    """Nothing remembered about the database between runs."""
+
+
 def last_modified(client: Any, settings: Settings, name: str) -> datetime | None:
     """DuckDB keeps no staging schema across runs: nothing to date."""
     return None
