@@ -239,28 +239,41 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
             _drop_staging_if_left(created, settings)
         _forget_completed_packages(created)
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
         engine_for(settings).destination.forget_known()
+        _give_up(created, workdir, settings)
         raise
-    given_up = [workdir]
+    given_up = [(created, workdir)]
     with _idle_guard:
         idle = _idle.setdefault(key, [])
         _idle.move_to_end(key)
         if len(idle) < KEPT_PER_PIPELINE:
             idle.append((created, workdir))
             given_up = _beyond_the_bound()
-    for path in given_up:
-        shutil.rmtree(path, ignore_errors=True)
+    for pipeline_object, path in given_up:
+        _give_up(pipeline_object, path, settings)
 
 
-def _beyond_the_bound() -> list[Path]:
+def _give_up(created: Any, workdir: Path, settings: Settings) -> None:
+    """Remove a pipeline's working dir and, if it kept one, its staging dataset (best effort:
+    the sweep takes what is left once its tables are old)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    if created in _staging_kept:
+        _staging_kept.discard(created)
+        try:
+            with destination_lock(settings):
+                _drop_staging_dataset(created)
+        except Exception as error:
+            log.warning("could not drop the staging dataset of a pipeline given up: %s", error)
+
+
+def _beyond_the_bound() -> list[tuple[Any, Path]]:
     """Take the longest unused idle pipelines out until KEPT_IN_ALL remain (the caller holds
-    the guard); their working dirs, to remove."""
-    removed: list[Path] = []
+    the guard); them and their working dirs, to give up."""
+    removed: list[tuple[Any, Path]] = []
     while sum(len(idle) for idle in _idle.values()) > KEPT_IN_ALL:
         oldest_key = next(iter(_idle))
         oldest = _idle[oldest_key]
-        removed.append(oldest.pop(0)[1])
+        removed.append(oldest.pop(0))
         if not oldest:
             del _idle[oldest_key]
     return removed
