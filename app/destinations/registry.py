@@ -34,6 +34,10 @@ class DestinationModule(Protocol):
     APPEND_UNDER_LOCK: bool
     """True: all writers queue on one lock, so an object never loaded may be appended."""
 
+    APPENDS_NEW_OBJECTS: bool
+    """True: an append pipeline's objects with no rows yet are appended without the lock's
+    second look (plan._append_guard)."""
+
     STREAMING_INSERTS: bool
     """True: side-table rows (the run log) go in by `append_rows`, not by a MERGE."""
 

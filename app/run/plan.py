@@ -252,12 +252,18 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     one lock, so re-reading the ledger under that lock right before the commit makes a plain
     append exactly as safe: if another run loaded one of these objects meanwhile, this run
     aborts (retriable) and its retry skips them. Only objects with no rows at all (in the
-    table or its rejects) qualify: rows left by a killed load must be merged over. BigQuery
-    has no such lock: always merge.
+    table or its rejects) qualify: rows left by a killed load must be merged over.
+
+    BigQuery (APPENDS_NEW_OBJECTS) appends such objects too, without the second look: no lock
+    spans instances there, so it could not be exact anyway. One instance serialises the runs
+    of an object (object locks, group commit); across instances two runs of one new object
+    can both append, as two delete-insert merges of it could both insert (the statements of
+    a script are not one transaction): per-table writer serialisation covers both.
     """
     destination = run.spec.destination
+    engine = engine_for(run.settings).destination
     if not (
-        engine_for(run.settings).destination.APPEND_UNDER_LOCK
+        (engine.APPEND_UNDER_LOCK or engine.APPENDS_NEW_OBJECTS)
         and destination.write_disposition == "append"
         and not destination.merge_key
     ):
@@ -265,6 +271,10 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     with destination_lock(run.settings):
         if _any_rows(run, uris, ledger):
             return None
+    if not engine.APPEND_UNDER_LOCK:
+        # BigQuery: no lock spans instances, so a look again before the commit could not be
+        # exact; one instance's runs of an object are serialised (object locks, group commit)
+        return _appends
 
     def check() -> None:
         if _any_rows(run, uris, None):
@@ -277,10 +287,20 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     return check
 
 
+def _appends() -> None:
+    """The guard of an append with nothing to look at again."""
+
+
 def _any_rows(run: RunContext, uris: list[str], ledger: Ledger | None) -> bool:
     table = run.spec.destination.table
     data = ledger or read_lineage(run.pipeline, table, uris)
     if any(uri in data.present for uri in uris):
         return True
+    pipeline = run.pipeline
+    if (
+        pipeline.default_schema_name
+        and table + REJECTS_SUFFIX not in pipeline.default_schema.tables
+    ):
+        return False  # this pipeline never loaded a rejected row: no rejects table to read
     rejects = read_lineage(run.pipeline, table + REJECTS_SUFFIX, uris)
     return any(uri in rejects.present for uri in uris)

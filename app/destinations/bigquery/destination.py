@@ -25,8 +25,12 @@ STREAMING_INSERTS = True
 KEEPS_STAGING = True
 """A kept pipeline keeps its staging dataset across runs (pipeline.kept_pipeline_for)."""
 
+APPENDS_NEW_OBJECTS = True
+"""An append pipeline's objects that have no rows yet are appended (one load job into the
+table, no staging table, no delete-insert): plan._append_guard."""
+
 APPEND_UNDER_LOCK = False
-"""No lock spans instances, so an object's rows are always merged on its URI."""
+"""No lock spans instances: an append is not looked at again right before its commit."""
 
 
 def make_destination(settings: Settings, staging_layout: str) -> Any:

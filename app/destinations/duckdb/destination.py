@@ -28,6 +28,9 @@ STREAMING_INSERTS = False
 KEEPS_STAGING = False
 """Each run drops its staging schema: a DuckDB schema costs nothing to make."""
 
+APPENDS_NEW_OBJECTS = False
+"""Covered by APPEND_UNDER_LOCK."""
+
 APPEND_UNDER_LOCK = True
 """All writers queue on one lock, so re-reading the ledger under it right before the commit
 makes a plain append (instead of a merge) safe for objects never loaded."""
