@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,6 +67,25 @@ def kept_staging_pattern(dataset: str) -> re.Pattern[str]:
     )
 
 
+def stale_kept_staging(
+    names: Iterable[str],
+    dataset: str,
+    last_used: Callable[[str], datetime | None],
+    now: datetime,
+    max_age: timedelta,
+) -> list[str]:
+    """The names that are kept staging datasets of `dataset` whose tables last changed
+    before `now - max_age` (`last_used`: None for a dataset already gone). UTC times."""
+    kept = kept_staging_pattern(dataset)
+    stale = []
+    for name in names:
+        if kept.match(name.lower()):
+            used = last_used(name)
+            if used is not None and now - used > max_age:
+                stale.append(name)
+    return sorted(stale)
+
+
 def sweep_stale_staging(pipeline: Any, settings: Settings) -> list[str]:
     """Drop the stale staging datasets of the pipeline's destination; their names.
 
@@ -80,13 +99,13 @@ def sweep_stale_staging(pipeline: Any, settings: Settings) -> list[str]:
     with sql_client_of(pipeline) as client:
         names = destination.list_datasets(client, settings)
         stale = stale_staging(names, settings.dataset_name, datetime.now(), max_age)
-        kept = kept_staging_pattern(settings.dataset_name)
-        cutoff = datetime.now(UTC) - max_age
-        for name in names:
-            if kept.match(name.lower()):
-                used = destination.last_modified(client, settings, name)
-                if used is not None and used < cutoff:
-                    stale.append(name)
+        stale += stale_kept_staging(
+            names,
+            settings.dataset_name,
+            lambda name: destination.last_modified(client, settings, name),
+            datetime.now(UTC),
+            max_age,
+        )
         for name in stale:
             destination.drop_dataset(client, settings, name)
     if stale:

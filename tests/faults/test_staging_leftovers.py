@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -201,3 +201,18 @@ def test_bigquery_leftovers_of_a_killed_run_are_swept_by_the_next_run(
         ).result()
     )
     assert tuple(rows[0].values()) == (ROWS, ROWS)
+
+
+def test_kept_staging_datasets_are_stale_by_their_tables_age_not_their_name() -> None:
+    from app.destinations.staging import stale_kept_staging
+
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    used = {
+        "ferry_staging_k0123456789ab": now - timedelta(hours=30),  # given up long ago
+        "ferry_staging_kaaaaaaaaaaaa": now - timedelta(minutes=5),  # a live instance's
+        "ferry_staging_kbbbbbbbbbbbb": None,  # gone meanwhile
+        "other_staging_k0123456789ab": now - timedelta(hours=30),  # another dataset's
+        "ferry_staging_kshort": now - timedelta(hours=30),  # not a kept name
+    }
+    stale = stale_kept_staging(used, "ferry", used.__getitem__, now, timedelta(hours=24))
+    assert stale == ["ferry_staging_k0123456789ab"]
