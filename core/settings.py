@@ -70,6 +70,10 @@ class Settings(JobExit):
     load, one set of statements); each is answered with its own object's outcome."""
     group_commit_max_objects: int = Field(default=500, ge=1)
     """At most this many objects in one shared run."""
+    group_commit_min_interval_seconds: float = Field(default=0.0, ge=0.0)
+    """A pipeline's runs from pushes start at least this long apart (0: as soon as the last
+    ended); the pushes of the interval share the next run. 60 keeps a busy table under
+    BigQuery's 1,500 load jobs per table per day; keep the ack deadline above it."""
     max_request_bytes: int = 10 << 20
     """Larger request bodies get 413 (a Pub/Sub message is at most 10 MB)."""
     shutdown_grace_seconds: float = 8.0

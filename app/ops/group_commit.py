@@ -8,7 +8,10 @@ request is answered after that shared commit, with its own object's part of the 
 so with its own ack or nack.
 
 The first push of an idle pipeline runs at once (no added wait): groups form only from the
-pushes that arrive while a run is going, which is when they pay.
+pushes that arrive while a run is going, which is when they pay. With `min_interval` set,
+a pipeline's runs start at least that many seconds apart, and the pushes of the interval
+share the next one: a bound on load jobs per table per day (BigQuery allows 1,500) at the
+price of that much latency.
 
 A group that fails for one object's bad data (a terminal error) is run again one object per
 run, so only that object's request fails; a retriable failure (the destination, a quota) is
@@ -20,6 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,9 +67,21 @@ Execute = Callable[[RunRequest, list[RunRequest]], RunReport]
 
 
 class GroupCommit:
-    def __init__(self, execute: Execute, max_objects: int = 500) -> None:
+    def __init__(
+        self,
+        execute: Execute,
+        max_objects: int = 500,
+        min_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._execute = execute
         self._max_objects = max(1, max_objects)
+        self._min_interval = min_interval
+        """Seconds from one run's start to the next of the same pipeline: at most
+        86,400 / min_interval runs (load jobs per table) a day, whatever the arrival rate."""
+        self._clock, self._sleep = clock, sleep
+        self._started: dict[str, float] = {}
         self._guard = threading.Lock()
         self._pending: dict[str, list[_Member]] = {}
         self._leading: set[str] = set()
@@ -98,6 +114,14 @@ class GroupCommit:
         return member.report
 
     def _run_next_group(self, key: str, leader: _Member) -> None:
+        if self._min_interval > 0:
+            # the leader waits out the interval; pushes arriving meanwhile join its group
+            last = self._started.get(key)
+            if last is not None:
+                wait = last + self._min_interval - self._clock()
+                if wait > 0:
+                    self._sleep(wait)
+            self._started[key] = self._clock()
         with self._guard:
             waiting = self._pending.get(key, [])
             group: list[_Member] = []

@@ -33,7 +33,11 @@ class RunService:
 
     def __post_init__(self) -> None:
         if self.settings.group_commit:
-            self._groups = GroupCommit(self._run_group, self.settings.group_commit_max_objects)
+            self._groups = GroupCommit(
+                self._run_group,
+                self.settings.group_commit_max_objects,
+                self.settings.group_commit_min_interval_seconds,
+            )
 
     @property
     def idempotency(self) -> IdempotencyStore:

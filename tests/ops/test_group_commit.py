@@ -256,3 +256,22 @@ def _loaded(engine: str, settings: Settings, request: pytest.FixtureRequest) -> 
     emulator: BigQueryEmulator = request.getfixturevalue("bigquery_env")
     table = f"`{emulator.project}.{settings.bigquery_dataset}.people`"
     return [row.id for row in emulator.client().query(f"select id from {table}").result()]
+
+
+def test_a_min_interval_spaces_a_pipelines_runs() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    def execute(request: RunRequest, members: list[RunRequest]) -> RunReport:
+        now[0] += 2.0  # the run takes two (fake) seconds
+        return report_of(request, [m.source_uri or "" for m in members])
+
+    commit = GroupCommit(execute, min_interval=60.0, clock=lambda: now[0], sleep=sleep)
+    commit.submit(push("gs://b/in/a.csv"))
+    commit.submit(push("gs://b/in/b.csv"))
+    commit.submit(push("gs://b/in/c.csv", pipeline="other"))  # its own pipeline: no wait
+    assert slept == [58.0], "the second run of `people` starts 60 s after the first"
