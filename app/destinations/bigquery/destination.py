@@ -72,7 +72,7 @@ def _skip_empty_truncate_scripts() -> None:
     BigQuerySqlClient.truncate_tables_if_exist = truncate_tables_if_exist  # type: ignore[method-assign]
 
 
-KNOWN_SECONDS = 600.0
+_KNOWN_SECONDS = 600.0
 """How long this process trusts that a dataset, or a stored schema version, it saw exists."""
 
 _known: dict[tuple[str, ...], tuple[float, Any]] = {}
@@ -85,7 +85,7 @@ def forget_known() -> None:
 
 def _recall(key: tuple[str, ...]) -> Any:
     seen = _known.get(key)
-    if seen is None or time.monotonic() - seen[0] > KNOWN_SECONDS:
+    if seen is None or time.monotonic() - seen[0] > _KNOWN_SECONDS:
         return None
     return seen[1]
 
@@ -94,7 +94,7 @@ def _remember_what_exists() -> None:
     """dlt asks before every load whether the dataset and the staging dataset exist
     (`datasets.get`, three per load) and whether the schema version is stored (a query on
     `_dlt_version` in each, ~0.7 s apiece). A warm instance loads into the same datasets
-    with the same schema version again and again: it remembers a yes for KNOWN_SECONDS, and
+    with the same schema version again and again: it remembers a yes for _KNOWN_SECONDS, and
     forgets everything when a run fails or ferry drops a dataset. A no is never
     remembered, so dlt still creates and migrates as before."""
     from dlt.destinations.impl.bigquery.bigquery import BigQueryClient
