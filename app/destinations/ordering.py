@@ -2,10 +2,12 @@
 
 dlt's `delete-insert` merge takes two conditions (dlt >= 1.31): a `source_filter` on the
 staged rows (the merge source) and a `destination_scope` selecting the destination rows the
-merge deletes before it inserts. Both run inside the merge's own transaction, so the check
-"is what the table holds for this key newer?" and the write are one atomic step on DuckDB and
-on BigQuery, whatever other runs do meanwhile. Within the staged rows dlt's `dedup_sort` keeps
-the latest change per key.
+merge deletes before it inserts. Both are part of the data table's merge, so the check "is
+what the table holds for this key newer?" reads what that table and its tombstones held when
+the merge ran. That is the in-order answer only because loads of one table never overlap:
+each holds the table's writer from its last check to its last commit (writers.py), so it
+sees every earlier load whole (data, tombstones, ledger), never one half-committed. Within
+the staged rows dlt's `dedup_sort` keeps the latest change per key.
 
 A staged row (key k, sequence s, object u, generation g) enters the merge unless
   * the table holds k at a sequence >= s from another object, or from an older copy of u
