@@ -348,8 +348,7 @@ REASON_CONDITIONS: Final[Mapping[str, Condition]] = {
     "badGateway": Condition.UNAVAILABLE,
     # 409 "Already Exists": a concurrent first load created the table or dataset first
     "duplicate": Condition.CONFLICT,
-    # one job needing more than the destination gives it needs the same again on a retry;
-    # BigQuery's full DML queue shares the reason, told apart by its message (below)
+    # one job needing more than the destination gives it needs the same again on a retry
     "resourcesExceeded": Condition.REJECTED,
 }
 """Google error reasons (``errors[].reason`` or ``ErrorInfo.reason``) that win over the status."""
@@ -363,22 +362,6 @@ ERROR_CLASSES: Final[Mapping[Condition, tuple[type[FerryError], type[FerryError]
     Condition.UNAVAILABLE: (SourceUnavailableError, DestinationUnavailableError),
 }
 """Condition -> (error class when a source answered, when the destination answered)."""
-
-
-CONCURRENT_WRITER_MESSAGES: Final = (
-    # resourcesExceeded: BigQuery queues at most 20 mutating DML statements per table
-    "Too many DML statements outstanding against table",
-    # invalidQuery "Could not serialize access to table T due to concurrent update", and
-    # "Transaction is aborted due to concurrent update against table T"
-    "due to concurrent update",
-)
-"""Destination messages that say other writers of the same table got in the way: the same
-statement passes once they are done, whatever reason (resourcesExceeded, invalidQuery)
-the answer carries."""
-
-
-def concurrent_writers(text: str) -> bool:
-    return any(message in text for message in CONCURRENT_WRITER_MESSAGES)
 
 
 def condition_of(status: int, reason: str | None = None) -> Condition:
@@ -526,7 +509,9 @@ def _recognise(error: BaseException, party: Party, cause: str) -> FerryError | N
     """A FerryError for an exception type we know, else None."""
     if isinstance(error, FerryError):
         return error
-    for recognise in (_recognise_http, *_engine_recognisers, _recognise_os):
+    # an engine knows its own answers better than the status table does (BigQuery's 400s
+    # about other writers of a table are passing conditions): engines first
+    for recognise in (*_engine_recognisers, _recognise_http, _recognise_os):
         found = recognise(error, party)
         if found is not None:
             return found
@@ -542,8 +527,6 @@ def _recognise_http(error: BaseException, party: Party) -> FerryError | None:
     if isinstance(error, google_errors.GoogleAPICallError) and isinstance(error.code, int):
         status, reason = error.code, google_reason(error)
         kind = error_for_status(status, reason, party=party)
-        if party is Party.DESTINATION and concurrent_writers(str(error)):
-            kind = ERROR_CLASSES[Condition.CONFLICT][1]
         answered = f"{status} {reason}" if reason else str(status)
         return kind(f"{party.value} answered {answered}: {text}")
     if isinstance(error, http_errors.HTTPError) and error.response is not None:
@@ -583,9 +566,6 @@ def _recognise_dlt(error: BaseException, cause: str) -> FerryError | None:
     if isinstance(error, DataValidationError):
         return SchemaContractError(describe(error))
     if isinstance(error, TransientException):
-        return DestinationUnavailableError(cause)
-    if isinstance(error, TerminalException) and concurrent_writers(str(error)):
-        # a job's failure that dlt keeps as text only (the client exception is gone)
         return DestinationUnavailableError(cause)
     if isinstance(error, TerminalException):
         return DestinationRejectedError(cause)

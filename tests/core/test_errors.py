@@ -112,53 +112,6 @@ def test_the_party_picks_the_class_for_a_google_404() -> None:
     assert isinstance(classify(missing), DestinationRejectedError)
 
 
-CONCURRENT_WRITERS = {
-    "dml_queue": (
-        "resourcesExceeded",
-        "Resources exceeded during query execution: Too many DML statements outstanding "
-        "against table p:ferry._ferry_objects, limit is 20.",
-    ),
-    "serialize": (
-        "invalidQuery",
-        "Could not serialize access to table p:ferry.accounts due to concurrent update",
-    ),
-    "aborted": (
-        "invalidQuery",
-        "Transaction is aborted due to concurrent update against table p:ferry.accounts",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", sorted(CONCURRENT_WRITERS))
-def test_bigquery_concurrent_writer_errors_are_retriable_however_dlt_wraps_them(
-    case: str,
-) -> None:
-    """BigQuery answers 400 for a full DML queue and for DML/transaction conflicts: passing
-    conditions (other writers of the table), so 503 / nack / exit 1, never a dead letter."""
-    reason, message = CONCURRENT_WRITERS[case]
-    answer = google_errors.BadRequest(message, errors=[{"reason": reason, "message": message}])
-    # dlt calls these transient, retries the job, then gives up with LoadClientJobRetry
-    transient = DatabaseTransientException(bigquery_dbapi.DatabaseError(answer))
-    retry = LoadClientJobRetry("123.4", "accounts.abc.sql", 5, 5, str(answer), transient)
-    # and a job failure kept as text only (the client exception lost on the way)
-    as_text = LoadClientJobFailed("123.4", "accounts.abc.sql", str(answer), RuntimeError())
-    for raised_by_dlt in (answer, transient, retry, as_text):
-        error = classify(step_failed("load", raised_by_dlt))
-        assert isinstance(error, DestinationUnavailableError), (case, raised_by_dlt)
-        outcome = outcome_of(error)
-        assert (outcome.http_status, outcome.push_ack, outcome.exit_code) == (503, False, 1)
-
-
-def test_other_resources_exceeded_stay_terminal() -> None:
-    """The same reason for a query too big for its slot: the retry needs the same again."""
-    answer = google_errors.BadRequest(
-        "Resources exceeded during query execution: The query could not be executed in the "
-        "allotted memory.",
-        errors=[{"reason": "resourcesExceeded"}],
-    )
-    assert isinstance(classify(answer), DestinationRejectedError)
-
-
 # --- classify: dlt wrappers ----------------------------------------------------------------
 
 

@@ -53,7 +53,6 @@ def service_on(
         "FERRY_BIGQUERY_DATASET": dataset,
         "FERRY_RUN_LOG": "false",
         "BIGQUERY_EMULATOR_HOST": endpoint,
-        "DATA_WRITER__DISABLE_COMPRESSION": "true",
     }
     with run_service(env, tmp_path / "service.log") as service:
         yield service, folder

@@ -103,10 +103,9 @@ def test_an_older_upsert_cannot_check_between_a_deletes_two_commits(
     tmp_path: Path,
     bigquery_env: BigQueryEmulator,
     unique_name: str,
-    monkeypatch: pytest.MonkeyPatch,
     watched_merges: list[Interleaving],
 ) -> None:
-    feed = bigquery_feed(tmp_path, bigquery_env, unique_name, monkeypatch)
+    feed = bigquery_feed(tmp_path, bigquery_env, unique_name)
     # key 1 live at seq 1, and a tombstones table (key 3 deleted), so the upsert's merge
     # consults tombstones from its plan on
     first = ChangeFile("first.csv", (Change(1, 1, "i", "v1"), Change(3, 2, "d", "")))
@@ -194,7 +193,6 @@ def test_concurrent_pushes_of_a_cdc_feed_end_as_applied_in_sequence(
         "FERRY_BIGQUERY_PROJECT": bigquery_emulator.project,
         "FERRY_BIGQUERY_DATASET": unique_name,
         "FERRY_GCS_PROJECT": bigquery_emulator.project,
-        "DATA_WRITER__DISABLE_COMPRESSION": "true",
         **gcs_emulator.env,
         **bigquery_emulator.env,
     }
