@@ -25,7 +25,8 @@ import pytest
 import requests
 
 from tests.bqsim import ZERO_LATENCY, BqsimProxy, run_bqsim
-from tests.emulators import BigQueryEmulator, free_port
+from tests.emulators import BigQueryEmulator, GcsEmulator, free_port
+from tests.pubsub_messages import gcs_notification, wrapped_push
 from tests.service_process import ServiceProcess, run_service
 
 PIPELINE = """
@@ -106,6 +107,67 @@ def test_a_full_dml_queue_is_retriable_and_the_retry_loads_once(
             assert again.status_code == 200, again.text
             assert again.json()["files"][0]["status"] == "already_loaded"
 
+    assert rows(bigquery_emulator, unique_name) == [(i, 1) for i in range(1, 21)]
+
+
+PUSHED_PIPELINE = """
+pipelines:
+  - name: people
+    source: {{uri: "gs://{bucket}/in/*.csv", columns: {{id: int64}}}}
+    destination: {{table: people}}
+"""
+
+
+def test_a_full_dml_queue_nacks_a_push_and_the_redelivery_loads_once(
+    tmp_path: Path,
+    bigquery_emulator: BigQueryEmulator,
+    gcs_emulator: GcsEmulator,
+    unique_name: str,
+) -> None:
+    """The same through Pub/Sub push: 503 `retry` (a nack, so Pub/Sub redelivers) instead of
+    200 `failed_terminal` (an ack: the object was never loaded)."""
+    bucket = gcs_emulator.client().create_bucket(unique_name)
+    text = "id,name\n" + "".join(f"{i},p{i}\n" for i in range(1, 21))
+    bucket.blob("in/a.csv").upload_from_string(text)
+    stored = bucket.get_blob("in/a.csv")
+    assert stored is not None
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(PUSHED_PIPELINE.format(bucket=unique_name), encoding="utf-8")
+    port = free_port()
+    env = {
+        "FERRY_PIPELINES_FILE": str(pipelines),
+        "FERRY_DATA_DIR": str(tmp_path / "data"),
+        "FERRY_BIGQUERY_PROJECT": bigquery_emulator.project,
+        "FERRY_BIGQUERY_DATASET": unique_name,
+        "FERRY_GCS_PROJECT": bigquery_emulator.project,
+        "FERRY_RUN_LOG": "false",
+        "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{port}",
+        **gcs_emulator.env,
+    }
+    data, attributes = gcs_notification(unique_name, "in/a.csv", int(stored.generation))
+    headers, body = wrapped_push(data, attributes, message_id="m-1")
+    no_dml_slot = {
+        "latency_ms": ZERO_LATENCY,
+        "limits": {"mutating_dml_running_per_table": 0, "mutating_dml_queued_per_table": 0},
+    }
+    with run_service(env, tmp_path / "service.log") as service:
+
+        def push() -> requests.Response:
+            return requests.post(
+                f"{service.base_url}/pubsub", headers=headers, data=body, timeout=300
+            )
+
+        with run_bqsim(bigquery_emulator, no_dml_slot, tmp_path, port):
+            refused = push()
+        with run_bqsim(bigquery_emulator, {"latency_ms": ZERO_LATENCY}, tmp_path, port):
+            redelivered = push()
+            again = push()
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["status"] == "retry"
+    assert "Too many DML statements outstanding" in str(refused.json()["error"])
+    assert redelivered.status_code == 200 and redelivered.json()["status"] == "loaded"
+    assert again.status_code == 200 and again.json()["status"] == "skipped"
     assert rows(bigquery_emulator, unique_name) == [(i, 1) for i in range(1, 21)]
 
 
