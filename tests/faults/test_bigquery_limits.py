@@ -7,9 +7,10 @@ retriable at the edge (503: nacked, exit 1), and the retry loads the rows exactl
   concurrent update" (the proxy with conflicts on and no reruns, while another client keeps
   committing DML on the same table).
 
-Both were answered 200 `failed_terminal` / `destination_rejected` before: acked and lost.
-The third error of the family, an aborted multi-statement transaction, is not something the
-proxy can produce; tests/core/test_errors.py covers its recognition.
+Both were terminal `destination_rejected` before: 422 on `POST /runs`, and on a push 200
+`failed_terminal` (acked, the rows never loaded). The third error of the family, an aborted
+multi-statement transaction, is not something the proxy can produce;
+tests/destinations/bigquery/test_errors.py covers its recognition.
 """
 
 from __future__ import annotations
