@@ -33,7 +33,7 @@ from tests.faults.stateful_model import (
     deliveries,
     expected_table,
 )
-from tests.faults.test_stateful import bigquery_feed, bigquery_rows
+from tests.faults.test_stateful import bigquery_feed, bigquery_rows, cdc_feed, live_rows
 from tests.pubsub_messages import gcs_notification, wrapped_push
 from tests.service_process import run_service
 
@@ -224,3 +224,49 @@ def test_concurrent_pushes_of_a_cdc_feed_end_as_applied_in_sequence(
     expected = expected_table(files)
     assert bigquery_rows(bigquery_emulator, unique_name) == expected, f"seed {seed}"
     assert len(sent) >= 2 * CONCURRENCY
+
+
+# --- the first delete ever: a run planned before the tombstones existed ----------------------
+
+
+def test_a_run_planned_before_the_first_delete_retries_instead_of_resurrecting(
+    tmp_path: Path,
+) -> None:
+    """An older upsert's run plans while `<table>__tombstones` does not exist yet (so its merge
+    cannot consult it); a newer delete of the key commits (creating it) while the upsert's run
+    is extracting. The upsert's run must not commit that plan: it fails retriably, and its
+    retry leaves the key deleted. DuckDB here (the check is the same on every engine)."""
+    feed = cdc_feed(tmp_path)
+    first = ChangeFile("first.csv", (Change(1, 1, "i", "v1"),))
+    older_upsert = ChangeFile("older.csv", (Change(1, 5, "u", "old"),))
+    newer_delete = ChangeFile("newer.csv", (Change(1, 9, "d", ""),))
+    for source in (first, older_upsert, newer_delete):
+        feed.write(source)
+    feed.deliver([first])  # key 1 live, no tombstones table yet
+    delivered: list[BaseException] = []
+    started = threading.Lock()
+
+    def delete_meanwhile() -> None:
+        # once, in the upsert's run (the delete's own run reaches the same point)
+        if not started.acquire(blocking=False):
+            return
+        deleting = threading.Thread(target=lambda: delivered.append(deliver(newer_delete)))
+        deleting.start()
+        deleting.join()
+
+    def deliver(source: ChangeFile) -> BaseException:
+        try:
+            feed.deliver([source])
+        except FerryError as error:
+            return error
+        return StopIteration()  # delivered
+
+    with failpoints.hooked("after_first_batch", delete_meanwhile):
+        raced = deliver(older_upsert)
+
+    assert isinstance(delivered[0], StopIteration), delivered
+    assert live_rows(feed.settings) == {}, "the older upsert brought key 1 back"
+    assert isinstance(raced, FerryError) and raced.retriable, raced
+    assert "first deletes" in str(raced)
+    assert isinstance(deliver(older_upsert), StopIteration)  # the redelivery
+    assert live_rows(feed.settings) == {}, "the older upsert did not bring key 1 back"
