@@ -509,7 +509,9 @@ def _recognise(error: BaseException, party: Party, cause: str) -> FerryError | N
     """A FerryError for an exception type we know, else None."""
     if isinstance(error, FerryError):
         return error
-    for recognise in (_recognise_http, *_engine_recognisers, _recognise_os):
+    # an engine knows its own answers better than the status table does (BigQuery's 400s
+    # about other writers of a table are passing conditions): engines first
+    for recognise in (*_engine_recognisers, _recognise_http, _recognise_os):
         found = recognise(error, party)
         if found is not None:
             return found

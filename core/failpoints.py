@@ -2,7 +2,11 @@
 
 `FERRY_FAILPOINTS=after_first_batch,before_response` SIGKILLs the process when a run reaches
 those points; `during_load:0.3` kills it 0.3 s into the load step. Unset in production: each
-point then costs one environment lookup.
+point then costs one environment lookup. In-process tests can instead run a function of their
+own at a point (`hooked`), to hold one run there while another goes on.
+
+Points: after_first_batch, during_load, after_commit, before_ack, writer_waiting (a load
+found its table's writer held by another run and is about to wait for it).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 ENV = "FERRY_FAILPOINTS"
 
@@ -23,8 +29,24 @@ def _armed() -> dict[str, float]:
     return points
 
 
+_hooks: dict[str, Callable[[], None]] = {}
+
+
+@contextmanager
+def hooked(name: str, action: Callable[[], None]) -> Iterator[None]:
+    """Within the block, every run of this process that reaches `name` calls `action`."""
+    _hooks[name] = action
+    try:
+        yield
+    finally:
+        _hooks.pop(name, None)
+
+
 def hit(name: str) -> None:
     """Kill the process now (or after the point's delay, from a timer) if `name` is armed."""
+    hook = _hooks.get(name)
+    if hook is not None:
+        hook()
     points = _armed()
     if name not in points:
         return

@@ -70,6 +70,12 @@ def destination_lock(settings: Settings) -> AbstractContextManager[None]:
     return engine_for(settings).destination.lock(settings)
 
 
+def destination_writer(settings: Settings, table: str) -> AbstractContextManager[None]:
+    """Held from a load's last check to its last commit into `table` (and its side tables):
+    loads of one table never overlap, on any destination."""
+    return engine_for(settings).destination.writer(settings, table)
+
+
 def staging_token(run_id: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", run_id.lower())
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from app.destinations.ledger import DELETED, EMPTIED, Ledger, read_ledger, read_lineage, retire
-from app.destinations.ordering import OrderedMerge, merge_order
-from app.destinations.pipeline import destination_lock
+from app.destinations.ordering import OrderedMerge, merge_order, tombstones_exist
+from app.destinations.pipeline import destination_lock, destination_writer
 from app.destinations.registry import engine_for
 from app.run.raw_zone import days, origin_of, partition
 from app.run.report import FileReport
@@ -57,6 +57,22 @@ class FilePlan:
     """Merge pipelines: the conditions that keep the latest change per key (ordering.py)."""
     tombstones: OrderedMerge | None = None
     """Hard-deleting CDC pipelines: how `<table>__tombstones` keeps the latest delete per key."""
+    tombstones_guard: CommitGuard | None = None
+    """Set when `order` could not consult `<table>__tombstones` (none yet): re-checked under
+    the table's writer right before the commit."""
+
+    @property
+    def commit_guard(self) -> CommitGuard | None:
+        """What the runner calls under the table's writer right before the load commits."""
+        guards = [guard for guard in (self.guard, self.tombstones_guard) if guard is not None]
+        if len(guards) < 2:
+            return guards[0] if guards else None
+
+        def both() -> None:
+            for guard in guards:
+                guard()
+
+        return both
 
 
 def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> FilePlan:
@@ -81,14 +97,42 @@ def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> Fil
                 )
         pending = _not_yet_loaded(run, planned, ledger)
         by_object = all(plan.lineage for plan, _ in pending)
+        tombstones_guard = None
         if pending and by_object and destination.ordered:
             with destination_lock(run.settings):
-                order, tombstones = merge_order(run.pipeline, destination)
+                order, tombstones, consulted = merge_order(run.pipeline, destination)
+            if tombstones is not None and not consulted:
+                tombstones_guard = _no_tombstones_yet(run)
     # a replay replaces each object's rows, so it always merges by object
     guard = None
     if pending and not replaying:
         guard = _append_guard(run, [p.uri for p, _ in pending], ledger)
-    return FilePlan(pending, guard, guard is None and by_object, replaying, order, tombstones)
+    return FilePlan(
+        pending,
+        guard,
+        guard is None and by_object,
+        replaying,
+        order,
+        tombstones,
+        tombstones_guard,
+    )
+
+
+def _no_tombstones_yet(run: RunContext) -> CommitGuard:
+    """The merge was planned without the tombstone check (no `<table>__tombstones` yet). If
+    another run created it since (its first delete), this run's older upserts could bring a
+    deleted key back: abort (retriable), and the retry plans with the check. One query, and
+    only until a table's first delete ever."""
+
+    def check() -> None:
+        if tombstones_exist(run.pipeline, run.spec.destination.table):
+            raise DestinationUnavailableError(
+                "another run recorded this table's first deletes while this one was "
+                "extracting; retry to check them",
+                pipeline=run.spec.name,
+            )
+
+    return check
 
 
 def _deleted_object(run: RunContext, source: FilesSource) -> Planned:
@@ -227,7 +271,8 @@ def _not_yet_loaded(
             log.info("skip %s (generation %s): %s", plan.uri, plan.generation, entry.reason)
             if status in (EMPTIED, DELETED):
                 # the load that recorded it may have died before removing the older rows
-                with destination_lock(run.settings):
+                writer = destination_writer(run.settings, run.spec.destination.table)
+                with destination_lock(run.settings), writer:
                     retire(
                         run.pipeline,
                         run.spec.destination.table,

@@ -7,7 +7,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.destinations.pipeline import destination_lock, drop_staging_dataset, kept_pipeline_for
+from app.destinations.pipeline import (
+    destination_lock,
+    destination_writer,
+    drop_staging_dataset,
+    kept_pipeline_for,
+)
 from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
 from app.run.build import build_after_load, build_run
@@ -138,17 +143,19 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     for check in run.before_load:
         check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly
-    # one hold of the lock from the guard's last look to the staging drop
+    # one hold of the lock from the guard's last look to the staging drop, and of the
+    # table's writer to the last commit: the load's checks see every earlier load whole
     with destination_lock(run.settings):
-        with report.timed("load"):
-            if guard is not None:
-                guard()
-            failpoints.hit("during_load")
-            load_info = pipeline.load()
-        failpoints.hit("after_commit")
-        load_info.raise_on_failed_jobs()
-        for clean_up in run.after_commit:
-            clean_up()
+        with destination_writer(run.settings, run.spec.destination.table):
+            with report.timed("load"):
+                if guard is not None:
+                    guard()
+                failpoints.hit("during_load")
+                load_info = pipeline.load()
+            failpoints.hit("after_commit")
+            load_info.raise_on_failed_jobs()
+            for clean_up in run.after_commit:
+                clean_up()
         drop_staging_dataset(pipeline)
     report.load_ids = list(load_info.loads_ids)
     for package in load_info.load_packages:

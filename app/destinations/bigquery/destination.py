@@ -6,19 +6,22 @@ The same function names as duckdb/destination.py; app/destinations/registry.py p
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from app.destinations.writers import GcsLease, table_writer
 from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
 from core.spec import DestinationSpec
+from sources.files.storage import storage_client_factory
 
 SQL_TYPES = {"text": "STRING", "bigint": "INT64", "double": "FLOAT64", "timestamp": "TIMESTAMP"}
 
 APPEND_UNDER_LOCK = False
-"""No lock spans instances, so an object's rows are always merged on its URI."""
+"""An object's rows are always merged on its URI (the writer lease, when set, is held for
+the load step only, not from the plan's ledger read)."""
 
 
 def make_destination(settings: Settings, staging_layout: str) -> Any:
@@ -100,8 +103,26 @@ _PROVIDER_NAME = "ferry: BigQuery emulator load files"
 
 @contextmanager
 def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
-    """No lock: each run stages into its own dataset, and BigQuery serialises DML itself."""
+    """No lock around reads: each run stages into its own dataset; writes take `writer`."""
     yield
+
+
+def writer(settings: Settings, table: str) -> AbstractContextManager[None]:
+    """Held from a load's last check to its last commit: one load of `table` at a time, in
+    this instance and (with `writer_lease_prefix`) across instances. BigQuery runs loads of
+    one table side by side otherwise, and a load commits table by table (writers.py)."""
+    key = (settings.bigquery_project or "", settings.dataset_name, table)
+    lease: Callable[[], GcsLease] | None = None
+    prefix = settings.writer_lease_prefix
+    if prefix:
+        bucket, _, folder = prefix.removeprefix("gs://").partition("/")
+        name = "/".join(part for part in (folder.strip("/"), ".".join(key) + ".lease") if part)
+        client = storage_client_factory(settings)
+
+        def lease() -> GcsLease:
+            return GcsLease(client(), bucket, name, settings.writer_lease_seconds)
+
+    return table_writer(key, timeout=settings.writer_wait_seconds, lease=lease)
 
 
 def list_datasets(client: Any, settings: Settings) -> list[str]:

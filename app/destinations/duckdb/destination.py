@@ -10,7 +10,7 @@ import fcntl
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,11 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
         finally:
             held.discard(lock_path)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def writer(settings: Settings, table: str) -> AbstractContextManager[None]:
+    """The file lock: DuckDB has one writer at a time anyway."""
+    return lock(settings)
 
 
 @contextmanager
