@@ -30,6 +30,7 @@ from core.errors import (
     ModelUnavailableError,
     RequestError,
     ShuttingDownError,
+    SourceNotFoundError,
     classify,
 )
 from core.settings import Settings
@@ -207,7 +208,7 @@ def _load_group(
 ) -> None:
     """One run for the whole group; if it fails terminally, isolate the bad objects."""
     try:
-        _run(pipeline, members, settings, catalog, report, progress)
+        results = _run(pipeline, members, settings, catalog, report, progress)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
         if isinstance(error, ModelFailedError | ModelUnavailableError):
@@ -234,7 +235,30 @@ def _load_group(
             )
         return
     failpoints.hit("before_ack")
-    _ack(client, subscription, members, report)
+    gone = _not_found(results, members)
+    for member, error in gone:
+        _terminal(member, error, settings, client, subscription, report, told=True)
+    _ack(client, subscription, [m for m in members if all(m is not g for g, _ in gone)], report)
+
+
+def _not_found(results: list[RunReport], members: list[Held]) -> list[tuple[Held, FerryError]]:
+    """Members whose object was gone (and unknown to the ledger): the rest of the group
+    loaded without them, and each is dead-lettered on its own, as push mode would."""
+    missing = {
+        (entry.uri, entry.generation): entry.reason or "the object does not exist"
+        for result in results
+        for entry in result.files
+        if entry.status == "not_found"
+    }
+    gone: list[tuple[Held, FerryError]] = []
+    for member in members:
+        event = member.event
+        if event is None or event.is_delete:
+            continue
+        reason = missing.get((event.uri, event.generation or 0))
+        if reason is not None:
+            gone.append((member, SourceNotFoundError(reason, pipeline=results[0].pipeline)))
+    return gone
 
 
 def _run(
@@ -299,9 +323,13 @@ def _terminal(
     client: Any,
     subscription: str,
     report: DrainReport,
+    *,
+    told: bool = False,
 ) -> None:
+    """Dead-letter (if configured) and ack one message; `told`: its run was already recorded."""
     report.failures.append(error)
-    after_run(settings, error)
+    if not told:
+        after_run(settings, error)
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error

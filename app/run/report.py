@@ -19,6 +19,8 @@ FileStatus = Literal[
     "failed",
     "deleted",
     "already_deleted",
+    "not_deleted",
+    "not_found",
 ]
 RunStatus = Literal["succeeded", "failed", "skipped"]
 
