@@ -20,7 +20,7 @@ from app.destinations.hints import (
 )
 from app.destinations.ledger import DELETED, EMPTIED, LOADED, object_row, objects_hints, retire
 from app.destinations.pipeline import destination_types
-from app.run.batches import RunSchema, add_lineage, apply_transform
+from app.run.batches import RunSchema, add_lineage, apply_transform, refuse_reserved
 from app.run.changes import ChangeMarker, partition_values, with_partition_columns
 from app.run.checks import FileChecks, has_checks
 from app.run.plan import FilePlan, Planned
@@ -220,6 +220,8 @@ class FileExtractor:
                 if partitions:
                     batch = with_partition_columns(batch, partitions)
                 table_out = apply_transform(batch, run.transform)
+                refuse_reserved(table_out, obj.uri)
+                self.run_schema.require_keys(table_out, obj.uri)
                 if checks:
                     checks.batch(table_out)
                 if self.changes:
