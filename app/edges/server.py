@@ -27,8 +27,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
     from app.edges.auth import PushTokenVerifier, warn_if_runs_are_open
     from app.edges.routes import events, health, history, pubsub, runs
+    from app.run.runner import preload
 
     settings = settings or load_settings()
+    # before the first request: concurrent first requests must not race a lazy import
+    preload()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
     service = RunService(settings=settings, catalog=load_catalog(settings.pipelines_file))
     # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default

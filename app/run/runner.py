@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -22,10 +23,33 @@ from core.lineage import REJECTS_SUFFIX
 from core.settings import Settings
 from core.spec import ApiSource, FilesSource, PipelineSpec
 
-__all__ = ["ProgressCallback", "RunRequest", "new_run_id", "run"]
+__all__ = ["ProgressCallback", "RunRequest", "new_run_id", "preload", "run"]
 
 BOOKKEEPING = ("_dlt", "_ferry_")
 """dlt's tables and ferry's ledger: not data, so not in the report's tables or load jobs."""
+
+
+_preload_lock = threading.Lock()
+_preloaded = threading.Event()
+
+
+def preload() -> None:
+    """Import, fully and once, the libraries a run imports lazily, before runs can overlap.
+
+    dlt tells a pandas DataFrame from other items by looking pandas up in `sys.modules`: while
+    one thread is still importing pandas (a pandas transform step, a conversion) another
+    thread's dlt finds the half-initialised module and fails with `partially initialized
+    module 'pandas' has no attribute 'DataFrame'`. The service calls this at start; every run
+    calls it before its read-ahead thread starts (~0.3 s, once per process)."""
+    if _preloaded.is_set():
+        return
+    with _preload_lock:
+        if _preloaded.is_set():
+            return
+        import dlt  # noqa: F401
+        import pandas  # noqa: F401
+
+        _preloaded.set()
 
 
 def run(
@@ -36,6 +60,7 @@ def run(
 ) -> RunReport:
     """Run one pipeline to completion, then the models downstream of what it loaded (or, for
     a build request, just models). Raises FerryError (its `report` set) on failure."""
+    preload()
     # every log line of the run is labelled with its run id (and pipeline)
     with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
         if request.models is not None:
@@ -93,12 +118,24 @@ def _run(
             raise
         error = classify(raw, pipeline=spec.name)
         error.run_id = request.run_id
+        if not report.load_ids:
+            _nothing_committed(report)
         report.add_time("total", time.perf_counter() - started)
         if error.report is None:
             error.report = report.finish("failed", error.to_dict())
         raise error from raw
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
+
+
+def _nothing_committed(report: RunReport) -> None:
+    """A file is `loaded` (or `deleted`) only once its load committed: a run that failed
+    before that loaded none of the files it was reading."""
+    for entry in report.files:
+        if entry.status in ("loaded", "deleted"):
+            entry.status = "failed"
+            entry.reason = entry.reason or "the run failed before this file's load committed"
+            entry.rows_loaded = 0
 
 
 def _files_source(request: RunRequest, spec: PipelineSpec) -> FilesSource | None:
