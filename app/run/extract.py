@@ -31,9 +31,12 @@ from app.run.report import FileReport
 from app.run.request import RunContext
 from core import failpoints
 from core.errors import BadDataError, FerryError, QualityCheckError
+from core.lineage import DELETED_AT_COLUMN
 from core.spec import FilesSource
 
 log = logging.getLogger("ferry.files")
+
+CHANGE_KINDS = ("applied", "upserts", "deletes", "tombstones")
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,7 @@ class FileExtractor:
                     checks.batch(table_out)
                 if self.changes:
                     table_out = self.changes.mark(table_out, obj.uri)
+                    self._count_changes(table_out)
                 if plan.lineage:
                     table_out = add_lineage(table_out, plan.uri, plan.generation)
                 table_out = self.run_schema.conform(table_out, obj.uri)
@@ -251,6 +255,16 @@ class FileExtractor:
             return table
         return dlt.mark.with_hints(table, self.data_hints, create_table_variant=True)
 
+    def _count_changes(self, table: pa.Table) -> None:
+        """Change rows by kind, for the report (a delete carries its mark)."""
+        counts = self.run.report.changes
+        if counts is None:
+            counts = self.run.report.changes = dict.fromkeys(CHANGE_KINDS, 0)
+        deletes = table.num_rows - table.column(DELETED_AT_COLUMN).null_count
+        counts["applied"] += table.num_rows
+        counts["deletes"] += deletes
+        counts["upserts"] += table.num_rows - deletes
+
     def _tombstones(self, table: pa.Table) -> Iterator[Any]:
         """Hard-deleting CDC: the deletes of this batch, for `<table>__tombstones`."""
         import dlt
@@ -258,6 +272,9 @@ class FileExtractor:
         if self.changes is None or self.tombstone_hints is None:
             return
         deletes = self.changes.tombstones(table)
+        counts = self.run.report.changes
+        if counts is not None:
+            counts["tombstones"] += deletes.num_rows
         if deletes.num_rows:
             yield dlt.mark.with_hints(deletes, self.tombstone_hints, create_table_variant=True)
 

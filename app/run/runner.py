@@ -19,7 +19,7 @@ from app.run.request import CommitGuard, ProgressCallback, RunContext, RunReques
 from app.run.transform import compile_transform
 from core import failpoints, log_context
 from core.errors import RequestError, classify
-from core.lineage import REJECTS_SUFFIX
+from core.lineage import REJECTS_SUFFIX, TOMBSTONES_SUFFIX
 from core.settings import Settings
 from core.spec import ApiSource, FilesSource, PipelineSpec
 
@@ -136,6 +136,7 @@ def _nothing_committed(report: RunReport) -> None:
             entry.status = "failed"
             entry.reason = entry.reason or "the run failed before this file's load committed"
             entry.rows_loaded = 0
+    report.changes = None
 
 
 def _files_source(request: RunRequest, spec: PipelineSpec) -> FilesSource | None:
@@ -201,3 +202,10 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     report.rows_loaded = sum(
         rows for table, rows in report.tables.items() if not table.endswith(REJECTS_SUFFIX)
     )
+    if report.changes is not None:
+        # a CDC table's loaded rows are changes (in `changes`), not the rows the table holds
+        from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+        table = NamingConvention().normalize_path(run.spec.destination.table)
+        for name in (table, table + TOMBSTONES_SUFFIX):
+            report.tables.pop(name, None)

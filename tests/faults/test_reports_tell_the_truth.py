@@ -85,3 +85,33 @@ models:
         ConfigError, match=f"model '{model}'.*already loads a table of this name \\('AppRows'"
     ):
         load_catalog(path)
+
+
+def test_a_cdc_run_reports_changes_apart_from_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "changes"
+    folder.mkdir()
+    (folder / "c1.csv").write_text(
+        "id,seq,op,v\n1,1,u,a\n1,2,u,b\n2,1,u,c\n2,2,u,d\n3,1,u,e\n3,2,d,\n", encoding="utf-8"
+    )
+    write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: cdc
+            source: {{uri: "{folder}/*.csv", columns: {{id: int64, seq: int64}}}}
+            destination:
+              table: accounts
+              write_disposition: merge
+              primary_key: [id]
+              sequence: seq
+              cdc: {{operation_column: op, delete_values: [d], deletes: hard}}
+        """,
+    )
+    settings = duckdb_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        report = client.post("/runs", json={"pipeline": "cdc"}).json()
+
+    assert report["status"] == "succeeded", report
+    assert report["changes"] == {"applied": 6, "upserts": 5, "deletes": 1, "tombstones": 1}
+    assert "accounts" not in report["tables"], "change rows are not table rows"
+    assert count(settings, "accounts") == 2
