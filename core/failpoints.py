@@ -1,8 +1,9 @@
 """Named points where the fault suite kills the process, to prove crashes lose nothing.
 
 `FERRY_FAILPOINTS=after_first_batch,before_response` SIGKILLs the process when a run reaches
-those points; `during_load:0.3` kills it 0.3 s into the load step. Unset in production: each
-point then costs one environment lookup.
+those points; `during_load:0.3` kills it 0.3 s into the load step; `model_build:raise` raises
+a connection error there instead (a retriable failure, the process lives on). Unset in
+production: each point then costs one environment lookup.
 """
 
 from __future__ import annotations
@@ -14,21 +15,27 @@ import threading
 ENV = "FERRY_FAILPOINTS"
 
 
-def _armed() -> dict[str, float]:
-    points: dict[str, float] = {}
+RAISE = "raise"
+
+
+def _armed() -> dict[str, str]:
+    points: dict[str, str] = {}
     for item in os.environ.get(ENV, "").split(","):
-        name, _, delay = item.strip().partition(":")
+        name, _, action = item.strip().partition(":")
         if name:
-            points[name] = float(delay or 0)
+            points[name] = action or "0"
     return points
 
 
 def hit(name: str) -> None:
-    """Kill the process now (or after the point's delay, from a timer) if `name` is armed."""
+    """Kill the process now (or after the point's delay, from a timer) if `name` is armed;
+    raise a connection error if it is armed with `raise`."""
     points = _armed()
     if name not in points:
         return
-    delay = points[name]
+    if points[name] == RAISE:
+        raise ConnectionError(f"failpoint {name}: the connection was lost")
+    delay = float(points[name])
     if delay <= 0:
         os.kill(os.getpid(), signal.SIGKILL)
     timer = threading.Timer(delay, os.kill, args=(os.getpid(), signal.SIGKILL))

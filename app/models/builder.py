@@ -17,6 +17,7 @@ from app.destinations.registry import engine_for
 from app.models.compile import ModelSet
 from app.models.materialize import Materializer
 from app.models.report import ModelReport
+from core import failpoints
 from core.errors import (
     FerryError,
     ModelFailedError,
@@ -72,6 +73,7 @@ def build_models(
                     report.reason = f"upstream table {', '.join(missing)} does not exist yet"
                     not_built.add(name)
                 else:
+                    failpoints.hit("model_build")
                     report.rows = materializer.build(spec, query)
                     built.add(name)
         except Exception as raw:

@@ -112,7 +112,8 @@ def _run(
                 resource = api_resource(context, spec.source)
             if resource is not None:
                 _load(context, resource, guard)
-                build_after_load(context)
+            # also when nothing loaded: a model whose last build failed heals on any run
+            build_after_load(context)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise

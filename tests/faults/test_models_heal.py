@@ -1,0 +1,51 @@
+"""Models heal themselves (issue 19): a model whose build failed retriably is rebuilt by any
+later run, even one that loads nothing (a redelivery of the same object)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.edges.server import create_app
+from core.failpoints import ENV
+from tests.helpers import count, duckdb_settings, write_catalog
+
+
+def test_a_model_that_failed_retriably_is_rebuilt_by_the_redelivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id\n1\n2\n3\n", encoding="utf-8")
+    write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: rows
+            source: {{uri: "{folder}/*.csv", columns: {{id: int64}}}}
+            destination: {{table: app_rows}}
+        models:
+          - {{name: doubled, sql: "SELECT id * 2 AS twice FROM app_rows"}}
+        """,
+    )
+    settings = duckdb_settings(tmp_path)
+    body = {"pipeline": "rows", "source": str(folder / "a.csv")}
+    with TestClient(create_app(settings)) as client:
+        monkeypatch.setenv(ENV, "model_build:raise")
+        failed = client.post("/runs", json=body)
+        monkeypatch.delenv(ENV)
+        doubled_after_failure = count(settings, "doubled")
+        again = client.post("/runs", json=body)
+        settled = client.post("/runs", json=body)
+
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["error"]["code"] == "model_unavailable"
+    assert count(settings, "app_rows") == 3, "the load committed"
+    assert doubled_after_failure == 0
+    assert again.status_code == 200, again.text
+    assert [f["status"] for f in again.json()["files"]] == ["already_loaded"]
+    assert [(m["name"], m["status"]) for m in again.json()["models"]] == [("doubled", "built")]
+    assert count(settings, "doubled") == 3
+    assert settled.json()["models"] == [], "built from its current inputs: nothing to do"
