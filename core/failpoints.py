@@ -2,7 +2,8 @@
 
 `FERRY_FAILPOINTS=after_first_batch,before_response` SIGKILLs the process when a run reaches
 those points; `during_load:0.3` kills it 0.3 s into the load step; `model_build:raise` raises
-a connection error there instead (a retriable failure, the process lives on). Unset in
+a connection error there instead (a retriable failure, the process lives on), and
+`model_build:hang` stalls there for a minute (a long model build). Unset in
 production: each point then costs one environment lookup.
 """
 
@@ -11,11 +12,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 ENV = "FERRY_FAILPOINTS"
 
 
 RAISE = "raise"
+HANG = "hang"
+HANG_SECONDS = 60.0
 
 
 def _armed() -> dict[str, str]:
@@ -35,6 +39,9 @@ def hit(name: str) -> None:
         return
     if points[name] == RAISE:
         raise ConnectionError(f"failpoint {name}: the connection was lost")
+    if points[name] == HANG:
+        time.sleep(HANG_SECONDS)
+        return
     delay = float(points[name])
     if delay <= 0:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -73,6 +73,7 @@ def build_models(
                     report.reason = f"upstream table {', '.join(missing)} does not exist yet"
                     not_built.add(name)
                 else:
+                    log.info("build model %s", name)
                     failpoints.hit("model_build")
                     report.rows = materializer.build(spec, query)
                     built.add(name)

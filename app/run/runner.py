@@ -34,7 +34,7 @@ _preloaded = threading.Event()
 
 
 def preload() -> None:
-    """Import, fully and once, the libraries a run imports lazily, before runs can overlap.
+    """Import pandas, fully and once, before runs can overlap.
 
     dlt tells a pandas DataFrame from other items by looking pandas up in `sys.modules`: while
     one thread is still importing pandas (a pandas transform step, a conversion) another
@@ -46,7 +46,6 @@ def preload() -> None:
     with _preload_lock:
         if _preloaded.is_set():
             return
-        import dlt  # noqa: F401
         import pandas  # noqa: F401
 
         _preloaded.set()

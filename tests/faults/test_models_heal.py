@@ -3,14 +3,19 @@ later run, even one that loads nothing (a redelivery of the same object)."""
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 from fastapi.testclient import TestClient
 
 from app.edges.server import create_app
 from core.failpoints import ENV
 from tests.helpers import count, duckdb_settings, write_catalog
+from tests.service_process import run_service
 
 
 def test_a_model_that_failed_retriably_is_rebuilt_by_the_redelivery(
@@ -49,3 +54,49 @@ def test_a_model_that_failed_retriably_is_rebuilt_by_the_redelivery(
     assert [(m["name"], m["status"]) for m in again.json()["models"]] == [("doubled", "built")]
     assert count(settings, "doubled") == 3
     assert settled.json()["models"] == [], "built from its current inputs: nothing to do"
+
+
+def test_sigterm_during_a_model_build_answers_the_json_503(tmp_path: Path) -> None:
+    """The grace period runs out while a model builds (no checkpoint inside a build):
+    uvicorn cancels the request, and the answer is the JSON 503 of every other shutdown,
+    not uvicorn's plain-text 500."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id\n1\n", encoding="utf-8")
+    write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: rows
+            source: {{uri: "{folder}/*.csv"}}
+            destination: {{table: app_rows}}
+        models:
+          - {{name: doubled, sql: "SELECT id * 2 AS twice FROM app_rows"}}
+        """,
+    )
+    env = {
+        "FERRY_PIPELINES_FILE": str(tmp_path / "pipelines.yaml"),
+        "FERRY_DATA_DIR": str(tmp_path / "data"),
+        "FERRY_SHUTDOWN_GRACE_SECONDS": "1",
+        ENV: "model_build:hang",
+    }
+    answers: list[requests.Response] = []
+    with run_service(env, tmp_path / "service.log") as service:
+        caller = threading.Thread(
+            target=lambda: answers.append(
+                requests.post(f"{service.base_url}/runs", json={"pipeline": "rows"}, timeout=120)
+            )
+        )
+        caller.start()
+        deadline = time.monotonic() + 60
+        while not any(line.get("message") == "build model doubled" for line in service.logs()):
+            assert time.monotonic() < deadline, service.log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        service.process.send_signal(signal.SIGTERM)
+        caller.join(timeout=60)
+        service.process.kill()  # the abandoned build's thread would outlive the grace
+
+    assert len(answers) == 1
+    assert answers[0].status_code == 503, answers[0].text
+    assert answers[0].headers["content-type"] == "application/json"
+    assert answers[0].json()["error"]["code"] == "shutting_down"
