@@ -35,6 +35,8 @@ class ModelQuery:
     query: exp.Query
     upstream: frozenset[str]
     ctes: frozenset[str]
+    sql: str = ""
+    """The model's own SQL, as written (error messages point at its lines)."""
 
     def qualified(self, warehouse: Warehouse) -> exp.Query:
         """The SELECT with every table reference moved into the configured dataset."""
@@ -78,7 +80,7 @@ def parse_model(name: str, sql: str) -> ModelQuery:
                 "engines",
             )
         upstream.add(table.name)
-    return ModelQuery(name=name, query=query, upstream=frozenset(upstream), ctes=ctes)
+    return ModelQuery(name=name, query=query, upstream=frozenset(upstream), ctes=ctes, sql=sql)
 
 
 def _table_refs(

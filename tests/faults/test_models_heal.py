@@ -100,3 +100,42 @@ def test_sigterm_during_a_model_build_answers_the_json_503(tmp_path: Path) -> No
     assert answers[0].status_code == 503, answers[0].text
     assert answers[0].headers["content-type"] == "application/json"
     assert answers[0].json()["error"]["code"] == "shutting_down"
+
+
+def test_a_model_error_names_the_model_and_its_own_line_never_the_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    hostile = "<img src=x onerror=alert(1)>"
+    (folder / "a.csv").write_text(f"id,code\n1,7\n2,{hostile}\n", encoding="utf-8")
+    write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: rows
+            source: {{uri: "{folder}/*.csv", columns: {{code: string}}}}
+            destination: {{table: app_rows}}
+        models:
+          - name: codes
+            sql: |
+              SELECT
+                id,
+                CAST(code AS INT64) AS code
+              FROM app_rows
+        """,
+    )
+    settings = duckdb_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/runs", json={"pipeline": "rows"})
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "model_failed"
+    message = error["message"]
+    assert message.startswith("model 'codes': ")
+    assert "line 3 of its SQL: CAST(code AS INT64) AS code" in message, message
+    assert "<img" not in response.text
+    for leaked in ("CREATE", "__ferry_", '"ferry".'):
+        assert leaked not in message, message
+    assert hostile in caplog.text, "the value itself is in the log"
