@@ -139,3 +139,36 @@ def test_a_model_error_names_the_model_and_its_own_line_never_the_data(
     for leaked in ("CREATE", "__ferry_", '"ferry".'):
         assert leaked not in message, message
     assert hostile in caplog.text, "the value itself is in the log"
+
+
+def test_an_idempotency_key_reused_with_another_body_is_422(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id\n1\n", encoding="utf-8")
+    write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: rows
+            source: {{uri: "{folder}/*.csv"}}
+            destination: {{table: app_rows}}
+        models:
+          - {{name: first, sql: "SELECT id FROM app_rows", build_after_load: false}}
+          - {{name: second, sql: "SELECT id + 1 AS n FROM app_rows", build_after_load: false}}
+        """,
+    )
+    settings = duckdb_settings(tmp_path)
+    headers = {"Idempotency-Key": "nightly-2026-12-06"}
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/runs", json={"pipeline": "rows"}).status_code == 200
+        built = client.post("/runs", json={"models": ["first"]}, headers=headers)
+        replayed = client.post("/runs", json={"models": ["first"]}, headers=headers)
+        other = client.post("/runs", json={"models": ["second"]}, headers=headers)
+
+    assert built.status_code == 200, built.text
+    assert replayed.json()["replayed"] is True
+    assert "idempotency_request" not in replayed.json()
+    assert other.status_code == 422, other.text
+    assert other.json()["error"]["code"] == "request_invalid"
+    assert "another request body" in other.json()["error"]["message"]
+    assert count(settings, "second") == 0, "the second build never ran"
