@@ -13,7 +13,9 @@ import pyarrow as pa
 
 from app.destinations.hints import (
     apply_hints,
+    data_table_hints,
     key_columns,
+    merged_columns,
     ordered_columns,
     rejects_hints,
     tombstone_hints,
@@ -80,12 +82,20 @@ class FileExtractor:
             if plan.tombstones is not None
             else None
         )
+        engine = data_table_hints(destination, run.settings, lineage=True)
+        columns = merged_columns(
+            engine["columns"],
+            ordered_columns(plan.order, hard_delete=self.tombstone_hints is not None)
+            if plan.order is not None
+            else {},
+        )
         self.data_hints = (
             dlt.mark.make_hints(
                 table_name=destination.table,
-                columns=ordered_columns(plan.order, hard_delete=self.tombstone_hints is not None),
+                columns=columns,
+                additional_table_hints=engine["additional_table_hints"] or None,
             )
-            if plan.order is not None
+            if columns or engine["additional_table_hints"]
             else None
         )
         self.changes = (
@@ -111,6 +121,7 @@ class FileExtractor:
             lineage=True,
             keyed_by_object=self.plan.keyed_by_object,
             order=self.plan.order,
+            adapt=False,  # the engine's hints are on the data items (data_hints)
         )
 
     def batches(self) -> Iterator[Any]:

@@ -1,0 +1,58 @@
+"""Noise that hides real warnings (issue 19): a BigQuery load logs no dlt warning about the
+ledger's columns, and the table hints still reach the data table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from app.run.catalog import load_catalog
+from app.run.runner import RunRequest, run
+from core.settings import Settings
+from tests.emulators import BigQueryEmulator
+from tests.helpers import REPO
+
+
+@pytest.mark.emulators
+def test_a_bigquery_load_warns_of_nothing_and_keeps_its_table_hints(
+    tmp_path: Path,
+    bigquery_env: BigQueryEmulator,
+    unique_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The example's `orders` partitions on ordered_at and clusters on country. dlt copied
+    those column hints into every table the resource yields, the ledger too, and warned on
+    every load that they "did not receive any data"."""
+    settings = Settings(
+        destination="bigquery",
+        bigquery_project=bigquery_env.project,
+        bigquery_dataset=unique_name,
+        bigquery_emulator_host=bigquery_env.endpoint,
+        storage_emulator_host=None,
+        data_dir=tmp_path / "data",
+    )
+    catalog = load_catalog(REPO / "examples" / "pipelines.yaml")
+
+    with caplog.at_level(logging.WARNING):
+        report = run(RunRequest("orders"), settings, catalog)
+
+    assert report.tables["orders"] > 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [w for w in warnings if "did not receive any data" in w], warnings
+    # the hints dlt keeps (and creates the tables from), as stored in the destination
+    (row,) = (
+        bigquery_env.client()
+        .query(
+            f"select schema from `{bigquery_env.project}.{unique_name}._dlt_version` "
+            "where schema_name = 'ferry_orders' order by inserted_at desc limit 1"
+        )
+        .result()
+    )
+    tables = json.loads(row.schema)["tables"]
+    assert tables["orders"]["columns"]["country"].get("x-bigquery-cluster") is True
+    assert tables["orders"]["columns"]["ordered_at"].get("x-bigquery-partition") is True
+    assert "country" not in tables["_ferry_objects"]["columns"]
+    assert "ordered_at" not in tables["_ferry_objects"]["columns"]
