@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,26 @@ def test_a_bigquery_load_warns_of_nothing_and_keeps_its_table_hints(
     assert tables["orders"]["columns"]["ordered_at"].get("x-bigquery-partition") is True
     assert "country" not in tables["_ferry_objects"]["columns"]
     assert "ordered_at" not in tables["_ferry_objects"]["columns"]
+
+
+@pytest.mark.emulators
+def test_a_bigquery_run_does_not_warn_about_the_storage_read_api(
+    tmp_path: Path, bigquery_env: BigQueryEmulator, unique_name: str
+) -> None:
+    settings = Settings(
+        destination="bigquery",
+        bigquery_project=bigquery_env.project,
+        bigquery_dataset=unique_name,
+        bigquery_emulator_host=bigquery_env.endpoint,
+        storage_emulator_host=None,
+        data_dir=tmp_path / "data",
+    )
+    catalog = load_catalog(REPO / "examples" / "pipelines.yaml")
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run(RunRequest("orders"), settings, catalog)
+        run(RunRequest("orders"), settings, catalog)
+
+    messages = [str(w.message) for w in seen]
+    assert not [m for m in messages if "BigQuery Storage" in m], messages
