@@ -426,7 +426,8 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
                 unexpected_field_behavior="infer",
             ),
         )
-        yield from _rebatched(reader, read, progress)
+        typed = (_json_timestamps(batch, read.source.columns) for batch in reader)
+        yield from _rebatched(typed, read, progress)
     except _ARROW_ERRORS as error:
         rows = progress.rows_read
         message = str(error)
@@ -452,6 +453,39 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
             f"{read.uri}: {message} (row counted within the block after data row {rows}); {hint}",
             details={"uri": read.uri},
         ) from error
+
+
+_TIMESTAMP_TEXT = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+)
+TIMESTAMP_SAMPLE = 100
+
+
+def _json_timestamps(batch: pa.RecordBatch, declared: Any) -> pa.RecordBatch:
+    """Arrow's JSON reader types only plain `YYYY-MM-DD hh:mm:ss` as a timestamp: with a
+    fraction or an offset (`...13.623+00:00`) the value stays text, where the CSV reader (and
+    DuckDB's own) types it. An undeclared text column whose values look like timestamps gets
+    the type the CSV reader infers for them (a declared column keeps its declared type)."""
+    columns = list(batch.columns)
+    changed = False
+    for index, field in enumerate(batch.schema):
+        if field.name in declared or not pa.types.is_string(field.type):
+            continue
+        sample = [v for v in columns[index].drop_null()[:TIMESTAMP_SAMPLE].to_pylist()]
+        if not sample or not all(_TIMESTAMP_TEXT.fullmatch(value) for value in sample):
+            continue
+        text = "v\n" + "".join(f"{value}\n" for value in sample)
+        inferred = pa_csv.read_csv(io.BytesIO(text.encode())).schema.field("v").type
+        if not pa.types.is_timestamp(inferred):
+            continue
+        try:
+            columns[index] = columns[index].cast(inferred)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue  # a later value is not a timestamp: the column stays text
+        changed = True
+    if not changed:
+        return batch
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 JSON_FALLBACK_ROWS = 10_000

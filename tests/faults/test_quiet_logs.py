@@ -14,7 +14,7 @@ from app.run.catalog import load_catalog
 from app.run.runner import RunRequest, run
 from core.settings import Settings
 from tests.emulators import BigQueryEmulator
-from tests.helpers import REPO
+from tests.helpers import REPO, duckdb_settings, query, write_catalog
 
 
 @pytest.mark.emulators
@@ -80,3 +80,38 @@ def test_a_bigquery_run_does_not_warn_about_the_storage_read_api(
 
     messages = [str(w.message) for w in seen]
     assert not [m for m in messages if "BigQuery Storage" in m], messages
+
+
+def test_jsonl_timestamps_with_fractions_or_offsets_type_as_in_csv(tmp_path: Path) -> None:
+    values = ["2026-11-20T10:00:13.623+00:00", "2026-11-21T08:30:00.5+02:00"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text(
+        "id,at\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)), encoding="utf-8"
+    )
+    (folder / "a.jsonl").write_text(
+        "".join(f'{{"id": {i}, "at": "{v}"}}\n' for i, v in enumerate(values)), encoding="utf-8"
+    )
+    catalog = write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - {{name: from_csv, source: {{uri: "{folder}/*.csv"}}, destination: {{table: c}}}}
+          - {{name: from_jsonl, source: {{uri: "{folder}/*.jsonl"}}, destination: {{table: j}}}}
+        """,
+    )
+    settings = duckdb_settings(tmp_path)
+    run(RunRequest("from_csv"), settings, catalog)
+    run(RunRequest("from_jsonl"), settings, catalog)
+
+    types = dict(
+        query(
+            settings,
+            "select table_name, data_type from information_schema.columns "
+            "where table_schema = 'ferry' and column_name = 'at'",
+        )
+    )
+    assert types["j"] == types["c"] == "TIMESTAMP WITH TIME ZONE", types
+    assert query(settings, 'select "at" from ferry.j order by id') == query(
+        settings, 'select "at" from ferry.c order by id'
+    )
