@@ -8,7 +8,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.destinations.pipeline import destination_lock, drop_staging_dataset, kept_pipeline_for
+from app.destinations.pipeline import (
+    destination_lock,
+    drop_staging_dataset,
+    kept_pipeline_for,
+    lock_wait,
+)
 from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
 from app.run.build import build_after_load, build_run
@@ -60,6 +65,7 @@ def run(
     """Run one pipeline to completion, then the models downstream of what it loaded (or, for
     a build request, just models). Raises FerryError (its `report` set) on failure."""
     preload()
+    lock_wait(reset=True)
     # every log line of the run is labelled with its run id (and pipeline)
     with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
         if request.models is not None:
@@ -120,12 +126,25 @@ def _run(
         error.run_id = request.run_id
         if not report.load_ids:
             _nothing_committed(report)
+        _report_lock_wait(report)
         report.add_time("total", time.perf_counter() - started)
         if error.report is None:
             error.report = report.finish("failed", error.to_dict())
         raise error from raw
+    _report_lock_wait(report)
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
+
+
+LOCK_WAIT_REPORTED = 0.1
+"""Shorter waits for the destination's writer lock are not worth a line in the report."""
+
+
+def _report_lock_wait(report: RunReport) -> None:
+    """How long the run waited for DuckDB's one writer (a model build, another run)."""
+    seconds = lock_wait()
+    if seconds >= LOCK_WAIT_REPORTED:
+        report.add_time("lock_wait", seconds)
 
 
 def _nothing_committed(report: RunReport) -> None:

@@ -172,3 +172,48 @@ def test_an_idempotency_key_reused_with_another_body_is_422(tmp_path: Path) -> N
     assert other.json()["error"]["code"] == "request_invalid"
     assert "another request body" in other.json()["error"]["message"]
     assert count(settings, "second") == 0, "the second build never ran"
+
+
+def test_a_run_waits_for_the_duckdb_writer_a_bounded_time_and_says_so(tmp_path: Path) -> None:
+    """A model build (here: anything holding DuckDB's one writer) no longer makes a push wait
+    as long as it runs: past FERRY_DUCKDB_LOCK_WAIT_SECONDS the run is retriable, and its
+    report says how long it waited."""
+    from app.destinations.pipeline import destination_lock
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id\n1\n", encoding="utf-8")
+    write_catalog(
+        tmp_path,
+        f"""
+        pipelines:
+          - name: rows
+            source: {{uri: "{folder}/*.csv"}}
+            destination: {{table: app_rows}}
+        """,
+    )
+    settings = duckdb_settings(tmp_path, duckdb_lock_wait_seconds=0.5)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with destination_lock(settings):
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    with TestClient(create_app(settings)) as client:
+        holder.start()
+        assert holding.wait(30)
+        try:
+            blocked = client.post("/runs", json={"pipeline": "rows"})
+        finally:
+            release.set()
+            holder.join(30)
+        after = client.post("/runs", json={"pipeline": "rows"})
+
+    assert blocked.status_code == 503, blocked.text
+    assert blocked.json()["error"]["code"] == "destination_unavailable"
+    assert "FERRY_DUCKDB_LOCK_WAIT_SECONDS" in blocked.json()["error"]["message"]
+    assert "lock_wait" in blocked.json()["report"]["seconds"]
+    assert after.status_code == 200, after.text
+    assert count(settings, "app_rows") == 1
