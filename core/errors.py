@@ -139,6 +139,13 @@ class RequestError(TerminalError):
     http_status = 400
 
 
+class IdempotencyKeyReusedError(RequestError):
+    """An idempotency key came back with another request than the one it first named: the
+    IETF Idempotency-Key draft answers 422 (the first run is never replayed for it)."""
+
+    http_status = 422
+
+
 class SourceNotFoundError(TerminalError):
     """The file, object, bucket or API resource does not exist."""
 

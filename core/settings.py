@@ -45,6 +45,9 @@ class Settings(JobExit):
     duckdb_dataset: str = "ferry"
     duckdb_memory_limit: str = "128MB"
     """DuckDB's own memory cap while loading (it spills to disk past it)."""
+    duckdb_lock_wait_seconds: float = Field(default=120.0, gt=0)
+    """Longest a run waits for DuckDB's one writer (another run, a model build): past it the
+    run fails retriably (503 / nack / exit 1); the report says how long it waited."""
     gcs_project: str | None = None
     google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
     """The project whose Cloud Trace the request traces belong to (log lines name it)."""

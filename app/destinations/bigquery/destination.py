@@ -6,6 +6,7 @@ The same function names as duckdb/destination.py; app/destinations/registry.py p
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
@@ -27,6 +28,7 @@ the load step only, not from the plan's ledger read)."""
 def make_destination(settings: Settings, staging_layout: str) -> Any:
     import dlt
 
+    _without_storage_read_api()
     credentials = None
     if settings.bigquery_emulator_host:
         from google.oauth2.credentials import Credentials
@@ -39,6 +41,19 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
         project_id=settings.bigquery_project,
         location=settings.bigquery_location,
         staging_dataset_name_layout=staging_layout,
+    )
+
+
+def _without_storage_read_api() -> None:
+    """ferry's queries (ledger, run log, model checks) return a few rows: the BigQuery Storage
+    Read API would buy nothing and need another IAM permission, so it is not installed. dlt
+    opens a DB-API connection per query with the client's default, which looks for it and
+    warns each time that it is missing: that look-up is expected to fail here."""
+    warnings.filterwarnings(
+        "ignore",
+        message="Cannot create BigQuery Storage client",
+        category=UserWarning,
+        module="google.cloud.bigquery",
     )
 
 

@@ -57,11 +57,13 @@ _held = threading.local()
 
 
 @contextmanager
-def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
-    """DuckDB allows one writing process at a time: queue local runs on a lock file.
+def lock(settings: Settings, timeout: float | None = None) -> Iterator[None]:
+    """DuckDB allows one writing process at a time: queue local runs on a lock file, each
+    waiting at most `duckdb_lock_wait_seconds` (a model build can hold it long).
 
     Re-entrant within a thread, so a run can hold it across several steps that each take it.
     """
+    timeout = settings.duckdb_lock_wait_seconds if timeout is None else timeout
     lock_path = settings.resolved_duckdb_path.with_suffix(".lock")
     held: set[Path] = _held.__dict__.setdefault("paths", set())
     if lock_path in held:
@@ -78,7 +80,8 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
                 if time.monotonic() > deadline:
                     raise DestinationUnavailableError(
                         f"DuckDB file {settings.resolved_duckdb_path} stayed locked by another "
-                        f"run for {timeout:.0f}s"
+                        f"writer (a run or a model build) for {timeout:g}s, the longest a run "
+                        "waits (FERRY_DUCKDB_LOCK_WAIT_SECONDS); retry"
                     ) from None
                 time.sleep(0.05)
         held.add(lock_path)
