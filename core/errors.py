@@ -139,6 +139,13 @@ class RequestError(TerminalError):
     http_status = 400
 
 
+class IdempotencyKeyReusedError(RequestError):
+    """An idempotency key came back with another request than the one it first named: the
+    IETF Idempotency-Key draft answers 422 (the first run is never replayed for it)."""
+
+    http_status = 422
+
+
 class SourceNotFoundError(TerminalError):
     """The file, object, bucket or API resource does not exist."""
 
@@ -509,7 +516,9 @@ def _recognise(error: BaseException, party: Party, cause: str) -> FerryError | N
     """A FerryError for an exception type we know, else None."""
     if isinstance(error, FerryError):
         return error
-    for recognise in (_recognise_http, *_engine_recognisers, _recognise_os):
+    # an engine knows its own answers better than the status table does (BigQuery's 400s
+    # about other writers of a table are passing conditions): engines first
+    for recognise in (*_engine_recognisers, _recognise_http, _recognise_os):
         found = recognise(error, party)
         if found is not None:
             return found

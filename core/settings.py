@@ -45,6 +45,9 @@ class Settings(JobExit):
     duckdb_dataset: str = "ferry"
     duckdb_memory_limit: str = "128MB"
     """DuckDB's own memory cap while loading (it spills to disk past it)."""
+    duckdb_lock_wait_seconds: float = Field(default=120.0, gt=0)
+    """Longest a run waits for DuckDB's one writer (another run, a model build): past it the
+    run fails retriably (503 / nack / exit 1); the report says how long it waited."""
     gcs_project: str | None = None
     google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
     """The project whose Cloud Trace the request traces belong to (log lines name it)."""
@@ -98,6 +101,16 @@ class Settings(JobExit):
     """Staging datasets of runs that started longer ago than this were left by killed runs
     and are dropped (at the start of a run and by `main.py gc`). Keep it above the longest
     run: a live run's staging dataset must never be swept."""
+    writer_lease_prefix: str | None = None
+    """BigQuery: `gs://bucket/prefix` where instances take a lease per destination table
+    before loading into it, so loads of one table from any number of instances, services
+    and jobs run one at a time (app/destinations/writers.py). Unset: loads are serialised
+    per table within an instance only, so run one instance (or set it)."""
+    writer_lease_seconds: float = Field(default=120.0, gt=0)
+    """A lease not renewed for this long was left by a dead instance and is taken over;
+    its holder renews it every third of this."""
+    writer_wait_seconds: float = Field(default=300.0, gt=0)
+    """How long a load waits for another writer of its table before failing retriably."""
     docs: bool | None = None
     """Serve the OpenAPI pages `/docs` and `/redoc` (their scripts come from a CDN). Unset:
     on, except on Cloud Run (`K_SERVICE` set) or with `FERRY_ENV=production`."""

@@ -98,9 +98,40 @@ def apply_hints(
     lineage: bool,
     keyed_by_object: bool,
     order: OrderedMerge | None = None,
+    adapt: bool = True,
 ) -> Any:
+    """`adapt=False`: the engine's table hints go on the data table's own items instead
+    (`data_table_hints`), for a resource that also yields other tables (ledger, rejects)."""
     if order is not None:
         resource.apply_hints(**ordered_hints(order), **_contract(destination))
     else:
         resource.apply_hints(**write_hints(destination, keyed_by_object=keyed_by_object))
+    if not adapt:
+        return resource
     return engine_for(settings).destination.adapt(resource, destination, lineage=lineage)
+
+
+def data_table_hints(
+    destination: DestinationSpec, settings: Settings, *, lineage: bool
+) -> dict[str, Any]:
+    """The engine's own hints of the data table (BigQuery: partition and cluster columns), to
+    be given to that table's items only. On the resource, dlt would copy their column hints
+    into every table the resource yields (`_ferry_objects`, rejects), which lack those
+    columns: dlt then warns, every load, that they received no data."""
+    import dlt
+
+    probe = engine_for(settings).destination.adapt(
+        dlt.resource([], name=destination.table), destination, lineage=lineage
+    )
+    schema = probe.compute_table_schema()
+    table_hints = {key: value for key, value in schema.items() if key.startswith("x-")}
+    return {"columns": dict(schema.get("columns") or {}), "additional_table_hints": table_hints}
+
+
+def merged_columns(*hints: dict[str, Any]) -> dict[str, Any]:
+    """Column hints of several sources, merged per column."""
+    merged: dict[str, Any] = {}
+    for columns in hints:
+        for name, hint in columns.items():
+            merged[name] = {**merged.get(name, {}), **hint}
+    return merged

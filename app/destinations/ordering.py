@@ -2,10 +2,12 @@
 
 dlt's `delete-insert` merge takes two conditions (dlt >= 1.31): a `source_filter` on the
 staged rows (the merge source) and a `destination_scope` selecting the destination rows the
-merge deletes before it inserts. Both run inside the merge's own transaction, so the check
-"is what the table holds for this key newer?" and the write are one atomic step on DuckDB and
-on BigQuery, whatever other runs do meanwhile. Within the staged rows dlt's `dedup_sort` keeps
-the latest change per key.
+merge deletes before it inserts. Both are part of the data table's merge, so the check "is
+what the table holds for this key newer?" reads what that table and its tombstones held when
+the merge ran. That is the in-order answer only because loads of one table never overlap:
+each holds the table's writer from its last check to its last commit (writers.py), so it
+sees every earlier load whole (data, tombstones, ledger), never one half-committed. Within
+the staged rows dlt's `dedup_sort` keeps the latest change per key.
 
 A staged row (key k, sequence s, object u, generation g) enters the merge unless
   * the table holds k at a sequence >= s from another object, or from an older copy of u
@@ -126,31 +128,26 @@ def tombstone_merge(
 
 def merge_order(
     pipeline: Any, destination: DestinationSpec
-) -> tuple[OrderedMerge, OrderedMerge | None]:
+) -> tuple[OrderedMerge, OrderedMerge | None, bool]:
     """The ordered-merge conditions of `destination`'s table (and of its tombstones, when
-    deletes are hard), with the destination's own quoting and naming. Reads whether the
-    tombstones table exists yet; the caller holds the destination lock."""
+    deletes are hard), with the destination's own quoting and naming, and whether the data
+    table's conditions consult the tombstones (only once that table exists: the caller
+    re-checks under the table's writer when they do not). The caller holds the destination
+    lock."""
     from dlt.common.normalizers.naming.snake_case import NamingConvention
-    from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
     naming = NamingConvention()
     keys = [naming.normalize_identifier(key) for key in destination.primary_key]
     sequence = naming.normalize_identifier(destination.sequence or SOURCE_GENERATION_COLUMN)
     hard = destination.cdc is not None and destination.cdc.deletes == "hard"
+    consulted = hard and tombstones_exist(pipeline, destination.table)
     with sql_client_of(pipeline) as client:
         table = client.make_qualified_table_name(destination.table)
         tombstones_table = client.make_qualified_table_name(destination.table + TOMBSTONES_SUFFIX)
-        tombstones_exist = False
-        if hard:
-            try:
-                client.execute_sql(f"SELECT 1 FROM {tombstones_table} WHERE 1 = 0")  # noqa: S608
-                tombstones_exist = True
-            except DatabaseUndefinedRelation:
-                pass
         escape = client.escape_column_name
         order = ordered_merge(
             table=table,
-            tombstones=tombstones_table if tombstones_exist else None,
+            tombstones=tombstones_table if consulted else None,
             primary_key=keys,
             sequence=sequence,
             escape=escape,
@@ -162,4 +159,17 @@ def merge_order(
             if hard
             else None
         )
-    return order, tombstones
+    return order, tombstones, consulted
+
+
+def tombstones_exist(pipeline: Any, table: str) -> bool:
+    """Whether `<table>__tombstones` exists yet (its first delete creates it)."""
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    with sql_client_of(pipeline) as client:
+        qualified = client.make_qualified_table_name(table + TOMBSTONES_SUFFIX)
+        try:
+            client.execute_sql(f"SELECT 1 FROM {qualified} WHERE 1 = 0")  # noqa: S608
+        except DatabaseUndefinedRelation:
+            return False
+    return True

@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import weakref
 from collections import OrderedDict
@@ -74,9 +75,41 @@ def _caching_capabilities(destination: Any) -> Any:
 _capabilities: dict[tuple[Any, ...], Any] = {}
 
 
-def destination_lock(settings: Settings) -> AbstractContextManager[None]:
-    """Held around every read or write of the destination (DuckDB: one writer at a time)."""
-    return engine_for(settings).destination.lock(settings)
+@contextmanager
+def destination_lock(settings: Settings) -> Iterator[None]:
+    """Held around every read or write of the destination (DuckDB: one writer at a time,
+    waited for at most `duckdb_lock_wait_seconds`); the wait counts in `lock_wait`."""
+    started = time.monotonic()
+    entered = False
+    try:
+        with engine_for(settings).destination.lock(settings):
+            entered = True
+            _waited(time.monotonic() - started)
+            yield
+    finally:
+        if not entered:  # gave up waiting
+            _waited(time.monotonic() - started)
+
+
+_waits = threading.local()
+
+
+def _waited(seconds: float) -> None:
+    _waits.seconds = getattr(_waits, "seconds", 0.0) + seconds
+
+
+def lock_wait(*, reset: bool = False) -> float:
+    """Seconds this thread waited for the destination lock since the last reset."""
+    seconds = float(getattr(_waits, "seconds", 0.0))
+    if reset:
+        _waits.seconds = 0.0
+    return seconds
+
+
+def destination_writer(settings: Settings, table: str) -> AbstractContextManager[None]:
+    """Held from a load's last check to its last commit into `table` (and its side tables):
+    loads of one table never overlap, on any destination."""
+    return engine_for(settings).destination.writer(settings, table)
 
 
 def staging_token(run_id: str) -> str:

@@ -46,7 +46,7 @@ def stale_staging(
 ) -> list[str]:
     """The names that are run staging datasets of `dataset` started before `now - max_age`.
 
-    `now` is local time, like the timestamp in run ids.
+    `now` is UTC, like the timestamp in run ids.
     """
     pattern = staging_pattern(dataset)
     stale = []
@@ -54,7 +54,7 @@ def stale_staging(
         match = pattern.match(name.lower())
         if match is None:
             continue
-        started = datetime.strptime(match[1].upper(), "%Y%m%dT%H%M%S")
+        started = datetime.strptime(match[1].upper(), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
         if now - started > max_age:
             stale.append(name)
     return sorted(stale)
@@ -98,7 +98,7 @@ def sweep_stale_staging(pipeline: Any, settings: Settings) -> list[str]:
     max_age = timedelta(hours=settings.staging_max_age_hours)
     with sql_client_of(pipeline) as client:
         names = destination.list_datasets(client, settings)
-        stale = stale_staging(names, settings.dataset_name, datetime.now(), max_age)
+        stale = stale_staging(names, settings.dataset_name, datetime.now(UTC), max_age)
         stale += stale_kept_staging(
             names,
             settings.dataset_name,

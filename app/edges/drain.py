@@ -10,6 +10,7 @@ and the destination ledger turns that into a no-op; a crash after it loses nothi
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,12 +26,16 @@ from app.run.request import ObjectRef, ProgressCallback, RunRequest
 from app.run.runner import run
 from core import failpoints
 from core.errors import (
+    ConfigError,
     FerryError,
     ModelFailedError,
     ModelUnavailableError,
+    Party,
     RequestError,
     ShuttingDownError,
+    SourceNotFoundError,
     classify,
+    recognise,
 )
 from core.settings import Settings
 
@@ -103,12 +108,16 @@ def drain(
 
     `progress` is called at every run's checkpoints; raising ShuttingDownError there (job
     mode's SIGTERM) abandons the run and nacks its messages."""
-    from google.cloud.pubsub_v1 import SubscriberClient
-
     limits = limits or DrainLimits()
-    client = subscriber or SubscriberClient()
-    report = DrainReport()
-    held = _pull(client, subscription, limits, report)
+    if not SUBSCRIPTION.fullmatch(subscription):
+        raise RequestError(
+            f"--subscription '{subscription}' is not a subscription name: it must look like "
+            "projects/PROJECT/subscriptions/SUBSCRIPTION"
+        )
+    with _pubsub_errors(subscription):
+        client = subscriber or _subscriber()
+        report = DrainReport()
+        held = _pull(client, subscription, limits, report)
     with _lease(client, subscription, [h.ack_id for h in held], limits.lease_seconds):
         groups = _group(held, catalog, settings, client, subscription, report)
         for pipeline, members in groups.items():
@@ -116,6 +125,38 @@ def drain(
                 pipeline, members, settings, catalog, client, subscription, report, progress
             )
     return report
+
+
+SUBSCRIPTION = re.compile(r"projects/[^/\s]+/subscriptions/[^/\s]+")
+
+
+def _subscriber() -> Any:
+    from google.cloud.pubsub_v1 import SubscriberClient
+
+    return SubscriberClient()
+
+
+@contextmanager
+def _pubsub_errors(subscription: str) -> Iterator[None]:
+    """Pub/Sub failures before anything was pulled, as one sentence with the right recovery:
+    no credentials or an unknown subscription are configuration (terminal, exit 2); an
+    unreachable or failing Pub/Sub is retriable."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        yield
+    except FerryError:
+        raise
+    except DefaultCredentialsError:
+        raise ConfigError(
+            "drain found no Google credentials to pull with: set up Application Default "
+            "Credentials (on Cloud Run, the job's service account) or PUBSUB_EMULATOR_HOST"
+        ) from None
+    except Exception as error:
+        found = recognise(error, party=Party.SOURCE)
+        if found is None:
+            raise
+        raise type(found)(f"Pub/Sub subscription '{subscription}': {found.message}") from error
 
 
 def _pull(client: Any, subscription: str, limits: DrainLimits, report: DrainReport) -> list[Held]:
@@ -207,7 +248,7 @@ def _load_group(
 ) -> None:
     """One run for the whole group; if it fails terminally, isolate the bad objects."""
     try:
-        _run(pipeline, members, settings, catalog, report, progress)
+        results = _run(pipeline, members, settings, catalog, report, progress)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
         if isinstance(error, ModelFailedError | ModelUnavailableError):
@@ -234,7 +275,30 @@ def _load_group(
             )
         return
     failpoints.hit("before_ack")
-    _ack(client, subscription, members, report)
+    gone = _not_found(results, members)
+    for member, error in gone:
+        _terminal(member, error, settings, client, subscription, report, told=True)
+    _ack(client, subscription, [m for m in members if all(m is not g for g, _ in gone)], report)
+
+
+def _not_found(results: list[RunReport], members: list[Held]) -> list[tuple[Held, FerryError]]:
+    """Members whose object was gone (and unknown to the ledger): the rest of the group
+    loaded without them, and each is dead-lettered on its own, as push mode would."""
+    missing = {
+        (entry.uri, entry.generation): entry.reason or "the object does not exist"
+        for result in results
+        for entry in result.files
+        if entry.status == "not_found"
+    }
+    gone: list[tuple[Held, FerryError]] = []
+    for member in members:
+        event = member.event
+        if event is None or event.is_delete:
+            continue
+        reason = missing.get((event.uri, event.generation or 0))
+        if reason is not None:
+            gone.append((member, SourceNotFoundError(reason, pipeline=results[0].pipeline)))
+    return gone
 
 
 def _run(
@@ -299,9 +363,13 @@ def _terminal(
     client: Any,
     subscription: str,
     report: DrainReport,
+    *,
+    told: bool = False,
 ) -> None:
+    """Dead-letter (if configured) and ack one message; `told`: its run was already recorded."""
     report.failures.append(error)
-    after_run(settings, error)
+    if not told:
+        after_run(settings, error)
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error

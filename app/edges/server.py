@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import signal
+import threading
 from types import FrameType
 from typing import Any
 
@@ -17,7 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.edges.headers import SecurityHeaders, TraceContext
 from app.ops.service import RunService
 from app.run.catalog import load_catalog
-from core.errors import FerryError, RequestError, error_for_status, outcome_of
+from core.errors import (
+    FerryError,
+    RequestError,
+    ShuttingDownError,
+    error_for_status,
+    outcome_of,
+)
 from core.problems import problems_of
 from core.settings import Settings, load_settings
 
@@ -28,8 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
     from app.edges.auth import PushTokenVerifier, warn_if_runs_are_open
     from app.edges.routes import events, health, history, pubsub, runs
+    from app.run.runner import preload
 
     settings = settings or load_settings()
+    # before the first request: concurrent first requests must not race a lazy import
+    preload()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
     service = RunService(settings=settings, catalog=load_catalog(settings.pipelines_file))
     # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default
@@ -57,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # outside every middleware (Starlette's last resort) and, through CatchAll, inside them
     # so the answer still carries the security headers
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(CatchAll)
+    app.add_middleware(CatchAll, stopping=service.stopping)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TraceContext, project=settings.trace_project)
@@ -168,12 +179,20 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=500)
 
 
+def _shut_down() -> ShuttingDownError:
+    return ShuttingDownError(
+        "the instance shut down before this request finished (its load, if any, committed; "
+        "a model build was abandoned and is rebuilt by the next run); retry"
+    )
+
+
 class CatchAll:
     """An exception no handler took becomes the documented JSON 500 here, inside the other
     middlewares; Starlette's own last resort answers outside them (without their headers)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, stopping: threading.Event | None = None) -> None:
         self.app = app
+        self.stopping = stopping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -188,6 +207,14 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking)
+        except asyncio.CancelledError:
+            # the grace period after SIGTERM ran out while this request still ran (a model
+            # build: no checkpoint inside it): uvicorn cancels it, and would answer a
+            # plain-text 500. Answer what every other shutdown answers instead.
+            if started or self.stopping is None or not self.stopping.is_set():
+                raise
+            response = await _ferry_error(Request(scope), _shut_down())
+            await response(scope, receive, send)
         except Exception as error:
             if started:  # too late for another answer: the server closes the connection
                 raise

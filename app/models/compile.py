@@ -49,8 +49,13 @@ def compile_models(
     for spec in specs:
         if spec.name.lower().startswith(RESERVED_PREFIXES):
             raise model_error(spec.name, "names starting with _dlt or _ferry are reserved")
-        if spec.name in loaded_tables:
-            raise model_error(spec.name, "a pipeline already loads a table of this name")
+        loaded = _loaded_table_named(spec.name, loaded_tables)
+        if loaded is not None:
+            # building the model would replace (drop) that table
+            raise model_error(
+                spec.name,
+                f"a pipeline already loads a table of this name ('{loaded}' in the destination)",
+            )
         if spec.name in queries:
             raise model_error(spec.name, "declared twice")
         query = parse_model(spec.name, _sql_of(spec, base_dir))
@@ -84,3 +89,18 @@ def _is_loaded(table: str, loaded_tables: Collection[str]) -> bool:
     return table in loaded_tables or any(
         table.startswith(loaded + CHILD_SEPARATOR) for loaded in loaded_tables
     )
+
+
+def _loaded_table_named(model: str, loaded_tables: Collection[str]) -> str | None:
+    """The loaded table (or its nested, rejects or tombstones table) that `model` would be in
+    the destination: names compare as dlt writes them (`AppRows` is `app_rows`), and
+    case-insensitively (DuckDB's identifiers are)."""
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+    naming = NamingConvention()
+    target = naming.normalize_path(model).lower()
+    for table in loaded_tables:
+        stored = naming.normalize_path(table).lower()
+        if target == stored or target.startswith(stored + CHILD_SEPARATOR):
+            return table
+    return None

@@ -7,6 +7,7 @@ answered too). Only successful runs are recorded: a failed run may be retried wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -18,7 +19,8 @@ from typing import Any
 
 from app.destinations.side_tables import merge_row, select
 from app.ops.locks import KeyedLocks
-from core.errors import RequestError
+from app.run.request import RunRequest
+from core.errors import IdempotencyKeyReusedError
 from core.settings import Settings
 
 log = logging.getLogger("ferry.idempotency")
@@ -39,7 +41,24 @@ class ReplayedReport:
         return str(self.stored.get("status"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.stored, "replayed": True}
+        shown = {k: v for k, v in self.stored.items() if k != REQUEST_FIELD}
+        return {**shown, "replayed": True}
+
+
+REQUEST_FIELD = "idempotency_request"
+"""Kept beside the stored report: a fingerprint of the request that first used the key."""
+
+
+def fingerprint(request: RunRequest) -> str:
+    """What a request asks for (not who asked or when): the same key must name the same."""
+    asked = {
+        "pipeline": request.pipeline,
+        "source": request.source_uri,
+        "generation": request.generation,
+        "params": dict(sorted(request.params.items())),
+        "models": list(request.models) if request.models is not None else None,
+    }
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
 class IdempotencyStore:
@@ -55,18 +74,27 @@ class IdempotencyStore:
         with self._locks.hold(key):
             yield
 
-    def lookup(self, key: str, pipeline: str) -> ReplayedReport | None:
+    def lookup(self, key: str, request: RunRequest) -> ReplayedReport | None:
         report = self._reports.get(key) or self._read_destination(key)
         if report is None:
             return None
+        pipeline = request.pipeline
         if report.get("pipeline") != pipeline:
-            raise RequestError(
+            raise IdempotencyKeyReusedError(
                 f"idempotency key '{key}' was already used for pipeline '{report.get('pipeline')}'",
+                pipeline=pipeline,
+            )
+        first = report.get(REQUEST_FIELD)
+        if first is not None and first != fingerprint(request):
+            raise IdempotencyKeyReusedError(
+                f"idempotency key '{key}' was already used with another request body; use a "
+                "new key for a different request",
                 pipeline=pipeline,
             )
         return ReplayedReport(report)
 
-    def record(self, key: str, report: dict[str, Any]) -> None:
+    def record(self, key: str, request: RunRequest, report: dict[str, Any]) -> None:
+        report = {**report, REQUEST_FIELD: fingerprint(request)}
         self._remember(key, report)
         try:
             self._write_destination(key, report)

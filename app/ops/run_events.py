@@ -42,6 +42,7 @@ def run_event(report: dict[str, Any], error: dict[str, Any] | None = None) -> di
         "destination": report.get("destination"),
         "dataset": report.get("dataset"),
         "tables": report.get("tables", {}),
+        "changes": report.get("changes"),
         "rows_read": report.get("rows_read", 0),
         "rows_loaded": report.get("rows_loaded", 0),
         "rows_rejected": report.get("rows_rejected", 0),

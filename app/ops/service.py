@@ -57,12 +57,12 @@ class RunService:
         if key is None:
             return self._run_and_tell(request)
         with self.idempotency.hold(key):
-            replay = self.idempotency.lookup(key, request.pipeline)
+            replay = self.idempotency.lookup(key, request)
             if replay is not None:
                 log.info("idempotency key %s: returning run %s", key, replay.stored.get("run_id"))
                 return replay
             report = self._run_and_tell(request)
-            self.idempotency.record(key, report.to_dict())
+            self.idempotency.record(key, request, report.to_dict())
             return report
 
     def _run_and_tell(self, request: RunRequest) -> RunReport:

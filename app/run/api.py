@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from app.destinations.hints import apply_hints, key_columns
 from app.destinations.pipeline import destination_types
-from app.run.batches import RunSchema, apply_transform
+from app.run.batches import RunSchema, apply_transform, refuse_reserved
 from app.run.checks import FileChecks, has_checks
 from app.run.raw_zone import archive_page
 from app.run.request import RunContext
@@ -59,6 +59,8 @@ def api_resource(run: RunContext, source: ApiSource) -> Any:
             )
         started = time.perf_counter()
         transformed = apply_transform(pa.Table.from_pylist(page), run.transform)
+        refuse_reserved(transformed, source.base_url)
+        run_schema.require_keys(transformed, source.base_url)
         if has_checks(run.spec.checks):
             checks.batch(transformed)
         table_out = run_schema.conform(transformed, source.base_url)

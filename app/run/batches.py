@@ -48,6 +48,27 @@ def _drop_if_present(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
     return table.drop_columns(present) if present else table
 
 
+RESERVED_PREFIXES = ("_dlt_", "_ferry_")
+"""Columns of these names are dlt's (`_dlt_load_id`, `_dlt_id`) or ferry's own (lineage, CDC
+marks): a file's column of such a name would be taken for them (or break the load)."""
+
+
+def refuse_reserved(table: pa.Table, where: str) -> None:
+    """A column whose destination name would be dlt's or ferry's own is bad data (terminal),
+    on a table's first load as on every later one."""
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+    naming = NamingConvention()
+    for name in table.column_names:
+        if naming.normalize_identifier(name).startswith(RESERVED_PREFIXES):
+            raise BadDataError(
+                f"{where}: column '{name}' has a name reserved for dlt's and ferry's own "
+                "columns (_dlt_*, _ferry_*); rename it with a transform step "
+                "(rename: {...}) or drop it",
+                details={"column": name, "uri": where},
+            )
+
+
 class RunSchema:
     """The column types of the first batch a run yields; later batches are cast to it.
 
@@ -59,6 +80,8 @@ class RunSchema:
         self, key_columns: tuple[str, ...] = (), destination_types: dict[str, str] | None = None
     ) -> None:
         self.types: dict[str, pa.DataType] = {}
+        self.required = tuple(dict.fromkeys(key_columns))
+        """Declared keys (primary_key, merge_key, sequence): every batch must have them."""
         self.key_columns = frozenset(key_columns) | set(LINEAGE_COLUMNS)
         self.destination_types = destination_types or {}
         """dlt data types of the columns the destination table already has."""
@@ -97,6 +120,23 @@ class RunSchema:
                     details={"column": name, "uri": where},
                 )
         return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+    def require_keys(self, table: pa.Table, where: str) -> None:
+        """A merge needs its key and sequence columns in every row: a file without one is
+        bad data (terminal), named, not a null that fails deep inside the load."""
+        if not table.num_rows or not self.required:
+            return
+        from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+        naming = NamingConvention()
+        present = {naming.normalize_identifier(name) for name in table.column_names}
+        for name in self.required:
+            if name not in table.column_names and naming.normalize_identifier(name) not in present:
+                raise BadDataError(
+                    f"{where}: the data has no column '{name}', which the destination's "
+                    "primary_key, merge_key or sequence names",
+                    details={"column": name, "uri": where},
+                )
 
     def _check_destination_type(self, name: str, arrow: pa.DataType, where: str) -> None:
         """A value of another kind than the destination column would be cast on load (2.5 into

@@ -32,8 +32,17 @@ def partition_values(uri: str, columns: Mapping[str, ArrowTypeName]) -> dict[str
     found: dict[str, str] = {}
     for folder in folders:
         match = _SEGMENT.match(folder)
-        if match:
-            found[match.group(1)] = unquote(match.group(2))
+        if not match:
+            continue
+        name, value = match.group(1), unquote(match.group(2))
+        if name in columns and name in found:
+            # which one is the row's value would be a guess: refuse it
+            raise BadDataError(
+                f"{uri}: the path has two '{name}=' folders ({name}={found[name]!r} and "
+                f"{name}={value!r}); source.partition_columns needs exactly one",
+                details={"column": name, "uri": uri},
+            )
+        found[name] = value
     values: dict[str, pa.Scalar] = {}
     for name, type_name in columns.items():
         if name not in found:

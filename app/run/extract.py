@@ -13,14 +13,16 @@ import pyarrow as pa
 
 from app.destinations.hints import (
     apply_hints,
+    data_table_hints,
     key_columns,
+    merged_columns,
     ordered_columns,
     rejects_hints,
     tombstone_hints,
 )
 from app.destinations.ledger import DELETED, EMPTIED, LOADED, object_row, objects_hints, retire
 from app.destinations.pipeline import destination_types
-from app.run.batches import RunSchema, add_lineage, apply_transform
+from app.run.batches import RunSchema, add_lineage, apply_transform, refuse_reserved
 from app.run.changes import ChangeMarker, partition_values, with_partition_columns
 from app.run.checks import FileChecks, has_checks
 from app.run.plan import FilePlan, Planned
@@ -31,10 +33,12 @@ from app.run.report import FileReport
 from app.run.request import RunContext
 from core import failpoints
 from core.errors import BadDataError, FerryError, QualityCheckError
-from core.lineage import OBJECTS_TABLE
+from core.lineage import DELETED_AT_COLUMN, OBJECTS_TABLE
 from core.spec import FilesSource
 
 log = logging.getLogger("ferry.files")
+
+CHANGE_KINDS = ("applied", "upserts", "deletes", "tombstones")
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,20 @@ class FileExtractor:
             if plan.tombstones is not None
             else None
         )
+        engine = data_table_hints(destination, run.settings, lineage=True)
+        columns = merged_columns(
+            engine["columns"],
+            ordered_columns(plan.order, hard_delete=self.tombstone_hints is not None)
+            if plan.order is not None
+            else {},
+        )
         self.data_hints = (
             dlt.mark.make_hints(
                 table_name=destination.table,
-                columns=ordered_columns(plan.order, hard_delete=self.tombstone_hints is not None),
+                columns=columns,
+                additional_table_hints=engine["additional_table_hints"] or None,
             )
-            if plan.order is not None
+            if columns or engine["additional_table_hints"]
             else None
         )
         self.changes = (
@@ -114,6 +126,7 @@ class FileExtractor:
             lineage=True,
             keyed_by_object=self.plan.keyed_by_object,
             order=self.plan.order,
+            adapt=False,  # the engine's hints are on the data items (data_hints)
         )
 
     def batches(self) -> Iterator[Any]:
@@ -240,10 +253,13 @@ class FileExtractor:
                 if partitions:
                     batch = with_partition_columns(batch, partitions)
                 table_out = apply_transform(batch, run.transform)
+                refuse_reserved(table_out, obj.uri)
+                self.run_schema.require_keys(table_out, obj.uri)
                 if checks:
                     checks.batch(table_out)
                 if self.changes:
                     table_out = self.changes.mark(table_out, obj.uri)
+                    self._count_changes(table_out)
                 if plan.lineage:
                     table_out = add_lineage(table_out, plan.uri, plan.generation)
                 table_out = self.run_schema.conform(table_out, obj.uri)
@@ -269,6 +285,16 @@ class FileExtractor:
             return table
         return dlt.mark.with_hints(table, self.data_hints, create_table_variant=True)
 
+    def _count_changes(self, table: pa.Table) -> None:
+        """Change rows by kind, for the report (a delete carries its mark)."""
+        counts = self.run.report.changes
+        if counts is None:
+            counts = self.run.report.changes = dict.fromkeys(CHANGE_KINDS, 0)
+        deletes = table.num_rows - table.column(DELETED_AT_COLUMN).null_count
+        counts["applied"] += table.num_rows
+        counts["deletes"] += deletes
+        counts["upserts"] += table.num_rows - deletes
+
     def _tombstones(self, table: pa.Table) -> Iterator[Any]:
         """Hard-deleting CDC: the deletes of this batch, for `<table>__tombstones`."""
         import dlt
@@ -276,6 +302,9 @@ class FileExtractor:
         if self.changes is None or self.tombstone_hints is None:
             return
         deletes = self.changes.tombstones(table)
+        counts = self.run.report.changes
+        if counts is not None:
+            counts["tombstones"] += deletes.num_rows
         if deletes.num_rows:
             yield dlt.mark.with_hints(deletes, self.tombstone_hints, create_table_variant=True)
 

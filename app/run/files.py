@@ -17,4 +17,4 @@ def files_resource(run: RunContext, source: FilesSource) -> tuple[Any, CommitGua
     plan = plan_files(run, source, storage_client)
     if not plan.pending:
         return None, None
-    return FileExtractor(run, source, plan, storage_client).resource(), plan.guard
+    return FileExtractor(run, source, plan, storage_client).resource(), plan.commit_guard

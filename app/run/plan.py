@@ -9,18 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from app.destinations.ledger import DELETED, EMPTIED, Ledger, read_ledger, read_lineage, retire
-from app.destinations.ordering import OrderedMerge, merge_order
-from app.destinations.pipeline import destination_lock
+from app.destinations.ordering import OrderedMerge, merge_order, tombstones_exist
+from app.destinations.pipeline import destination_lock, destination_writer
 from app.destinations.registry import engine_for
 from app.run.raw_zone import days, origin_of, partition
 from app.run.report import FileReport
 from app.run.request import CommitGuard, RunContext
-from app.run.selection import admitted, narrowed_uri, requested_generation
+from app.run.selection import admitted, check_generation, narrowed_uri, requested_generation
 from core.errors import DestinationUnavailableError, RequestError, SourceNotFoundError
 from core.globs import has_glob
 from core.lineage import REJECTS_SUFFIX
 from core.spec import FilesSource
-from sources.files import SourceObject, resolve_pattern
+from sources.files import SourceObject, get_object, resolve_pattern
 
 log = logging.getLogger("ferry.files")
 
@@ -37,6 +37,9 @@ class Planned:
     """False for archived API pages: API rows carry no object lineage (keyed by primary key)."""
     deleted: bool = False
     """The object generation was deleted (OBJECT_DELETE): nothing to read, its rows go."""
+    missing: SourceNotFoundError | None = None
+    """The object named is gone: nothing to read. A no-op when the ledger already holds that
+    generation (a late duplicate after a delete); otherwise not found."""
 
     @property
     def size(self) -> int:
@@ -59,6 +62,22 @@ class FilePlan:
     """Hard-deleting CDC pipelines: how `<table>__tombstones` keeps the latest delete per key."""
     record_every_object: bool = False
     """`_ferry_objects` does not exist yet: write a ledger row for every object this time."""
+    tombstones_guard: CommitGuard | None = None
+    """Set when `order` could not consult `<table>__tombstones` (none yet): re-checked under
+    the table's writer right before the commit."""
+
+    @property
+    def commit_guard(self) -> CommitGuard | None:
+        """What the runner calls under the table's writer right before the load commits."""
+        guards = [guard for guard in (self.guard, self.tombstones_guard) if guard is not None]
+        if len(guards) < 2:
+            return guards[0] if guards else None
+
+        def both() -> None:
+            for guard in guards:
+                guard()
+
+        return both
 
 
 def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> FilePlan:
@@ -69,12 +88,9 @@ def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> Fil
         if replaying:
             planned = _replayed_objects(run, storage_client)
         elif run.request.object_deleted:
-            planned = [_deleted_object(run, source)]
+            planned = _deleted_object(run, source, storage_client)
         else:
-            planned = [
-                Planned(obj, obj.uri, obj.generation)
-                for obj in _select_objects(run, source, storage_client)
-            ]
+            planned = _select_objects(run, source, storage_client)
         ledger = Ledger({}, frozenset())
         if run.spec.destination.write_disposition != "replace" and not replaying:
             with destination_lock(run.settings):
@@ -83,51 +99,98 @@ def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> Fil
                 )
         pending = _not_yet_loaded(run, planned, ledger)
         by_object = all(plan.lineage for plan, _ in pending)
+        tombstones_guard = None
         if pending and by_object and destination.ordered:
             with destination_lock(run.settings):
-                order, tombstones = merge_order(run.pipeline, destination)
+                order, tombstones, consulted = merge_order(run.pipeline, destination)
+            if tombstones is not None and not consulted:
+                tombstones_guard = _no_tombstones_yet(run)
     # a replay replaces each object's rows, so it always merges by object
     guard = None
     if pending and not replaying:
         guard = _append_guard(run, [p.uri for p, _ in pending], ledger)
-    keyed = guard is None and by_object
-    plan = FilePlan(pending, guard, keyed, replaying, order, tombstones)
+    plan = FilePlan(
+        pending,
+        guard,
+        guard is None and by_object,
+        replaying,
+        order,
+        tombstones,
+        tombstones_guard=tombstones_guard,
+    )
     plan.record_every_object = not ledger.recorded_table
     return plan
 
 
-def _deleted_object(run: RunContext, source: FilesSource) -> Planned:
-    """An OBJECT_DELETE notification: the object is gone, so there is nothing to read."""
-    request = run.request
+def _no_tombstones_yet(run: RunContext) -> CommitGuard:
+    """The merge was planned without the tombstone check (no `<table>__tombstones` yet). If
+    another run created it since (its first delete), this run's older upserts could bring a
+    deleted key back: abort (retriable), and the retry plans with the check. One query, and
+    only until a table's first delete ever."""
+
+    def check() -> None:
+        if tombstones_exist(run.pipeline, run.spec.destination.table):
+            raise DestinationUnavailableError(
+                "another run recorded this table's first deletes while this one was "
+                "extracting; retry to check them",
+                pipeline=run.spec.name,
+            )
+
+    return check
+
+
+def _deleted_object(run: RunContext, source: FilesSource, storage_client: Any) -> list[Planned]:
+    """An OBJECT_DELETE notification: the object is gone, so there is nothing to read.
+
+    The event is checked against the object itself before any row goes: an object that still
+    exists at the generation named (or a newer one) keeps its rows, and a delete naming a
+    generation above the live one cannot be true (generations only grow)."""
+    request, name = run.request, run.spec.name
     if request.source_uri is None or request.generation is None:
-        raise RequestError("a deleted object needs its uri and generation", pipeline=run.spec.name)
+        raise RequestError("a deleted object needs its uri and generation", pipeline=name)
     pattern = resolve_pattern(source.uri, run.catalog.base_dir)
-    uri = narrowed_uri(run.spec.name, pattern, request.source_uri, run.catalog.base_dir)
-    return Planned(None, uri, request.generation, deleted=True)
+    uri = narrowed_uri(name, pattern, request.source_uri, run.catalog.base_dir)
+    generation = request.generation
+    check_generation(name, uri, generation, emulated_gcs=_emulated(run))
+    try:
+        live = get_object(uri, None, storage_client=storage_client)
+    except SourceNotFoundError:
+        return [Planned(None, uri, generation, deleted=True)]
+    if live.generation < generation:
+        raise RequestError(
+            f"the delete of '{uri}' names generation {generation}, above the object's live "
+            f"generation {live.generation}: no such generation was deleted",
+            pipeline=name,
+        )
+    entry = FileReport(uri=uri, generation=generation, bytes=0)
+    entry.status = "superseded" if live.generation > generation else "not_deleted"
+    entry.reason = f"the object still exists at generation {live.generation}"
+    log.warning("skip the delete of %s (generation %s): %s", uri, generation, entry.reason)
+    run.report.files.append(entry)
+    return []
 
 
-def _select_objects(
-    run: RunContext, source: FilesSource, storage_client: Any
-) -> list[SourceObject]:
-    from sources.files import get_object, list_objects, shard
+def _emulated(run: RunContext) -> bool:
+    return bool(run.settings.storage_emulator_host)
+
+
+def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -> list[Planned]:
+    from sources.files import list_objects, shard
 
     request, base_dir, name = run.request, run.catalog.base_dir, run.spec.name
     pattern = resolve_pattern(source.uri, base_dir)
     named = True
     objects: list[SourceObject | None]
+    gone: list[Planned] = []
     if request.objects:
-        objects = [
-            requested_generation(
-                get_object(
-                    narrowed_uri(name, pattern, ref.uri, base_dir),
-                    None,
-                    storage_client=storage_client,
-                ),
-                ref.generation,
-                run.report,
-            )
-            for ref in request.objects
-        ]
+        objects = []
+        for ref in request.objects:
+            uri = narrowed_uri(name, pattern, ref.uri, base_dir)
+            found = _named_object(run, uri, ref.generation, storage_client)
+            if isinstance(found, Planned):
+                gone.append(found)
+            else:
+                objects.append(found)
     elif request.source_uri is None:
         named = False
         objects = list(list_objects(pattern, base_dir=base_dir, storage_client=storage_client))
@@ -136,24 +199,47 @@ def _select_objects(
         if request.generation is None and has_glob(target):
             named = False
             objects = list(list_objects(target, base_dir=base_dir, storage_client=storage_client))
+        elif request.generation is not None:
+            found = _named_object(run, target, request.generation, storage_client)
+            if isinstance(found, Planned):
+                gone.append(found)
+                objects = []
+            else:
+                objects = [found]
         else:
             try:
                 live = get_object(target, None, storage_client=storage_client)
             except SourceNotFoundError as missing:
-                if request.generation is not None:
-                    raise
                 # no such object: that folder, as the glob rule reads a name without a glob
                 named = False
                 objects = list(_folder(target, base_dir, storage_client, missing))
             else:
-                objects = [requested_generation(live, request.generation, run.report)]
+                objects = [live]
     present = [obj for obj in objects if obj is not None]
     kept = admitted(name, pattern, present, named=named)
     if present and not kept:
         raise SourceNotFoundError(
             f"no object it matched lies within the configured source '{pattern}'", pipeline=name
         )
-    return shard(kept, request.shard_index, request.shard_count)
+    selected = shard(kept, request.shard_index, request.shard_count)
+    return [*gone, *(Planned(obj, obj.uri, obj.generation) for obj in selected)]
+
+
+def _named_object(
+    run: RunContext, uri: str, generation: int | None, storage_client: Any
+) -> SourceObject | Planned | None:
+    """The live object a request (or a notification) names at `generation`: the object, None
+    when a newer generation superseded it, or a Planned `missing` entry when it is gone (the
+    ledger decides whether that is a late duplicate or not found)."""
+    check_generation(run.spec.name, uri, generation, emulated_gcs=_emulated(run))
+    try:
+        live = get_object(uri, None, storage_client=storage_client)
+    except SourceNotFoundError as missing:
+        if generation is None:
+            raise
+        missing.pipeline = missing.pipeline or run.spec.name
+        return Planned(None, uri, generation, missing=missing)
+    return requested_generation(live, generation, run.report)
 
 
 def _folder(
@@ -223,7 +309,7 @@ def _not_yet_loaded(
             assert loaded is not None
             entry.status = (
                 "already_deleted"
-                if plan.deleted and status == DELETED
+                if status == DELETED and loaded == plan.generation
                 else "already_loaded"
                 if loaded == plan.generation
                 else "stale_generation"
@@ -232,7 +318,8 @@ def _not_yet_loaded(
             log.info("skip %s (generation %s): %s", plan.uri, plan.generation, entry.reason)
             if status in (EMPTIED, DELETED):
                 # the load that recorded it may have died before removing the older rows
-                with destination_lock(run.settings):
+                writer = destination_writer(run.settings, run.spec.destination.table)
+                with destination_lock(run.settings), writer:
                     retire(
                         run.pipeline,
                         run.spec.destination.table,
@@ -240,6 +327,14 @@ def _not_yet_loaded(
                         loaded,
                         inclusive=status == DELETED,
                     )
+            continue
+        if plan.missing is not None:
+            if not run.request.objects:
+                raise plan.missing
+            # one object of a batch (drain) is gone: the others still load, and the drain
+            # dead-letters this one's notification on its own
+            entry.status, entry.reason = "not_found", plan.missing.message
+            log.warning("skip %s (generation %s): %s", plan.uri, plan.generation, entry.reason)
             continue
         pending.append((plan, entry))
     return pending

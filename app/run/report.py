@@ -19,6 +19,8 @@ FileStatus = Literal[
     "failed",
     "deleted",
     "already_deleted",
+    "not_deleted",
+    "not_found",
 ]
 RunStatus = Literal["succeeded", "failed", "skipped"]
 
@@ -64,6 +66,11 @@ class RunReport:
     """Cloud Run Jobs: the execution that ran this task (CLOUD_RUN_EXECUTION)."""
     task_attempt: int | None = None
     """Cloud Run Jobs: the task's attempt, from 0 (CLOUD_RUN_TASK_ATTEMPT)."""
+    changes: dict[str, int] | None = None
+    """CDC pipelines: the change rows, apart from table rows (a feed of 1,200 changes may
+    leave 259 rows): `applied` (merged in; a change older than the table's is merged as a
+    no-op), `upserts`, `deletes`, and `tombstones` (deletes kept to block older changes).
+    Their table is then not in `tables`, which counts rows."""
     error: dict[str, Any] | None = None
     models: list[ModelReport] = field(default_factory=list)
     """SQL models built after the load (or by a build run), in the order they ran."""
@@ -105,6 +112,11 @@ class RunReport:
         """One human line, for terminals."""
         tables = ", ".join(f"{name}={rows}" for name, rows in self.tables.items()) or "none"
         total = self.seconds.get("total", 0.0)
+        if self.changes:
+            tables += (
+                f"; changes applied {self.changes['applied']} (upserts "
+                f"{self.changes['upserts']}, deletes {self.changes['deletes']})"
+            )
         models = "".join(
             f"; model {model.name} {model.status}"
             + (f" ({model.rows} rows)" if model.rows is not None else "")

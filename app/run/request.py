@@ -26,7 +26,8 @@ CommitGuard = Callable[[], None]
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    # UTC: the staging sweep reads a run's age from its id, in any instance's time zone
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
 @dataclass(frozen=True)

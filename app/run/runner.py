@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import pyarrow as pa
 
-from app.destinations.pipeline import destination_lock, drop_staging_dataset, kept_pipeline_for
+from app.destinations.pipeline import (
+    destination_lock,
+    destination_writer,
+    drop_staging_dataset,
+    kept_pipeline_for,
+    lock_wait,
+)
 from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
 from app.run.build import build_after_load, build_run
@@ -18,14 +25,36 @@ from app.run.request import CommitGuard, ProgressCallback, RunContext, RunReques
 from app.run.transform import compile_transform
 from core import failpoints, log_context
 from core.errors import RequestError, classify
-from core.lineage import REJECTS_SUFFIX
+from core.lineage import REJECTS_SUFFIX, TOMBSTONES_SUFFIX
 from core.settings import Settings
 from core.spec import ApiSource, FilesSource, PipelineSpec
 
-__all__ = ["ProgressCallback", "RunRequest", "new_run_id", "run"]
+__all__ = ["ProgressCallback", "RunRequest", "new_run_id", "preload", "run"]
 
 BOOKKEEPING = ("_dlt", "_ferry_")
 """dlt's tables and ferry's ledger: not data, so not in the report's tables or load jobs."""
+
+
+_preload_lock = threading.Lock()
+_preloaded = threading.Event()
+
+
+def preload() -> None:
+    """Import pandas, fully and once, before runs can overlap.
+
+    dlt tells a pandas DataFrame from other items by looking pandas up in `sys.modules`: while
+    one thread is still importing pandas (a pandas transform step, a conversion) another
+    thread's dlt finds the half-initialised module and fails with `partially initialized
+    module 'pandas' has no attribute 'DataFrame'`. The service calls this at start; every run
+    calls it before its read-ahead thread starts (~0.3 s, once per process)."""
+    if _preloaded.is_set():
+        return
+    with _preload_lock:
+        if _preloaded.is_set():
+            return
+        import pandas  # noqa: F401
+
+        _preloaded.set()
 
 
 def run(
@@ -36,6 +65,8 @@ def run(
 ) -> RunReport:
     """Run one pipeline to completion, then the models downstream of what it loaded (or, for
     a build request, just models). Raises FerryError (its `report` set) on failure."""
+    preload()
+    lock_wait(reset=True)
     # every log line of the run is labelled with its run id (and pipeline)
     with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
         if request.models is not None:
@@ -87,18 +118,45 @@ def _run(
                 resource = api_resource(context, spec.source)
             if resource is not None:
                 _load(context, resource, guard)
-                build_after_load(context)
+            # also when nothing loaded: a model whose last build failed heals on any run
+            build_after_load(context)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise
         error = classify(raw, pipeline=spec.name)
         error.run_id = request.run_id
+        if not report.load_ids:
+            _nothing_committed(report)
+        _report_lock_wait(report)
         report.add_time("total", time.perf_counter() - started)
         if error.report is None:
             error.report = report.finish("failed", error.to_dict())
         raise error from raw
+    _report_lock_wait(report)
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
+
+
+LOCK_WAIT_REPORTED = 0.1
+"""Shorter waits for the destination's writer lock are not worth a line in the report."""
+
+
+def _report_lock_wait(report: RunReport) -> None:
+    """How long the run waited for DuckDB's one writer (a model build, another run)."""
+    seconds = lock_wait()
+    if seconds >= LOCK_WAIT_REPORTED:
+        report.add_time("lock_wait", seconds)
+
+
+def _nothing_committed(report: RunReport) -> None:
+    """A file is `loaded` (or `deleted`) only once its load committed: a run that failed
+    before that loaded none of the files it was reading."""
+    for entry in report.files:
+        if entry.status in ("loaded", "deleted"):
+            entry.status = "failed"
+            entry.reason = entry.reason or "the run failed before this file's load committed"
+            entry.rows_loaded = 0
+    report.changes = None
 
 
 def _files_source(request: RunRequest, spec: PipelineSpec) -> FilesSource | None:
@@ -138,17 +196,19 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     for check in run.before_load:
         check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly
-    # one hold of the lock from the guard's last look to the staging drop
+    # one hold of the lock from the guard's last look to the staging drop, and of the
+    # table's writer to the last commit: the load's checks see every earlier load whole
     with destination_lock(run.settings):
-        with report.timed("load"):
-            if guard is not None:
-                guard()
-            failpoints.hit("during_load")
-            load_info = pipeline.load()
-        failpoints.hit("after_commit")
-        load_info.raise_on_failed_jobs()
-        for clean_up in run.after_commit:
-            clean_up()
+        with destination_writer(run.settings, run.spec.destination.table):
+            with report.timed("load"):
+                if guard is not None:
+                    guard()
+                failpoints.hit("during_load")
+                load_info = pipeline.load()
+            failpoints.hit("after_commit")
+            load_info.raise_on_failed_jobs()
+            for clean_up in run.after_commit:
+                clean_up()
         drop_staging_dataset(pipeline)
     report.load_ids = list(load_info.loads_ids)
     for package in load_info.load_packages:
@@ -164,3 +224,10 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     report.rows_loaded = sum(
         rows for table, rows in report.tables.items() if not table.endswith(REJECTS_SUFFIX)
     )
+    if report.changes is not None:
+        # a CDC table's loaded rows are changes (in `changes`), not the rows the table holds
+        from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+        table = NamingConvention().normalize_path(run.spec.destination.table)
+        for name in (table, table + TOMBSTONES_SUFFIX):
+            report.tables.pop(name, None)

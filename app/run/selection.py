@@ -4,12 +4,14 @@ object re-checked against the configured pattern before it is read (core/globs.p
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from app.run.report import FileReport, RunReport
-from core.errors import RequestError, SourceUnavailableError
+from core.errors import RequestError, SourceNotFoundError
 from core.globs import is_plain, narrows
+from core.uris import is_gcs
 from sources.files import SourceObject, inside, resolve_pattern
 
 log = logging.getLogger("ferry.files")
@@ -63,7 +65,33 @@ def requested_generation(
         superseded.reason = f"object is now at generation {live.generation}"
         report.files.append(superseded)
         return None
-    raise SourceUnavailableError(
-        f"object '{live.uri}' generation {generation} is not visible yet "
-        f"(live generation {live.generation})"
+    # generations only grow, and Cloud Storage answers reads after a write consistently: a
+    # generation above the live one never existed (a forged or corrupt event), so waiting
+    # for it would nack for ever
+    raise SourceNotFoundError(
+        f"object '{live.uri}' has no generation {generation}: its live generation is "
+        f"{live.generation}, and generations only grow"
     )
+
+
+FUTURE_MARGIN_SECONDS = 86_400
+"""Clock skew allowed between the event's stamp and this instance (a day: generous)."""
+
+
+def check_generation(
+    pipeline: str, uri: str, generation: int | None, *, emulated_gcs: bool = False
+) -> None:
+    """Refuse a generation that cannot exist: Cloud Storage stamps a generation with the
+    microsecond of its write (the local emulator and local files with the nanosecond), so
+    one above the present is a bad event. Recorded in the ledger it would block the object
+    for ever (every real generation would read stale), so it is terminal."""
+    if generation is None:
+        return
+    nanoseconds = not is_gcs(uri) or emulated_gcs
+    limit = (time.time() + FUTURE_MARGIN_SECONDS) * (1e9 if nanoseconds else 1e6)
+    if generation < 0 or generation > limit:
+        raise RequestError(
+            f"generation {generation} of '{uri}' cannot exist: Cloud Storage generations are "
+            "write times, and this one lies in the future",
+            pipeline=pipeline,
+        )

@@ -123,7 +123,10 @@ def _without_unconvertible_rows(
         reason, column = bad[row]
         rejects.add(
             RejectedRow(
-                row=rows_before + row + 1, reason=reason, raw=row_text(batch, row), column=column
+                row=rejects.data_row(rows_before + row + 1),
+                reason=reason,
+                raw=row_text(batch, row),
+                column=column,
             )
         )
     keep = pa.array([i not in bad for i in range(batch.num_rows)])

@@ -232,11 +232,17 @@ def _cast(batch: pa.RecordBatch, read: _Read, rows_before: int) -> pa.RecordBatc
 def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]:
     bad_rows: list[Any] = []
 
+    header_lines = 1 if read.source.csv.header else 0
+
     def on_invalid_row(row: Any) -> str:
         if read.rejects is not None:
+            # Arrow numbers rows when it parses on one thread (_csv_options, with rejects)
+            data_row = row.number - header_lines if row.number is not None else None
+            if data_row is not None:
+                read.rejects.skip(data_row)
             read.rejects.add(
                 RejectedRow(
-                    row=row.number,
+                    row=data_row,
                     reason=f"expected {row.expected_columns} fields, got {row.actual_columns}",
                     raw=row.text,
                 )
@@ -280,14 +286,18 @@ def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]
         if str(error) == "Empty CSV file":
             return
         if bad_rows:
-            raise _ragged_row(read.uri, bad_rows[0], rows) from error
+            line = bad_rows[0].number or _first_ragged_line(read)
+            raise _ragged_row(read.uri, bad_rows[0], line, rows) from error
         raise _csv_error(read, error, rows, names or (lambda: _csv_header(read))) from error
 
 
 def _csv_options(read: _Read) -> tuple[pa_csv.ReadOptions, pa_csv.ParseOptions]:
     options = read.source.csv
     read_options = pa_csv.ReadOptions(
-        block_size=read.block_bytes, encoding=_arrow_encoding(options.encoding)
+        block_size=read.block_bytes,
+        encoding=_arrow_encoding(options.encoding),
+        # one thread numbers the rows it skips: rejected rows then name their own data row
+        use_threads=read.rejects is None,
     )
     if options.column_names:
         read_options.column_names = options.column_names
@@ -316,8 +326,31 @@ def _reject_binary(schema: pa.Schema, uri: str) -> None:
             )
 
 
-def _ragged_row(uri: str, row: Any, rows_before: int) -> BadDataError:
-    where = f"at line {row.number}" if row.number is not None else f"after data row {rows_before}"
+def _first_ragged_line(read: _Read) -> int | None:
+    """The line of the file's first ragged row (error path only: Arrow's threaded parser does
+    not number rows, so the file is parsed again on one thread, up to that row)."""
+    read_options, parse_options = _csv_options(read)
+    read_options.use_threads = False
+    found: list[int | None] = []
+
+    def first(row: Any) -> str:
+        found.append(row.number)
+        return "error"
+
+    parse_options.invalid_row_handler = first
+    with _text_stream(read) as stream:
+        try:
+            for _ in pa_csv.open_csv(
+                stream, read_options=read_options, parse_options=parse_options
+            ):
+                pass
+        except _ARROW_ERRORS:
+            pass
+    return found[0] if found else None
+
+
+def _ragged_row(uri: str, row: Any, line: int | None, rows_before: int) -> BadDataError:
+    where = f"at line {line}" if line is not None else f"after data row {rows_before}"
     return BadDataError(
         f"{uri}: a row {where} has {row.actual_columns} fields, expected "
         f"{row.expected_columns}: {row.text[:200]!r}",
@@ -393,7 +426,8 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
                 unexpected_field_behavior="infer",
             ),
         )
-        yield from _rebatched(reader, read, progress)
+        typed = (_json_timestamps(batch, read.source.columns) for batch in reader)
+        yield from _rebatched(typed, read, progress)
     except _ARROW_ERRORS as error:
         rows = progress.rows_read
         message = str(error)
@@ -419,6 +453,39 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
             f"{read.uri}: {message} (row counted within the block after data row {rows}); {hint}",
             details={"uri": read.uri},
         ) from error
+
+
+_TIMESTAMP_TEXT = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+)
+TIMESTAMP_SAMPLE = 100
+
+
+def _json_timestamps(batch: pa.RecordBatch, declared: Any) -> pa.RecordBatch:
+    """Arrow's JSON reader types only plain `YYYY-MM-DD hh:mm:ss` as a timestamp: with a
+    fraction or an offset (`...13.623+00:00`) the value stays text, where the CSV reader (and
+    DuckDB's own) types it. An undeclared text column whose values look like timestamps gets
+    the type the CSV reader infers for them (a declared column keeps its declared type)."""
+    columns = list(batch.columns)
+    changed = False
+    for index, field in enumerate(batch.schema):
+        if field.name in declared or not pa.types.is_string(field.type):
+            continue
+        sample = [v for v in columns[index].drop_null()[:TIMESTAMP_SAMPLE].to_pylist()]
+        if not sample or not all(_TIMESTAMP_TEXT.fullmatch(value) for value in sample):
+            continue
+        text = "v\n" + "".join(f"{value}\n" for value in sample)
+        inferred = pa_csv.read_csv(io.BytesIO(text.encode())).schema.field("v").type
+        if not pa.types.is_timestamp(inferred):
+            continue
+        try:
+            columns[index] = columns[index].cast(inferred)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue  # a later value is not a timestamp: the column stays text
+        changed = True
+    if not changed:
+        return batch
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 JSON_FALLBACK_ROWS = 10_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ from core.errors import BadDataError
 @dataclass(frozen=True)
 class RejectedRow:
     row: int | None
-    """1-based data row (CSV: physical line when Arrow knows it); None when unknown."""
+    """1-based data row (the header is not a data row); None when unknown."""
     reason: str
     raw: str
     column: str | None = None
@@ -26,6 +27,22 @@ class Rejects:
     uri: str
     limit: int
     rows: list[RejectedRow] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    """Data rows the parser skipped (ragged CSV rows), sorted: rows after them are numbered
+    past them."""
+
+    def skip(self, data_row: int) -> None:
+        bisect.insort(self.skipped, data_row)
+
+    def data_row(self, parsed: int) -> int:
+        """The data row of the `parsed`-th row the parser gave (1-based), counting the rows
+        it skipped before it."""
+        row = parsed
+        for skipped in self.skipped:
+            if skipped > row:
+                break
+            row += 1
+        return row
 
     def add(self, row: RejectedRow) -> None:
         self.rows.append(row)

@@ -19,6 +19,7 @@ import pytest
 from google.cloud import bigquery
 
 from app.destinations.staging import stale_staging
+from app.run.request import new_run_id
 from tests.emulators import BigQueryEmulator
 from tests.helpers import REPO
 
@@ -29,7 +30,7 @@ OLD = "20200101t000000_0123abcd"
 
 def future_token() -> str:
     """A run that started after the sweep's clock: it stands for a live run."""
-    return (datetime.now() + timedelta(hours=1)).strftime("%Y%m%dt%H%M%S") + "_89abcdef"
+    return (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y%m%dt%H%M%S") + "_89abcdef"
 
 
 def ferry(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -94,7 +95,7 @@ def rerun(tmp_path: Path, env: dict[str, str]) -> dict[str, object]:
 
 
 def test_only_old_run_staging_datasets_of_this_dataset_are_stale() -> None:
-    now = datetime(2026, 11, 30, 12, 0, 0)
+    now = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
     names = [
         "ferry_staging_20261129t115959_0123abcd",  # a day and a second old
         "ferry_staging_runlog_20261101t000000_0123abcd",  # a run-log write
@@ -159,6 +160,24 @@ def test_duckdb_leftovers_of_a_killed_run_are_swept_by_the_next_run_and_gc(
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == {"dropped_staging_datasets": [f"ferry_staging_{OLD}"]}
     assert [name for name in schemas(database) if "_staging_" in name] == [live]
+
+
+def test_gc_in_a_far_time_zone_keeps_a_live_runs_staging(tmp_path: Path) -> None:
+    """Run ids and the sweep are UTC: an instance fourteen hours ahead (TZ=Etc/GMT-14) sees
+    a run that started a moment ago as a moment old, not as fourteen hours old."""
+    write_pipeline(tmp_path)
+    database = tmp_path / "destination.duckdb"
+    env = {"FERRY_DUCKDB_PATH": str(database), "FERRY_DESTINATION": "duckdb"}
+    assert ferry(tmp_path, env, "run", "people").returncode == 0
+    live = "ferry_staging_" + new_run_id().lower().replace("-", "_")
+    with duckdb.connect(str(database)) as connection:
+        connection.execute(f'create schema "{live}"')
+
+    done = ferry(tmp_path, {**env, "TZ": "Etc/GMT-14", "FERRY_STAGING_MAX_AGE_HOURS": "2"}, "gc")
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"dropped_staging_datasets": []}
+    assert live in schemas(database)
 
 
 # --- BigQuery (emulator) ----------------------------------------------------------------------

@@ -79,3 +79,10 @@ def test_a_missing_operation_column_fails_the_file() -> None:
     marker = ChangeMarker(CdcSpec(operation_column="op"), ["id"], None)
     with pytest.raises(BadDataError, match="operation column 'op'"):
         marker.mark(pa.table({"id": [1]}), "gs://b/a.csv")
+
+
+def test_two_segments_of_one_partition_column_are_refused() -> None:
+    with pytest.raises(BadDataError, match="two 'dt=' folders"):
+        partition_values("gs://b/dt=2026-01-01/x/dt=2026-02-02/a.csv", {"dt": "date"})
+    # undeclared names may repeat: they are not columns
+    partition_values("gs://b/v=1/dt=2026-01-01/v=2/a.csv", {"dt": "date"})

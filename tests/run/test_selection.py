@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from app.run.report import RunReport
-from app.run.selection import admitted, narrowed_uri, requested_generation
-from core.errors import RequestError, SourceUnavailableError
+from app.run.selection import admitted, check_generation, narrowed_uri, requested_generation
+from core.errors import RequestError, SourceNotFoundError
 from sources.files import SourceObject, resolve_pattern
 
 
@@ -70,5 +71,16 @@ def test_generations() -> None:
     older = report()
     assert requested_generation(live, 4, older) is None
     assert [(f.status, f.generation) for f in older.files] == [("superseded", 4)]
-    with pytest.raises(SourceUnavailableError, match="not visible yet"):
+    # generations only grow: one above the live one never existed (terminal, never a nack loop)
+    with pytest.raises(SourceNotFoundError, match="has no generation 6"):
         requested_generation(live, 6, report())
+
+
+def test_generations_that_cannot_exist() -> None:
+    now_us = int(time.time() * 1e6)
+    check_generation("p", "gs://b/a.csv", now_us)
+    check_generation("p", "gs://b/a.csv", now_us * 1000, emulated_gcs=True)  # nanoseconds
+    check_generation("p", "/data/a.csv", time.time_ns())  # local files: st_mtime_ns
+    for uri, generation in (("gs://b/a.csv", now_us * 1000), ("/data/a.csv", 9 * 10**18)):
+        with pytest.raises(RequestError, match="cannot exist"):
+            check_generation("p", uri, generation)

@@ -7,15 +7,18 @@ The same function names as duckdb/destination.py; app/destinations/registry.py p
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+from app.destinations.writers import GcsLease, table_writer
 from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
 from core.spec import DestinationSpec
+from sources.files.storage import storage_client_factory
 
 SQL_TYPES = {"text": "STRING", "bigint": "INT64", "double": "FLOAT64", "timestamp": "TIMESTAMP"}
 
@@ -30,7 +33,9 @@ APPENDS_NEW_OBJECTS = True
 table, no staging table, no delete-insert): plan._append_guard."""
 
 APPEND_UNDER_LOCK = False
-"""No lock spans instances: an append is not looked at again right before its commit."""
+"""No lock spans instances by default: an append is not looked at again right before its
+commit (the writer lease, when set, is held for the load step only, not from the plan's
+ledger read)."""
 
 
 def make_destination(settings: Settings, staging_layout: str) -> Any:
@@ -38,6 +43,7 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
 
     _skip_empty_truncate_scripts()
     _remember_what_exists()
+    _without_storage_read_api()
     credentials = None
     if settings.bigquery_emulator_host:
         from google.oauth2.credentials import Credentials
@@ -135,6 +141,19 @@ def _remember_what_exists() -> None:
     BigQueryClient.get_stored_schema_by_hash = remembered_by_hash  # type: ignore[method-assign,assignment]
 
 
+def _without_storage_read_api() -> None:
+    """ferry's queries (ledger, run log, model checks) return a few rows: the BigQuery Storage
+    Read API would buy nothing and need another IAM permission, so it is not installed. dlt
+    opens a DB-API connection per query with the client's default, which looks for it and
+    warns each time that it is missing: that look-up is expected to fail here."""
+    warnings.filterwarnings(
+        "ignore",
+        message="Cannot create BigQuery Storage client",
+        category=UserWarning,
+        module="google.cloud.bigquery",
+    )
+
+
 @contextmanager
 def pipeline_config(settings: Settings) -> Iterator[None]:
     """dlt configuration while this engine's pipeline is in use in this thread: the emulator
@@ -196,7 +215,7 @@ _PROVIDER_NAME = "ferry: BigQuery emulator load files"
 
 @contextmanager
 def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
-    """No lock: each run stages into its own dataset, and BigQuery serialises DML itself."""
+    """No lock around reads: each run stages into its own dataset; writes take `writer`."""
     yield
 
 
@@ -214,6 +233,24 @@ def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[s
     if errors:
         raise RuntimeError(f"streaming insert into {qualified} failed: {errors}")
     return True
+
+
+def writer(settings: Settings, table: str) -> AbstractContextManager[None]:
+    """Held from a load's last check to its last commit: one load of `table` at a time, in
+    this instance and (with `writer_lease_prefix`) across instances. BigQuery runs loads of
+    one table side by side otherwise, and a load commits table by table (writers.py)."""
+    key = (settings.bigquery_project or "", settings.dataset_name, table)
+    lease: Callable[[], GcsLease] | None = None
+    prefix = settings.writer_lease_prefix
+    if prefix:
+        bucket, _, folder = prefix.removeprefix("gs://").partition("/")
+        name = "/".join(part for part in (folder.strip("/"), ".".join(key) + ".lease") if part)
+        client = storage_client_factory(settings)
+
+        def lease() -> GcsLease:
+            return GcsLease(client(), bucket, name, settings.writer_lease_seconds)
+
+    return table_writer(key, timeout=settings.writer_wait_seconds, lease=lease)
 
 
 def list_datasets(client: Any, settings: Settings) -> list[str]:

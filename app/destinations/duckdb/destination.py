@@ -10,7 +10,7 @@ import fcntl
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,13 @@ _held = threading.local()
 
 
 @contextmanager
-def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
-    """DuckDB allows one writing process at a time: queue local runs on a lock file.
+def lock(settings: Settings, timeout: float | None = None) -> Iterator[None]:
+    """DuckDB allows one writing process at a time: queue local runs on a lock file, each
+    waiting at most `duckdb_lock_wait_seconds` (a model build can hold it long).
 
     Re-entrant within a thread, so a run can hold it across several steps that each take it.
     """
+    timeout = settings.duckdb_lock_wait_seconds if timeout is None else timeout
     lock_path = settings.resolved_duckdb_path.with_suffix(".lock")
     held: set[Path] = _held.__dict__.setdefault("paths", set())
     if lock_path in held:
@@ -88,7 +90,8 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
                 if time.monotonic() > deadline:
                     raise DestinationUnavailableError(
                         f"DuckDB file {settings.resolved_duckdb_path} stayed locked by another "
-                        f"run for {timeout:.0f}s"
+                        f"writer (a run or a model build) for {timeout:g}s, the longest a run "
+                        "waits (FERRY_DUCKDB_LOCK_WAIT_SECONDS); retry"
                     ) from None
                 time.sleep(0.05)
         held.add(lock_path)
@@ -98,6 +101,11 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
         finally:
             held.discard(lock_path)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def writer(settings: Settings, table: str) -> AbstractContextManager[None]:
+    """The file lock: DuckDB has one writer at a time anyway."""
+    return lock(settings)
 
 
 @contextmanager
