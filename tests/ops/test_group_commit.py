@@ -163,13 +163,15 @@ def upload(gcs: GcsEmulator, bucket: str, name: str, text: str) -> int:
     return int(stored.generation)
 
 
-def bigquery_settings(tmp_path: Path, emulator: BigQueryEmulator, dataset: str) -> Settings:
+def bigquery_settings(
+    tmp_path: Path, emulator: BigQueryEmulator, gcs: GcsEmulator, dataset: str
+) -> Settings:
     return Settings(
         destination="bigquery",
         bigquery_project=emulator.project,
         bigquery_dataset=dataset,
         bigquery_emulator_host=emulator.endpoint,
-        storage_emulator_host=None,
+        storage_emulator_host=gcs.endpoint,
         data_dir=tmp_path / "data",
         pipelines_file=tmp_path / "pipelines.yaml",
         gcs_project="test-project",
@@ -198,11 +200,13 @@ def test_concurrent_pushes_load_every_row_once_and_answer_each(
         """,
     )
     if engine == "duckdb":
-        settings = duckdb_settings(tmp_path, gcs_project="test-project")
+        settings = duckdb_settings(
+            tmp_path, gcs_project="test-project", storage_emulator_host=gcs_env.endpoint
+        )
     else:
         monkeypatch.setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
         emulator: BigQueryEmulator = request.getfixturevalue("bigquery_env")
-        settings = bigquery_settings(tmp_path, emulator, unique_name)
+        settings = bigquery_settings(tmp_path, emulator, gcs_env, unique_name)
     objects = []
     for n in range(6):
         rows = "".join(f"{n * 10 + i},p{n}-{i}\n" for i in range(4))
