@@ -79,7 +79,7 @@ def test_idempotency_key_survives_a_restart(client: TestClient, tmp_path: Path) 
             id="override-outside-pattern",
         ),
         pytest.param({}, 400, "request_invalid", id="nothing-named"),
-        pytest.param({"pipeline": 3, "extra": 1}, 422, "request_invalid", id="bad-body"),
+        pytest.param({"pipeline": 3, "extra": 1}, 400, "request_invalid", id="bad-body"),
         pytest.param(
             {"pipeline": "people", "source": "data/missing.csv"},
             404,
