@@ -294,9 +294,11 @@ def command_drain(args: argparse.Namespace, settings: Settings) -> int:
     # each run is recorded and published by drain itself, before its messages are acked;
     # SIGTERM (task timeout, cancel) abandons the run in flight and nacks its messages
     stop = StopOnSigterm.install()
-    report = drain(
-        args.subscription, settings, catalog, limits, progress=stop.checking(lambda _: None)
-    )
+    from app.ops.service import RunService
+
+    service = RunService(settings=settings, catalog=catalog)
+    stop.requested = service.stopping
+    report = drain(args.subscription, service, limits)
     log.info(
         "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
         report.messages,
