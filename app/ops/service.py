@@ -19,7 +19,7 @@ from app.ops.idempotency import IdempotencyStore, ReplayedReport
 from app.ops.locks import KeyedLocks
 from app.ops.run_events import run_and_tell
 from app.run.catalog import Catalog, load_catalog
-from app.run.report import FileReport, RunReport
+from app.run.report import RunReport
 from app.run.request import MODELS_RUN, ObjectRef, ProgressCallback, RunRequest
 from core.errors import ShuttingDownError
 from core.settings import Settings
@@ -27,7 +27,6 @@ from core.settings import Settings
 __all__ = [
     "MODELS_RUN",
     "Catalog",
-    "FileReport",
     "ObjectRef",
     "ProgressCallback",
     "ReplayedReport",
