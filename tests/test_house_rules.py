@@ -112,11 +112,11 @@ def redundant_imports(source: str) -> list[tuple[int, str]]:
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        for node in ast.walk(function):
-            if isinstance(node, ast.ImportFrom) and node.module in at_top and node.level == 0:
-                found.append((node.lineno, str(node.module)))
-            elif isinstance(node, ast.Import):
-                found += [(node.lineno, a.name) for a in node.names if a.name in at_top]
+        for inner in ast.walk(function):
+            if isinstance(inner, ast.ImportFrom) and inner.module in at_top and inner.level == 0:
+                found.append((inner.lineno, str(inner.module)))
+            elif isinstance(inner, ast.Import):
+                found += [(inner.lineno, a.name) for a in inner.names if a.name in at_top]
     return sorted(set(found))
 
 

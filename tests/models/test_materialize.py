@@ -26,15 +26,15 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[Any]:
-    with run_pipeline_for("people", settings, "r-materialize") as pipeline:
-        with pipeline.sql_client() as sql:
-            if not sql.has_dataset():
-                sql.create_dataset()
-            sql.execute_sql(f"CREATE TABLE {settings.dataset_name}.people (id INT, name TEXT)")
-            sql.execute_sql(
-                f"INSERT INTO {settings.dataset_name}.people VALUES (1, 'ann'), (2, 'bob')"
-            )
-            yield sql
+    with (
+        run_pipeline_for("people", settings, "r-materialize") as pipeline,
+        pipeline.sql_client() as sql,
+    ):
+        if not sql.has_dataset():
+            sql.create_dataset()
+        sql.execute_sql(f"CREATE TABLE {settings.dataset_name}.people (id INT, name TEXT)")
+        sql.execute_sql(f"INSERT INTO {settings.dataset_name}.people VALUES (1, 'ann'), (2, 'bob')")
+        yield sql
 
 
 def rows(client: Any, sql: str) -> list[tuple[Any, ...]]:
