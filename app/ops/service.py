@@ -34,6 +34,7 @@ __all__ = [
     "RunRequest",
     "RunService",
     "load_catalog",
+    "sweep_staging",
 ]
 
 log = logging.getLogger("ferry.service")
@@ -102,12 +103,6 @@ class RunService:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, handle)
 
-    def sweep_staging(self) -> list[str]:
-        """`main.py gc`: drop staging datasets left by killed runs, now; the names dropped."""
-        from app.destinations.staging import sweep_now
-
-        return sweep_now(self.settings)
-
     def _refuse_if_stopping(self, request: RunRequest) -> None:
         if self.stopping.is_set():
             raise ShuttingDownError(
@@ -137,3 +132,11 @@ class RunService:
         lock_key = (request.pipeline, request.source_uri or "*")
         with self._object_locks.hold(lock_key):
             return run(request, self.settings, self.catalog, progress=checkpoint)
+
+
+def sweep_staging(settings: Settings) -> list[str]:
+    """`main.py gc`: drop staging datasets left by killed runs, now; the names dropped. Needs
+    no pipelines file, so no RunService."""
+    from app.destinations.staging import sweep_now
+
+    return sweep_now(settings)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.ops.runlog import RunLog
-from app.ops.service import RunReport, RunRequest, RunService
+from app.ops.service import RunReport, RunRequest, RunService, sweep_staging
 from core.errors import BadDataError, ShuttingDownError
 from tests.helpers import count, duckdb_settings, write_catalog
 
@@ -82,6 +82,5 @@ def test_sigterm_sets_the_stop_flag(tmp_path: Path) -> None:
     assert service.stopping.is_set()
 
 
-def test_gc_sweeps_through_the_service(tmp_path: Path) -> None:
-    service = service_for(tmp_path, files="")
-    assert service.sweep_staging() == []
+def test_gc_sweeps_through_ops_without_a_pipelines_file(tmp_path: Path) -> None:
+    assert sweep_staging(duckdb_settings(tmp_path)) == []
