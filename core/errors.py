@@ -310,7 +310,7 @@ class ModelUnavailableError(RetriableError):
     previous table is in place and the load before it committed; build it again later.
 
     Like any retriable error it is nacked: the redelivery finds the input loaded, and it is
-    that later run which rebuilds the stale model (issue 19, "models heal themselves")."""
+    that later run which can rebuild the stale model (issue 19, "models heal themselves")."""
 
     code = "model_unavailable"
     http_status = 503
