@@ -25,8 +25,11 @@ def openapi(tmp_path: Path) -> dict[str, Any]:
 def test_every_report_in_the_document_is_the_run_report_schema(tmp_path: Path) -> None:
     document = openapi(tmp_path)
     schemas = document["components"]["schemas"]
-    runs = document["paths"]["/runs"]["post"]["responses"]["200"]["content"]["application/json"]
-    assert runs["schema"] == {"$ref": "#/components/schemas/RunReportBody"}
+    for path, method in (("/runs", "post"), ("/runs/{run_id}", "get")):
+        answer = document["paths"][path][method]["responses"]["200"]["content"]
+        assert answer["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/RunReportBody"
+        }
     assert schemas["PushResponse"]["properties"]["reports"]["items"] == {
         "$ref": "#/components/schemas/RunReportBody"
     }
