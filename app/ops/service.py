@@ -35,6 +35,7 @@ __all__ = [
     "RunService",
     "load_catalog",
     "sweep_staging",
+    "where_it_landed",
 ]
 
 log = logging.getLogger("ferry.service")
@@ -140,3 +141,10 @@ def sweep_staging(settings: Settings) -> list[str]:
     from app.destinations.staging import sweep_now
 
     return sweep_now(settings)
+
+
+def where_it_landed(settings: Settings, tables: list[str]) -> list[str]:
+    """Lines for a person at a terminal: where these tables are and how to look at them."""
+    from app.destinations.registry import engine_for
+
+    return list(engine_for(settings).destination.describe(settings, tables))
