@@ -133,7 +133,7 @@ def test_a_body_without_a_json_content_type_is_told_so(client: TestClient) -> No
         content=b'{"pipeline": "people"}',
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
     message = response.json()["error"]["message"]
     assert "Content-Type: application/json" in message
     assert "application/x-www-form-urlencoded" in message
