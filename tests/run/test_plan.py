@@ -77,7 +77,11 @@ def test_an_object_named_twice_is_planned_once(settings: Settings) -> None:
     ("request_", "error", "match"),
     [
         (RunRequest("people", source_uri="../secrets.csv"), RequestError, "outside"),
-        (RunRequest("people", source_uri="data/gone.csv", generation=3), SourceNotFoundError, ""),
+        (
+            RunRequest("people", source_uri="data/gone.csv", generation=3),
+            SourceNotFoundError,
+            "gone.csv",
+        ),
         (
             RunRequest("people", source_uri="data/a.csv", object_deleted=True),
             RequestError,

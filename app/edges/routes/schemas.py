@@ -16,6 +16,8 @@ class RunReportBody(RunReport):
     OpenAPI document cannot drift from the dataclass) and what `RunReport.to_dict()` adds.
     Only a schema: the routes answer `to_dict()` of the typed report."""
 
+    rows_filtered: int = 0
+    """Rows read that a transform step or a check left out (neither loaded nor rejected)."""
     files_loaded: int = 0
     """Files whose rows this run loaded."""
     files_skipped: int = 0
