@@ -157,8 +157,10 @@ class RequestError(TerminalError):
 
 class IdempotencyKeyReusedError(RequestError):
     """An idempotency key came back with another request than the one it first named: the
-    IETF Idempotency-Key draft answers 422 (the first run is never replayed for it)."""
+    IETF Idempotency-Key draft answers 422 (the first run is never replayed for it). Its own
+    code: `request_invalid` is 400 everywhere, and a code has one answer."""
 
+    code = "idempotency_key_reused"
     http_status = 422
 
 

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.edges.headers import SecurityHeaders, TraceContext
-from app.ops.service import RunService
+from app.ops.service import RunService, prepare_for_concurrent_runs
 from core.errors import (
     FerryError,
     InternalError,
@@ -38,11 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
     from app.edges.auth import PushTokenVerifier, warn_if_runs_are_open
     from app.edges.routes import events, health, history, pubsub, runs
-    from app.run.runner import preload
 
     settings = settings or load_settings()
     # before the first request: concurrent first requests must not race a lazy import
-    preload()
+    prepare_for_concurrent_runs()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
     service = RunService.from_settings(settings)
     # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default

@@ -34,6 +34,7 @@ __all__ = [
     "RunRequest",
     "RunService",
     "load_catalog",
+    "prepare_for_concurrent_runs",
     "sweep_staging",
     "where_it_landed",
 ]
@@ -133,6 +134,14 @@ class RunService:
         lock_key = (request.pipeline, request.source_uri or "*")
         with self._object_locks.hold(lock_key):
             return run(request, self.settings, self.catalog, progress=checkpoint)
+
+
+def prepare_for_concurrent_runs() -> None:
+    """Before the service's first request: import what runs share once, so concurrent first
+    runs never race a lazy import (app/run/runner.py's `preload`)."""
+    from app.run.runner import preload
+
+    preload()
 
 
 def sweep_staging(settings: Settings) -> list[str]:
