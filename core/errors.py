@@ -2,7 +2,9 @@
 
 Every error is either *terminal* (retrying cannot help: bad config, bad data, a missing
 object) or *retriable* (network, 5xx, quota: the same request may succeed later). The
-edges (CLI, HTTP routes, Pub/Sub push) never decide this themselves: they read `outcome_of`.
+edges (CLI, HTTP routes, Pub/Sub push, Eventarc, drain) never decide this themselves: every
+answer (HTTP status, ack or nack, dead letter, exit code) is read from `outcome_of`, which
+tests/core/test_outcomes.py pins for every error class.
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ class Outcome:
     """True: acknowledge the Pub/Sub message (terminal: dead-letter it first); False: nack."""
     exit_code: int
     """Exit code of `python main.py run`."""
+    dead_letter: bool
+    """True: park the message on the dead-letter topic before acknowledging it (a terminal
+    failure of the input itself). False for a nack, and for a failure after the input's load
+    committed (a model): replaying the input would load nothing."""
+
+    @property
+    def push_status(self) -> int:
+        """Status for a push delivery (Pub/Sub, Eventarc): any 2xx acknowledges, and every
+        nack is the same 503 (the body says which error)."""
+        return 200 if self.push_ack else 503
 
 
 EXIT_OK = 0
@@ -55,6 +67,9 @@ class FerryError(Exception):
     report: RunReportLike | None = None
     """The failed run's report, set by the runner; only an edge serialises it (beside
     `to_dict()`, never inside it)."""
+    after_commit: bool = False
+    """Raised after the run's load committed (a model step): the input is in the destination,
+    so a terminal failure is acknowledged without dead-lettering the input."""
 
     def __init__(
         self,
@@ -133,7 +148,8 @@ class RunNotFoundError(TerminalError):
 
 
 class RequestError(TerminalError):
-    """A request (HTTP body, CLI arguments, override) is malformed or not allowed."""
+    """A request (HTTP body, CLI arguments, override) is malformed or not allowed. One status
+    for every way a request can be wrong: FastAPI's own body validation (its 422) too."""
 
     code = "request_invalid"
     http_status = 400
@@ -141,9 +157,18 @@ class RequestError(TerminalError):
 
 class IdempotencyKeyReusedError(RequestError):
     """An idempotency key came back with another request than the one it first named: the
-    IETF Idempotency-Key draft answers 422 (the first run is never replayed for it)."""
+    IETF Idempotency-Key draft answers 422 (the first run is never replayed for it). Its own
+    code: `request_invalid` is 400 everywhere, and a code has one answer."""
 
+    code = "idempotency_key_reused"
     http_status = 422
+
+
+class RequestTooLargeError(RequestError):
+    """The request body is over FERRY_MAX_REQUEST_BYTES."""
+
+    code = "request_too_large"
+    http_status = 413
 
 
 class SourceNotFoundError(TerminalError):
@@ -233,6 +258,7 @@ class ModelFailedError(TerminalError):
 
     code = "model_failed"
     http_status = 422
+    after_commit = True
 
 
 class ModelCheckError(ModelFailedError):
@@ -283,10 +309,14 @@ class DeadLetterUnavailableError(RetriableError):
 
 class ModelUnavailableError(RetriableError):
     """The destination failed while a model was building (network, 5xx, lock): the model's
-    previous table is in place and the load before it committed; build it again later."""
+    previous table is in place and the load before it committed; build it again later.
+
+    Like any retriable error it is nacked: the redelivery finds the input loaded, and it is
+    that later run which can rebuild the stale model (issue 19, "models heal themselves")."""
 
     code = "model_unavailable"
     http_status = 503
+    after_commit = True
 
 
 class QuotaExceededError(RetriableError):
@@ -294,11 +324,38 @@ class QuotaExceededError(RetriableError):
     http_status = 429
 
 
+class InternalError(RetriableError):
+    """A bug: an exception no handler expected reached an HTTP edge. Retried (never lost
+    data); the details go to the log only."""
+
+    code = "internal_error"
+    http_status = 500
+
+
 def outcome_of(error: FerryError) -> Outcome:
-    """The single table from an error to its HTTP status, push ack and exit code."""
+    """The single table from an error to its HTTP status, push ack, dead letter and exit code."""
     if error.retriable:
-        return Outcome(http_status=error.http_status, push_ack=False, exit_code=EXIT_RETRIABLE)
-    return Outcome(http_status=error.http_status, push_ack=True, exit_code=EXIT_TERMINAL)
+        return Outcome(
+            http_status=error.http_status,
+            push_ack=False,
+            exit_code=EXIT_RETRIABLE,
+            dead_letter=False,
+        )
+    return Outcome(
+        http_status=error.http_status,
+        push_ack=True,
+        exit_code=EXIT_TERMINAL,
+        dead_letter=not error.after_commit,
+    )
+
+
+def refused_at_the_edge(error: FerryError | RecursionError, what: str) -> FerryError:
+    """What an edge answers for an error raised while it parses its input, before any run:
+    a FerryError as it is; a RecursionError means input nested too deeply to read, which
+    only untrusted input does (terminal: never a nack that brings it back)."""
+    if isinstance(error, FerryError):
+        return error
+    return RequestError(f"the {what} is nested too deeply to read")
 
 
 # --- HTTP status / Google error reason -> error class: the one table -------------------

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DestinationKind = Literal["auto", "duckdb", "bigquery"]
@@ -236,8 +236,6 @@ def default_pipelines_file() -> Path:
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (`overrides`, e.g. from command-line options, win);
     a bad value becomes a terminal ConfigError."""
-    from pydantic import ValidationError
-
     from core.errors import ConfigError
     from core.problems import problem_text
 

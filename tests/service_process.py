@@ -43,6 +43,24 @@ class ServiceProcess:
         raise AssertionError(f"saw {self.push_outcomes()} after {timeout}s, wanted {count}")
 
 
+CLOUD_RUN_GRACE_SECONDS = 10.0
+"""Cloud Run sends SIGKILL this long after SIGTERM (instance shutdown, scale-in, deploy)."""
+
+
+def stop_like_cloud_run(process: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM, then SIGKILL once the grace period is over, as Cloud Run does. True if the
+    process had to be killed: whatever it had not answered or committed by then is lost,
+    which is what a test then looks at (not how long the stop took)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=CLOUD_RUN_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True
+    return False
+
+
 @contextmanager
 def run_service(env: dict[str, str], log_path: Path) -> Iterator[ServiceProcess]:
     port = free_port()

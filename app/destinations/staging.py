@@ -20,7 +20,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.destinations.pipeline import KEPT_STAGING_PREFIX, sql_client_of
+from app.destinations.pipeline import (
+    KEPT_STAGING_PREFIX,
+    destination_lock,
+    run_pipeline_for,
+    sql_client_of,
+)
 from app.destinations.registry import engine_for
 from core.errors import classify
 from core.settings import Settings
@@ -135,8 +140,6 @@ def sweep_if_due(pipeline: Any, settings: Settings) -> None:
 
 def sweep_now(settings: Settings) -> list[str]:
     """`main.py gc`: sweep once, unthrottled; the names dropped."""
-    from app.destinations.pipeline import destination_lock, run_pipeline_for
-
     try:
         with (
             run_pipeline_for("_gc", settings, f"gc-{time.time_ns()}") as pipeline,

@@ -11,27 +11,22 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from core.errors import (
     EXIT_OK,
+    EXIT_RETRIABLE,
     EXIT_TERMINAL,
     FerryError,
     RequestError,
-    ShuttingDownError,
     outcome_of,
 )
 
 if TYPE_CHECKING:
-    from app.run.catalog import Catalog
-    from app.run.report import RunReport
-    from app.run.request import ProgressCallback, RunRequest
+    from app.ops.service import Catalog, RunReport, RunRequest
     from core.settings import Settings
 
 log = logging.getLogger("ferry")
@@ -175,8 +170,7 @@ def shard_from_env() -> tuple[int, int]:
 
 
 def command_run(args: argparse.Namespace, settings: Settings) -> int:
-    from app.run.catalog import load_catalog
-    from app.run.request import RunRequest
+    from app.ops.service import RunRequest, load_catalog
 
     catalog = load_catalog(settings.pipelines_file)
     index, count = shard_from_env()
@@ -212,18 +206,14 @@ def execute(
     """Run, record the run (history, event), print its report: a short summary for a person
     on a terminal, the JSON report otherwise (or with --json)."""
     from app.edges.progress import TerminalProgress
-    from app.ops.run_events import run_and_tell
-    from app.run.runner import run
+    from app.ops.service import RunService
 
-    stop = StopOnSigterm.install()
+    service = RunService(settings=settings, catalog=catalog)
+    # abandoned on SIGTERM at its next checkpoint, before its load commits (nothing visible):
+    # the grace period is short and the retried task is the run that counts, as in the service
+    service.stop_on_sigterm()
     with TerminalProgress.for_stderr() as progress:
-        # abandoned on SIGTERM: the grace period is short and the retried task is the run
-        # that counts, as in the service
-        report = run_and_tell(
-            settings,
-            lambda: run(request, settings, catalog, progress=stop.checking(progress)),
-            silent=stop.requested.is_set,
-        )
+        report = service.run(request, progress=progress)
     log.info(report.summary(), extra={"run_report": report.to_dict()})
     if as_json or not sys.stdout.isatty():
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
@@ -235,8 +225,7 @@ def execute(
 
 
 def command_build(args: argparse.Namespace, settings: Settings) -> int:
-    from app.run.catalog import load_catalog
-    from app.run.request import MODELS_RUN, RunRequest
+    from app.ops.service import MODELS_RUN, RunRequest, load_catalog
 
     catalog = load_catalog(settings.pipelines_file)
     request = RunRequest(
@@ -248,55 +237,18 @@ def command_build(args: argparse.Namespace, settings: Settings) -> int:
     return execute(request, settings, catalog, as_json=_wants_json(args))
 
 
-class StopOnSigterm:
-    """Job mode: Cloud Run sends SIGTERM on task timeout and on cancel. The run is abandoned
-    at its next batch or before its load commits (nothing visible), like the service does;
-    a load already committing finishes."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-
-    @classmethod
-    def install(cls) -> StopOnSigterm:
-        stop = cls()
-
-        def handle(signum: int, frame: FrameType | None) -> None:
-            log.warning("SIGTERM: abandoning the run at its next checkpoint")
-            stop.requested.set()
-
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, handle)
-        return stop
-
-    def checking(self, progress: ProgressCallback) -> ProgressCallback:
-        def checkpoint(report: RunReport) -> None:
-            if self.requested.is_set():
-                raise ShuttingDownError(
-                    "SIGTERM: run abandoned before its load committed (nothing is visible); "
-                    "the task's retry will load it",
-                    pipeline=report.pipeline,
-                    run_id=report.run_id,
-                )
-            progress(report)
-
-        return checkpoint
-
-
 def command_drain(args: argparse.Namespace, settings: Settings) -> int:
     from app.edges.drain import DrainLimits, drain
-    from app.run.catalog import load_catalog
-    from core.errors import EXIT_RETRIABLE
+    from app.ops.service import RunService
 
-    catalog = load_catalog(settings.pipelines_file)
     limits = DrainLimits(
         max_objects=args.max_objects, max_bytes=args.max_bytes, lease_seconds=args.lease_seconds
     )
-    # each run is recorded and published by drain itself, before its messages are acked;
-    # SIGTERM (task timeout, cancel) abandons the run in flight and nacks its messages
-    stop = StopOnSigterm.install()
-    report = drain(
-        args.subscription, settings, catalog, limits, progress=stop.checking(lambda _: None)
-    )
+    # each run goes through the ops wrapper (recorded and published before its messages are
+    # acked); SIGTERM (task timeout, cancel) abandons the run in flight and nacks its messages
+    service = RunService.from_settings(settings)
+    service.stop_on_sigterm()
+    report = drain(args.subscription, service, limits)
     log.info(
         "drain: %s messages, %s objects, %s runs, %s acked, %s nacked, %s dead-lettered",
         report.messages,
@@ -315,8 +267,7 @@ def command_drain(args: argparse.Namespace, settings: Settings) -> int:
 def command_replay(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import date
 
-    from app.run.catalog import load_catalog
-    from app.run.request import RunRequest
+    from app.ops.service import RunRequest, load_catalog
 
     try:
         first = date.fromisoformat(args.first)
@@ -329,7 +280,7 @@ def command_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_validate(settings: Settings) -> int:
-    from app.run.catalog import load_catalog
+    from app.ops.service import load_catalog
 
     catalog = load_catalog(settings.pipelines_file)
     for spec in catalog.pipelines.values():
@@ -345,9 +296,9 @@ def command_validate(settings: Settings) -> int:
 
 
 def command_gc(settings: Settings) -> int:
-    from app.destinations.staging import sweep_now
+    from app.ops.service import sweep_staging
 
-    dropped = sweep_now(settings)
+    dropped = sweep_staging(settings)
     sys.stdout.write(json.dumps({"dropped_staging_datasets": dropped}) + "\n")
     return EXIT_OK
 
@@ -355,8 +306,8 @@ def command_gc(settings: Settings) -> int:
 def command_load(args: argparse.Namespace, settings: Settings) -> int:
     """`ferry load data/*.csv --table t`: a one-pipeline catalog built in memory, run by the
     normal runner (readers, types, lineage columns, the exactly-once ledger)."""
+    from app.ops.service import RunRequest
     from app.run.quickstart import load_catalog_for
-    from app.run.request import RunRequest
 
     catalog, objects = load_catalog_for(args.path, args.table, Path.cwd())
     (name,) = catalog.pipelines
@@ -434,12 +385,10 @@ def human_summary(report: RunReport, settings: Settings, table: str | None = Non
     for model in report.models:
         rows = f", {model.rows} rows" if model.rows is not None else ""
         lines.append(f"  model: {model.name} {model.status}{rows}")
-    from app.destinations.registry import engine_for
+    from app.ops.service import where_it_landed
 
     tables = list(report.tables) or [m.name for m in report.models] or ([table] if table else [])
-    lines += [
-        f"  {line}" for line in engine_for(settings).destination.describe(settings, tables[:3])
-    ]
+    lines += [f"  {line}" for line in where_it_landed(settings, tables[:3])]
     lines.append("  (the full JSON report: add --json)")
     return "\n".join(lines) + "\n"
 
@@ -491,7 +440,7 @@ def _failed(
 ) -> int:
     """Log the error, print the failed run's report (if a run started; a summary on a
     terminal), pick the exit code."""
-    from app.run.report import RunReport
+    from app.ops.service import RunReport
 
     log.error(
         "%s (%s, %s)", error, error.code, error.recovery.value, extra={"error": error.to_dict()}

@@ -2,9 +2,11 @@
 
 BigQuery allows 1,500 load jobs per table per day; push mode spends one per object. Drain
 (a scheduled Cloud Run Job) groups a batch of notifications per pipeline, so a batch costs
-one load job per table. Messages are acknowledged only after their load committed and the
-run was recorded (run log) and told (run event): a crash before the ack means redelivery,
-and the destination ledger turns that into a no-op; a crash after it loses nothing.
+one load job per table. Each run goes through the ops run wrapper (`RunService.run`: stop
+flag, locks, run log, run event), so messages are acknowledged only after their load
+committed and the run was recorded and told: a crash before the ack means redelivery, and
+the destination ledger turns that into a no-op; a crash after it loses nothing. Ack, nack
+and dead letter are read from the outcome table, as push does.
 """
 
 from __future__ import annotations
@@ -19,22 +21,16 @@ from typing import Any
 
 from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_message
 from app.ops.deadletter import dead_letter
-from app.ops.run_events import after_run
-from app.run.catalog import Catalog
-from app.run.report import RunReport
-from app.run.request import ObjectRef, ProgressCallback, RunRequest
-from app.run.runner import run
+from app.ops.service import Catalog, ObjectRef, RunReport, RunRequest, RunService
 from core import failpoints
 from core.errors import (
     ConfigError,
     FerryError,
-    ModelFailedError,
-    ModelUnavailableError,
     Party,
     RequestError,
-    ShuttingDownError,
     SourceNotFoundError,
     classify,
+    outcome_of,
     recognise,
 )
 from core.settings import Settings
@@ -98,17 +94,16 @@ def _error_entry(error: FerryError) -> dict[str, Any]:
 
 def drain(
     subscription: str,
-    settings: Settings,
-    catalog: Catalog,
+    service: RunService,
     limits: DrainLimits | None = None,
     subscriber: Any = None,
-    progress: ProgressCallback | None = None,
 ) -> DrainReport:
     """Pull until the subscription is empty or a limit is reached, then load and ack.
 
-    `progress` is called at every run's checkpoints; raising ShuttingDownError there (job
-    mode's SIGTERM) abandons the run and nacks its messages."""
+    Once the service is stopping (job mode's SIGTERM) the run in flight is abandoned before
+    its load commits and its messages are nacked, as the outcome table says."""
     limits = limits or DrainLimits()
+    settings, catalog = service.settings, service.catalog
     if not SUBSCRIPTION.fullmatch(subscription):
         raise RequestError(
             f"--subscription '{subscription}' is not a subscription name: it must look like "
@@ -121,9 +116,7 @@ def drain(
     with _lease(client, subscription, [h.ack_id for h in held], limits.lease_seconds):
         groups = _group(held, catalog, settings, client, subscription, report)
         for pipeline, members in groups.items():
-            _load_group(
-                pipeline, members, settings, catalog, client, subscription, report, progress
-            )
+            _load_group(pipeline, members, service, client, subscription, report)
     return report
 
 
@@ -239,45 +232,39 @@ def _is_gcs(message: PubSubMessage) -> bool:
 def _load_group(
     pipeline: str,
     members: list[Held],
-    settings: Settings,
-    catalog: Catalog,
+    service: RunService,
     client: Any,
     subscription: str,
     report: DrainReport,
-    progress: ProgressCallback | None = None,
 ) -> None:
-    """One run for the whole group; if it fails terminally, isolate the bad objects."""
+    """One run for the whole group; if it fails terminally, isolate the bad objects. Every
+    run, failed or not, was recorded and told by the run wrapper before any ack here."""
+    settings = service.settings
     try:
-        results = _run(pipeline, members, settings, catalog, report, progress)
+        results = _run(pipeline, members, service, report)
     except BaseException as raw:
         error = classify(raw, pipeline=pipeline)
-        if isinstance(error, ModelFailedError | ModelUnavailableError):
-            # the objects loaded and committed; only a model after the load failed, and a
-            # redelivery would find them loaded and build nothing: record the error, ack
+        outcome = outcome_of(error)
+        if not outcome.push_ack:
             report.failures.append(error)
-            after_run(settings, error)  # recorded before the ack, like a success
-            _ack(client, subscription, members, report)
-            return
-        if error.retriable:
-            report.failures.append(error)
-            # a run abandoned on SIGTERM is not told: its redelivery is the run that counts
-            if not isinstance(error, ShuttingDownError):
-                after_run(settings, error)
             _nack(client, subscription, members, report)
+            return
+        if not outcome.dead_letter:
+            # the objects loaded and committed; only what followed the load (a model) failed
+            report.failures.append(error)
+            _ack(client, subscription, members, report)
             return
         if len(members) == 1:
             _terminal(members[0], error, settings, client, subscription, report)
             return
         log.warning("group of %s failed (%s): loading its objects one by one", len(members), error)
         for member in members:
-            _load_group(
-                pipeline, [member], settings, catalog, client, subscription, report, progress
-            )
+            _load_group(pipeline, [member], service, client, subscription, report)
         return
     failpoints.hit("before_ack")
     gone = _not_found(results, members)
     for member, error in gone:
-        _terminal(member, error, settings, client, subscription, report, told=True)
+        _terminal(member, error, settings, client, subscription, report)
     _ack(client, subscription, [m for m in members if all(m is not g for g, _ in gone)], report)
 
 
@@ -302,12 +289,7 @@ def _not_found(results: list[RunReport], members: list[Held]) -> list[tuple[Held
 
 
 def _run(
-    pipeline: str,
-    members: list[Held],
-    settings: Settings,
-    catalog: Catalog,
-    report: DrainReport,
-    progress: ProgressCallback | None,
+    pipeline: str, members: list[Held], service: RunService, report: DrainReport
 ) -> list[RunReport]:
     newest: dict[str, int | None] = {}
     deleted = []
@@ -327,7 +309,7 @@ def _run(
             objects=tuple(ObjectRef(uri, generation) for uri, generation in sorted(newest.items())),
             trigger="drain",
         )
-        results.append(_run_and_record(request, settings, catalog, progress))
+        results.append(service.run(request))
     # deletes after loads: a generation loaded and deleted in one batch ends deleted
     for uri, generation in sorted(set(deleted)):
         removal = RunRequest(
@@ -337,23 +319,9 @@ def _run(
             trigger="drain",
             object_deleted=True,
         )
-        results.append(_run_and_record(removal, settings, catalog, progress))
+        results.append(service.run(removal))
     report.runs.extend(results)
     return results
-
-
-def _run_and_record(
-    request: RunRequest,
-    settings: Settings,
-    catalog: Catalog,
-    progress: ProgressCallback | None,
-) -> RunReport:
-    """Run, then record and publish the run *before* its messages are acked: the run log
-    merges on run_id, so a kill before the ack and a redelivery cost one more (skipped) run
-    row, never a lost one. A failed run is told by the caller, which also decides the ack."""
-    result = run(request, settings, catalog, progress=progress)
-    after_run(settings, result)
-    return result
 
 
 def _terminal(
@@ -363,13 +331,10 @@ def _terminal(
     client: Any,
     subscription: str,
     report: DrainReport,
-    *,
-    told: bool = False,
 ) -> None:
-    """Dead-letter (if configured) and ack one message; `told`: its run was already recorded."""
+    """Dead-letter (if configured) and ack one message (nack it when it cannot be parked). A
+    failed run was already recorded and told by the run wrapper."""
     report.failures.append(error)
-    if not told:
-        after_run(settings, error)
     try:
         parked = dead_letter(
             settings.dead_letter_topic, item.message.data, item.message.attributes, error

@@ -7,7 +7,7 @@ import time
 from types import TracebackType
 from typing import TextIO
 
-from app.run.report import RunReport
+from app.ops.service import RunReport
 
 
 class TerminalProgress:

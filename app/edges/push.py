@@ -1,8 +1,11 @@
 """Push deliveries (Pub/Sub push, Eventarc) -> runs -> ack or nack, per the Pub/Sub contract.
 
-2xx acknowledges; anything else is a nack and Pub/Sub redelivers. So: success, "nothing to
-do" and terminal failures (after dead-lettering) answer 200; retriable failures answer 503.
-Nothing keeps running after the response: Cloud Run throttles CPU once it is sent.
+2xx acknowledges; anything else is a nack and Pub/Sub redelivers. Which it is, and whether
+the message is dead-lettered first, is read from the outcome table (`core.errors.outcome_of`),
+never decided here: success and "nothing to do" answer 200; a terminal failure is
+dead-lettered, then 200; a terminal failure after the load committed (a model) is 200 without
+dead-lettering; a retriable failure is 503. Nothing keeps running after the response: Cloud
+Run throttles CPU once it is sent.
 """
 
 from __future__ import annotations
@@ -17,21 +20,13 @@ from fastapi.responses import JSONResponse
 
 from app.edges.events import GcsObjectEvent, PubSubMessage, gcs_event_from_message
 from app.ops.deadletter import dead_letter
-from app.ops.service import RunService
-from app.run.request import RunRequest
-from core.errors import (
-    FerryError,
-    ModelFailedError,
-    ModelUnavailableError,
-    RequestError,
-    classify,
-    outcome_of,
-)
+from app.ops.service import ReplayedReport, RunReport, RunRequest, RunService
+from core.errors import FerryError, RequestError, classify, outcome_of, refused_at_the_edge
 
 log = logging.getLogger("ferry.push")
 
-NACK_STATUS = 503
 T = TypeVar("T")
+Report = RunReport | ReplayedReport
 
 
 @dataclass
@@ -39,13 +34,13 @@ class PushOutcome:
     status: str
     """loaded | skipped | ignored | model_failed | dead_lettered | failed_terminal | retry"""
     http_status: int = 200
-    reports: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
     detail: str | None = None
-    error: dict[str, Any] | None = None
+    error: FerryError | None = None
 
     def response(self) -> JSONResponse:
         uris = sorted(
-            {str(r.get("files", [{}])[0].get("uri")) for r in self.reports if r.get("files")}
+            {r.files[0].uri for r in self.reports if isinstance(r, RunReport) and r.files}
         )
         log.info(
             "push %s (%s)",
@@ -56,11 +51,15 @@ class PushOutcome:
         return JSONResponse(self.body(), status_code=self.http_status)
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": self.status, "reports": self.reports}
+        """The answer's JSON: the typed reports and error serialised here, at the edge."""
+        body: dict[str, Any] = {
+            "status": self.status,
+            "reports": [report.to_dict() for report in self.reports],
+        }
         if self.detail:
             body["detail"] = self.detail
-        if self.error:
-            body["error"] = self.error
+        if self.error is not None:
+            body["error"] = self.error.to_dict()
         return body
 
 
@@ -73,12 +72,9 @@ async def respond(
     """Parse at the edge (a malformed delivery is terminal), then run off the event loop."""
     try:
         parsed = parse()
-    except RecursionError:
-        # parsing never recurses unboundedly on purpose; a delivery that makes it is bad input
-        refused = RequestError("the delivery is nested too deeply to read")
-        outcome = await run_in_threadpool(terminal, service, body, {}, refused)
-    except FerryError as error:
-        outcome = await run_in_threadpool(terminal, service, body, {}, error)
+    except (FerryError, RecursionError) as error:
+        refused = refused_at_the_edge(error, "delivery")
+        outcome = await run_in_threadpool(failed, service, body, {}, refused)
     else:
         outcome = await run_in_threadpool(dispatch, service, parsed, body)
     return outcome.response()
@@ -102,7 +98,7 @@ def handle_message(service: RunService, message: PubSubMessage) -> PushOutcome:
     try:
         event = gcs_event_from_message(message)
     except FerryError as error:
-        return terminal(service, message.data, message.attributes, error)
+        return failed(service, message.data, message.attributes, error)
     if event is None:
         log.info("ignored message %s: not a Cloud Storage notification", message.message_id)
         return PushOutcome("ignored", detail="not a Cloud Storage notification")
@@ -117,7 +113,7 @@ def handle_object_event(
         return PushOutcome("ignored", detail=f"event type {event.event_type} is not loaded")
     if event.is_suspicious_name:
         refused = RequestError(f"object name '{event.name}' contains a path traversal form")
-        return terminal(service, data, attributes, refused)
+        return failed(service, data, attributes, refused)
     pipelines = service.catalog.match_uri(event.uri)
     if event.is_delete:
         # only pipelines that asked for it remove a deleted object's rows
@@ -138,41 +134,37 @@ def handle_object_event(
             object_deleted=event.is_delete,
         )
         try:
-            outcome.reports.append(service.execute(request).to_dict())
+            outcome.reports.append(service.execute(request))
         except BaseException as raw:
             error = classify(raw, pipeline=spec.name)
-            if error.report is not None:
-                outcome.reports.append(error.report.to_dict())
-            if isinstance(error, ModelFailedError | ModelUnavailableError):
-                # the object loaded and committed; only a model after it failed, and a
-                # redelivery would find the object loaded and build nothing: acknowledge
-                log.error("model failed after %s loaded: %s", event.uri, error)
-                return PushOutcome("model_failed", 200, outcome.reports, error=error.to_dict())
-            if error.retriable:
-                log.warning("nack %s: %s", event.uri, error, extra={"error": error.to_dict()})
-                return PushOutcome("retry", NACK_STATUS, outcome.reports, error=error.to_dict())
-            return terminal(service, data, attributes, error, outcome.reports)
-    if all(report.get("status") == "skipped" for report in outcome.reports):
+            if isinstance(error.report, RunReport):
+                outcome.reports.append(error.report)
+            return failed(service, data, attributes, error, outcome.reports)
+    if all(report.status == "skipped" for report in outcome.reports):
         outcome.status = "skipped"
     return outcome
 
 
-def terminal(
+def failed(
     service: RunService,
     data: bytes,
     attributes: dict[str, str],
     error: FerryError,
-    reports: list[dict[str, Any]] | None = None,
+    reports: list[Report] | None = None,
 ) -> PushOutcome:
-    """Never retried forever: park it on the dead-letter topic (if any), then acknowledge."""
-    assert outcome_of(error).push_ack
+    """The answer to a failed delivery, as the outcome table says: nack (redelivered),
+    acknowledge (the input committed; only a model after it failed), or park the message on
+    the dead-letter topic (if any) and acknowledge: a terminal failure is never retried forever."""
+    outcome, reports = outcome_of(error), reports or []
+    if not outcome.push_ack:
+        log.warning("nack: %s", error, extra={"error": error.to_dict()})
+        return PushOutcome("retry", outcome.push_status, reports, error=error)
+    if not outcome.dead_letter:
+        log.error("failed after the load committed: %s", error, extra={"error": error.to_dict()})
+        return PushOutcome("model_failed", outcome.push_status, reports, error=error)
     try:
         parked = dead_letter(service.settings.dead_letter_topic, data, attributes, error)
     except FerryError as unavailable:
-        return PushOutcome("retry", NACK_STATUS, reports or [], error=unavailable.to_dict())
-    return PushOutcome(
-        "dead_lettered" if parked else "failed_terminal",
-        200,
-        reports or [],
-        error=error.to_dict(),
-    )
+        return failed(service, data, attributes, unavailable, reports)
+    status = "dead_lettered" if parked else "failed_terminal"
+    return PushOutcome(status, outcome.push_status, reports, error=error)

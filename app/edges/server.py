@@ -17,14 +17,16 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.edges.headers import SecurityHeaders, TraceContext
-from app.ops.service import RunService
-from app.run.catalog import load_catalog
+from app.ops.service import RunService, prepare_for_concurrent_runs
 from core.errors import (
     FerryError,
+    InternalError,
     RequestError,
+    RequestTooLargeError,
     ShuttingDownError,
     error_for_status,
     outcome_of,
+    refused_at_the_edge,
 )
 from core.problems import problems_of
 from core.settings import Settings, load_settings
@@ -36,13 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
     from app.edges.auth import PushTokenVerifier, warn_if_runs_are_open
     from app.edges.routes import events, health, history, pubsub, runs
-    from app.run.runner import preload
 
     settings = settings or load_settings()
     # before the first request: concurrent first requests must not race a lazy import
-    preload()
+    prepare_for_concurrent_runs()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
-    service = RunService(settings=settings, catalog=load_catalog(settings.pipelines_file))
+    service = RunService.from_settings(settings)
     # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default
     docs = settings.docs_enabled
     app = FastAPI(
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _ferry_error(request: Request, error: Exception) -> JSONResponse:
+    """Every error answer of the HTTP routes: the status read from the outcome table."""
     assert isinstance(error, FerryError)
     body: dict[str, Any] = {"error": error.to_dict()}
     if error.report is not None:
@@ -95,6 +97,8 @@ async def _ferry_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's body and query validation: a RequestError like any other malformed request,
+    so `request_invalid` is one status (the table's 400), not FastAPI's 422 here and 400 there."""
     assert isinstance(error, RequestValidationError)
     found = problems_of(error.errors())
     problems = [{"field": p.field, "problem": p.message} for p in found]
@@ -107,15 +111,7 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
             "the body must be JSON sent with the header 'Content-Type: application/json' "
             f"(Content-Type sent: {sent})"
         )
-    body = {
-        "error": {
-            "code": "request_invalid",
-            "message": message,
-            "recovery": "terminal",
-            "details": {"problems": problems},
-        }
-    }
-    return JSONResponse(body, status_code=422)
+    return await _ferry_error(request, RequestError(message, details={"problems": problems}))
 
 
 def _body_not_json(error: RequestValidationError) -> bool:
@@ -158,10 +154,8 @@ def _allowed_methods(request: Request) -> list[str]:
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     """Anything no other handler took: the documented JSON shape, never a plain-text 500.
     The traceback goes to the log only; the body says no more than one clean sentence."""
-    if isinstance(error, RecursionError):
-        # only untrusted input nests deep enough for this: refuse it, do not retry it
-        refused = RequestError("the request is nested too deeply to read")
-        return await _ferry_error(request, refused)
+    if isinstance(error, FerryError | RecursionError):
+        return await _ferry_error(request, refused_at_the_edge(error, "request"))
     log.error(
         "%s %s -> 500: unexpected %s",
         request.method,
@@ -169,14 +163,8 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
         type(error).__name__,
         exc_info=error,
     )
-    body = {
-        "error": {
-            "code": "internal_error",
-            "message": "unexpected error; the details are in the service log",
-            "recovery": "retriable",
-        }
-    }
-    return JSONResponse(body, status_code=500)
+    bug = InternalError("unexpected error; the details are in the service log")
+    return JSONResponse({"error": bug.to_dict()}, status_code=outcome_of(bug).http_status)
 
 
 def _shut_down() -> ShuttingDownError:
@@ -257,15 +245,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
+        refused = RequestTooLargeError(f"request body is over the {self.limit}-byte limit")
         response = JSONResponse(
-            {
-                "error": {
-                    "code": "request_too_large",
-                    "message": f"request body is over the {self.limit}-byte limit",
-                    "recovery": "terminal",
-                }
-            },
-            status_code=413,
+            {"error": refused.to_dict()}, status_code=outcome_of(refused).http_status
         )
         await response({"type": "http"}, _no_receive, send)
 
@@ -294,7 +276,7 @@ def serve(host: str, port: int, settings: Settings | None = None) -> None:
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if sig == signal.SIGTERM:
                 log.warning("SIGTERM: finishing or abandoning in-flight runs")
-            service.stopping.set()
+            service.stop()
             super().handle_exit(sig, frame)
 
     FerryServer(config).run()

@@ -31,35 +31,36 @@ def _publisher() -> Any:
     return PublisherClient()
 
 
-def run_event(report: dict[str, Any], error: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The event body for one run (pure). Reports never hold secrets, so neither does this."""
-    failure = error or report.get("error")
+def run_event(report: RunReport, error: FerryError | None = None) -> dict[str, Any]:
+    """The event body for one run (pure): read from the typed report, serialised here, at the
+    Pub/Sub edge. Reports never hold secrets, so neither does this."""
+    failure = error.to_dict() if error is not None else report.error
     return {
-        "pipeline": report["pipeline"],
-        "run_id": report["run_id"],
-        "status": report["status"],
-        "trigger": report.get("trigger"),
-        "destination": report.get("destination"),
-        "dataset": report.get("dataset"),
-        "tables": report.get("tables", {}),
-        "changes": report.get("changes"),
-        "rows_read": report.get("rows_read", 0),
-        "rows_loaded": report.get("rows_loaded", 0),
-        "rows_rejected": report.get("rows_rejected", 0),
-        "load_ids": report.get("load_ids", []),
+        "pipeline": report.pipeline,
+        "run_id": report.run_id,
+        "status": report.status,
+        "trigger": report.trigger,
+        "destination": report.destination,
+        "dataset": report.dataset,
+        "tables": report.tables,
+        "changes": report.changes,
+        "rows_read": report.rows_read,
+        "rows_loaded": report.rows_loaded,
+        "rows_rejected": report.rows_rejected,
+        "load_ids": report.load_ids,
         "error": {k: failure.get(k) for k in ERROR_FIELDS} if failure else None,
-        "started_at": report.get("started_at"),
-        "finished_at": report.get("finished_at"),
-        "seconds": report.get("seconds", {}),
+        "started_at": report.started_at,
+        "finished_at": report.finished_at,
+        "seconds": report.seconds,
         "models": [
             {
-                "name": model.get("name"),
-                "status": model.get("status"),
-                "rows": model.get("rows"),
-                "seconds": model.get("seconds"),
-                "error_code": (model.get("error") or {}).get("code"),
+                "name": model.name,
+                "status": model.status,
+                "rows": model.rows,
+                "seconds": model.seconds,
+                "error_code": (model.error or {}).get("code"),
             }
-            for model in report.get("models") or []
+            for model in report.models
         ],
     }
 
@@ -76,9 +77,7 @@ def event_attributes(event: dict[str, Any]) -> dict[str, str]:
     return attributes
 
 
-def publish_run_event(
-    topic: str, report: dict[str, Any], error: dict[str, Any] | None = None
-) -> str | None:
+def publish_run_event(topic: str, report: RunReport, error: FerryError | None = None) -> str | None:
     """Publish one run's event; its message id, or None (logged) when publishing failed."""
     event = run_event(report, error)
     try:
@@ -106,16 +105,15 @@ def after_run(settings: Settings, ended: RunReport | FerryError) -> None:
     to tell about.
     """
     if isinstance(ended, FerryError):
-        report, error = ended.report, ended.to_dict()
+        report, error = ended.report, ended
     else:
         report, error = ended, None
-    if report is None:
+    if not isinstance(report, RunReport):
         return
-    body = report.to_dict()
     if settings.run_log:
-        RunLog(settings).record(body)
+        RunLog(settings).record(report.to_dict())
     if settings.run_events_topic:
-        publish_run_event(settings.run_events_topic, body, error)
+        publish_run_event(settings.run_events_topic, report, error)
 
 
 def run_and_tell(

@@ -20,7 +20,13 @@ from core.errors import DestinationUnavailableError, RequestError, SourceNotFoun
 from core.globs import has_glob
 from core.lineage import REJECTS_SUFFIX
 from core.spec import FilesSource
-from sources.files import SourceObject, get_object, resolve_pattern
+from sources.files import (
+    SourceObject,
+    get_object,
+    list_objects,
+    resolve_pattern,
+    shard,
+)
 
 log = logging.getLogger("ferry.files")
 
@@ -175,8 +181,6 @@ def _emulated(run: RunContext) -> bool:
 
 
 def _select_objects(run: RunContext, source: FilesSource, storage_client: Any) -> list[Planned]:
-    from sources.files import list_objects, shard
-
     request, base_dir, name = run.request, run.catalog.base_dir, run.spec.name
     pattern = resolve_pattern(source.uri, base_dir)
     named = True
@@ -245,8 +249,6 @@ def _named_object(
 def _folder(
     target: str, base_dir: Path, storage_client: Any, missing: SourceNotFoundError
 ) -> list[SourceObject]:
-    from sources.files import list_objects
-
     try:
         return list_objects(target + "/", base_dir=base_dir, storage_client=storage_client)
     except SourceNotFoundError:
@@ -254,8 +256,6 @@ def _folder(
 
 
 def _replayed_objects(run: RunContext, storage_client: Any) -> list[Planned]:
-    from sources.files import list_objects
-
     request, spec = run.request, run.spec
     if spec.raw is None or request.replay is None:
         raise RequestError(

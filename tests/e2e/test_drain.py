@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.edges.drain import DrainLimits, drain
+from app.ops.service import RunService
 from app.run.catalog import Catalog
 from core.settings import Settings
 from tests.emulators import BigQueryEmulator, GcsEmulator, PubSubEmulator
@@ -71,8 +72,7 @@ class DrainStack:
     def drain(self, lease_seconds: int = 60) -> dict[str, object]:
         report = drain(
             self.subscription,
-            self.settings,
-            self.catalog,
+            RunService(settings=self.settings, catalog=self.catalog),
             DrainLimits(pull_timeout_seconds=5, lease_seconds=lease_seconds),
             subscriber=self.pubsub.subscriber(),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.edges.drain import DrainLimits, DrainReport, drain
+from app.ops.service import RunService
 from tests.emulators import GcsEmulator, PubSubEmulator
 from tests.helpers import duckdb_settings, query, write_catalog
 from tests.pubsub_messages import gcs_notification
@@ -42,9 +43,8 @@ def test_a_drain_loads_then_removes_deleted_objects(
 
     def drained() -> DrainReport:
         limits = DrainLimits(pull_timeout_seconds=5, lease_seconds=60)
-        return drain(
-            subscription.name, settings, catalog, limits, subscriber=pubsub_env.subscriber()
-        )
+        service = RunService(settings=settings, catalog=catalog)
+        return drain(subscription.name, service, limits, subscriber=pubsub_env.subscriber())
 
     generations = {}
     for name, ids in (("in/a.csv", range(1, 4)), ("in/b.csv", range(10, 12))):

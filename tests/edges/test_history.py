@@ -121,9 +121,9 @@ def test_no_runs_yet_is_an_empty_list(client: TestClient) -> None:
 @pytest.mark.parametrize(
     "query", ["limit=0", "limit=501", "status=exploded"], ids=["zero", "over-max", "status"]
 )
-def test_bad_query_is_422(client: TestClient, query: str) -> None:
+def test_bad_query_is_400_like_every_malformed_request(client: TestClient, query: str) -> None:
     response = client.get(f"/runs?{query}")
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json()["error"]["code"] == "request_invalid"
 
 

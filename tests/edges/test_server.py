@@ -79,7 +79,7 @@ def test_idempotency_key_survives_a_restart(client: TestClient, tmp_path: Path) 
             id="override-outside-pattern",
         ),
         pytest.param({}, 400, "request_invalid", id="nothing-named"),
-        pytest.param({"pipeline": 3, "extra": 1}, 422, "request_invalid", id="bad-body"),
+        pytest.param({"pipeline": 3, "extra": 1}, 400, "request_invalid", id="bad-body"),
         pytest.param(
             {"pipeline": "people", "source": "data/missing.csv"},
             404,
@@ -133,7 +133,7 @@ def test_a_body_without_a_json_content_type_is_told_so(client: TestClient) -> No
         content=b'{"pipeline": "people"}',
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
     message = response.json()["error"]["message"]
     assert "Content-Type: application/json" in message
     assert "application/x-www-form-urlencoded" in message

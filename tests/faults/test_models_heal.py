@@ -169,7 +169,7 @@ def test_an_idempotency_key_reused_with_another_body_is_422(tmp_path: Path) -> N
     assert replayed.json()["replayed"] is True
     assert "idempotency_request" not in replayed.json()
     assert other.status_code == 422, other.text
-    assert other.json()["error"]["code"] == "request_invalid"
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
     assert "another request body" in other.json()["error"]["message"]
     assert count(settings, "second") == 0, "the second build never ran"
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.edges.server import create_app
-from core.settings import Settings
+from core.settings import Settings, load_settings
 from tests.helpers import count, duckdb_settings, write_catalog
 from tests.oidc import AUDIENCE, PUSHER, CertsServer, SigningKey, claims
 
@@ -121,7 +121,6 @@ def test_run_auth_off_is_warned_about_when_push_auth_is_on(
 
 def test_run_auth_needs_allowed_callers(monkeypatch: pytest.MonkeyPatch) -> None:
     from core.errors import ConfigError
-    from core.settings import load_settings
 
     monkeypatch.setenv("FERRY_RUNS_AUTH_AUDIENCE", RUNS_AUDIENCE)
     with pytest.raises(ConfigError, match="FERRY_RUNS_AUTH_ALLOWED_CALLERS"):

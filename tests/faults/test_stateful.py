@@ -23,6 +23,7 @@ from app.run.runner import RunRequest, run
 from core.settings import Settings
 from tests.emulators import BigQueryEmulator
 from tests.faults.stateful_model import (
+    Change,
     ChangeFile,
     change_files,
     deliveries,
@@ -130,7 +131,6 @@ def test_soft_deletes_keep_the_row_marked_and_still_block_older_changes(
 
 def test_a_late_older_upsert_does_not_resurrect_a_hard_deleted_key(tmp_path: Path) -> None:
     feed = cdc_feed(tmp_path)
-    from tests.faults.stateful_model import Change
 
     upsert = ChangeFile("a.csv", (Change(1, 5, "u", "old"), Change(2, 6, "i", "kept")))
     delete = ChangeFile("b.csv", (Change(1, 9, "d", "gone"),))

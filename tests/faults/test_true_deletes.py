@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.edges.drain import DrainLimits, drain
 from app.edges.server import create_app
+from app.ops.service import RunService
 from app.run.catalog import load_catalog
 from app.run.runner import RunRequest, run
 from core.settings import Settings
@@ -252,8 +253,7 @@ def test_in_drain_a_missing_object_does_not_fail_its_group(
     with caplog.at_level(logging.INFO):
         report = drain(
             subscription.name,
-            bucket.settings,
-            bucket.catalog,
+            RunService(bucket.settings, bucket.catalog),
             DrainLimits(pull_timeout_seconds=5, lease_seconds=30),
             subscriber=pubsub_env.subscriber(),
         ).to_dict()

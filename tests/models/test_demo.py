@@ -10,7 +10,9 @@ import pytest
 
 from app.edges.cli import main
 from app.edges.routes.history import RunSummary, render_runs_page
+from app.models.report import ModelReport
 from app.ops.run_events import run_event
+from app.run.report import RunReport
 from tests.edges.test_cli import ferry
 from tests.helpers import REPO, duckdb_settings, query
 
@@ -34,43 +36,30 @@ def test_the_demo_prints_its_models_in_the_report(tmp_path: Path) -> None:
     assert query(settings, top) == [(True,)]
 
 
-def failed_model_report() -> dict[str, object]:
-    return {
-        "run_id": "20261121T101500-3f9c2a1b",
-        "pipeline": "orders",
-        "status": "failed",
-        "trigger": "http",
-        "tables": {"orders": 3},
-        "seconds": {"total": 1.5, "models": 0.5},
-        "error": {"code": "model_failed", "message": "model 'a': boom", "recovery": "terminal"},
-        "models": [
-            {
-                "name": "a",
-                "materialization": "table",
-                "status": "failed",
-                "rows": None,
-                "seconds": 0.2,
-                "reason": None,
-                "error": {"code": "model_failed", "message": "boom", "recovery": "terminal"},
-            },
-            {
-                "name": "b",
-                "materialization": "view",
-                "status": "skipped",
-                "rows": None,
-                "seconds": 0.0,
-                "reason": "upstream model a not built",
-                "error": None,
-            },
+def failed_model_report() -> RunReport:
+    failed = {"code": "model_failed", "message": "boom", "recovery": "terminal"}
+    report = RunReport(
+        run_id="20261121T101500-3f9c2a1b",
+        pipeline="orders",
+        trigger="http",
+        destination="duckdb",
+        dataset="ferry",
+        tables={"orders": 3},
+        seconds={"total": 1.5, "models": 0.5},
+        models=[
+            ModelReport("a", "table", status="failed", seconds=0.2, error=failed),
+            ModelReport("b", "view", status="skipped", reason="upstream model a not built"),
         ],
-    }
+    )
+    error = {"code": "model_failed", "message": "model 'a': boom", "recovery": "terminal"}
+    return report.finish("failed", error)
 
 
 def test_models_reach_the_run_event_and_the_history_page() -> None:
     report = failed_model_report()
 
     event = run_event(report)
-    page = render_runs_page([RunSummary.of(report)])
+    page = render_runs_page([RunSummary.of(report.to_dict())])
 
     assert event["error"]["code"] == "model_failed"
     assert event["models"] == [

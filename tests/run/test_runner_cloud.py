@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.destinations.staging import kept_staging_pattern
-from app.run.catalog import Catalog
+from app.run.catalog import Catalog, load_catalog
 from app.run.runner import RunRequest, run
 from core.settings import Settings
 from tests.emulators import BigQueryEmulator, GcsEmulator
@@ -121,7 +121,6 @@ def test_bigquery_destination_loads_and_stays_idempotent(
         storage_emulator_host=None,
         data_dir=tmp_path / "data",
     )
-    from app.run.catalog import load_catalog
 
     catalog = load_catalog(REPO / "examples" / "pipelines.yaml")
     first = run(RunRequest("orders"), settings, catalog)

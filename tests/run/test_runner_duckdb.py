@@ -12,7 +12,14 @@ import pytest
 from app.run.catalog import Catalog, load_catalog
 from app.run.report import RunReport
 from app.run.runner import RunRequest, run
-from core.errors import BadDataError, RequestError, SourceNotFoundError, TransformError
+from core.errors import (
+    BadDataError,
+    DestinationUnavailableError,
+    QualityCheckError,
+    RequestError,
+    SourceNotFoundError,
+    TransformError,
+)
 from tests.helpers import REPO, count, duckdb_settings, query, write_catalog
 
 ORDERS_HEADER = "OrderID,CustomerID,OrderedAt,Status,Quantity,UnitPrice,Country,Note\n"
@@ -251,7 +258,6 @@ def test_a_run_racing_another_on_the_same_new_file_aborts_instead_of_duplicating
     tmp_path: Path,
 ) -> None:
     """New objects are appended on DuckDB; a run that loses the race must not append twice."""
-    from core.errors import DestinationUnavailableError
 
     catalog = orders_catalog(tmp_path)
     settings = duckdb_settings(tmp_path)
@@ -340,7 +346,6 @@ pipelines:
 def test_failing_quality_gate_loads_nothing_of_the_file_and_quarantines_it(
     tmp_path: Path, rows: str, check: str
 ) -> None:
-    from core.errors import QualityCheckError
 
     catalog = write_catalog(tmp_path, CHECKED)
     settings = duckdb_settings(tmp_path)
@@ -364,7 +369,6 @@ def test_failing_quality_gate_loads_nothing_of_the_file_and_quarantines_it(
 
 
 def test_freshness_gate(tmp_path: Path) -> None:
-    from core.errors import QualityCheckError
 
     catalog = write_catalog(
         tmp_path,

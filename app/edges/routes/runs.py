@@ -3,14 +3,15 @@ the run report."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.edges.deps import RunsCaller, ServiceDep
-from app.edges.routes.schemas import ERROR_RESPONSES
-from app.run.request import MODELS_RUN, RunRequest
+from app.edges.routes.schemas import ERROR_RESPONSES, RunReportBody
+from app.ops.service import MODELS_RUN, RunRequest
 from core.errors import RequestError
 
 router = APIRouter(tags=["runs"], dependencies=[RunsCaller])
@@ -45,13 +46,14 @@ class RunBody(BaseModel):
 @router.post(
     "/runs",
     summary="Run a pipeline to completion and return its report",
-    responses=ERROR_RESPONSES,
+    response_model=None,
+    responses={**ERROR_RESPONSES, 200: {"model": RunReportBody, "description": "the run's report"}},
 )
 def create_run(
     body: RunBody,
     service: ServiceDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     if body.models is not None:
         if body.pipeline or body.source or body.generation is not None or body.params:
             raise RequestError("'models' builds models only: give it alone")
@@ -61,7 +63,7 @@ def create_run(
             idempotency_key=body.idempotency_key or idempotency_key,
             trigger="http",
         )
-        return service.execute(build).to_dict()
+        return JSONResponse(service.execute(build).to_dict())
     if body.pipeline is None and body.source is None:
         raise RequestError("give 'pipeline', 'source', or both")
     pipeline = body.pipeline or service.catalog.pipeline_for_uri(str(body.source)).name
@@ -73,4 +75,5 @@ def create_run(
         idempotency_key=body.idempotency_key or idempotency_key,
         trigger="http",
     )
-    return service.execute(request).to_dict()
+    # the typed report is serialised here, at the edge
+    return JSONResponse(service.execute(request).to_dict())

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
+
+from app.ops.service import RunReport
+
+
+@dataclass
+class RunReportBody(RunReport):
+    """A run report as the routes answer it: RunReport's own fields (inherited, so the
+    OpenAPI document cannot drift from the dataclass) and what `RunReport.to_dict()` adds.
+    Only a schema: the routes answer `to_dict()` of the typed report."""
+
+    rows_filtered: int = 0
+    """Rows read that a transform step or a check left out (neither loaded nor rejected)."""
+    files_loaded: int = 0
+    """Files whose rows this run loaded."""
+    files_skipped: int = 0
+    """Files seen but not loaded (each file's status says why)."""
+    replayed: bool | None = None
+    """True: a repeated idempotency key, answered with the first run's report."""
 
 
 class ErrorDetail(BaseModel):
@@ -18,16 +37,16 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
-    report: dict[str, Any] | None = None
+    report: RunReportBody | None = None
 
 
 class PushResponse(BaseModel):
     status: Literal[
         "loaded", "skipped", "ignored", "model_failed", "dead_lettered", "failed_terminal", "retry"
     ]
-    reports: list[dict[str, Any]]
+    reports: list[RunReportBody]
     detail: str | None = None
-    error: dict[str, Any] | None = None
+    error: ErrorDetail | None = None
 
 
 ERROR_STATUSES = (400, 401, 403, 404, 413, 422, 424, 429, 500, 503)
