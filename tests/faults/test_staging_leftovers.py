@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from google.cloud import bigquery
 
-from app.destinations.staging import stale_staging
+from app.destinations.staging import stale_kept_staging, stale_staging
 from app.run.request import new_run_id
 from tests.emulators import BigQueryEmulator
 from tests.helpers import REPO
@@ -223,7 +223,6 @@ def test_bigquery_leftovers_of_a_killed_run_are_swept_by_the_next_run(
 
 
 def test_kept_staging_datasets_are_stale_by_their_tables_age_not_their_name() -> None:
-    from app.destinations.staging import stale_kept_staging
 
     now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
     used = {
