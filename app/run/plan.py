@@ -349,11 +349,11 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     aborts (retriable) and its retry skips them. Only objects with no rows at all (in the
     table or its rejects) qualify: rows left by a killed load must be merged over.
 
-    BigQuery (APPENDS_NEW_OBJECTS) appends such objects too, without the second look: no lock
-    spans instances there, so it could not be exact anyway. One instance serialises the runs
-    of an object (object locks, group commit); across instances two runs of one new object
-    can both append, as two delete-insert merges of it could both insert (the statements of
-    a script are not one transaction): per-table writer serialisation covers both.
+    BigQuery (APPENDS_NEW_OBJECTS) appends such objects too. One instance serialises the runs
+    of an object (object locks, group commit), so there the second look is skipped (a query
+    job per run). With the writer lease set, the table's writer spans instances and the
+    second look runs under it (runner._load), so two instances given one new object at once
+    (a redelivery past the ack deadline) cannot both append it.
     """
     destination = run.spec.destination
     engine = engine_for(run.settings).destination
@@ -366,9 +366,8 @@ def _append_guard(run: RunContext, uris: list[str], ledger: Ledger) -> CommitGua
     with destination_lock(run.settings):
         if _any_rows(run, uris, ledger):
             return None
-    if not engine.APPEND_UNDER_LOCK:
-        # BigQuery: no lock spans instances, so a look again before the commit could not be
-        # exact; one instance's runs of an object are serialised (object locks, group commit)
+    if not engine.APPEND_UNDER_LOCK and not run.settings.writer_lease_prefix:
+        # one instance: its runs of an object are serialised (object locks, group commit)
         return _appends
 
     def check() -> None:
