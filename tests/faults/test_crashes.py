@@ -241,8 +241,9 @@ def test_killed_during_a_bigquery_load_then_redelivered_loads_exactly_once(
     bigquery_emulator: BigQueryEmulator,
     pubsub_emulator: PubSubEmulator,
 ) -> None:
-    """The merge goes through a staging dataset of the run's own: the killed run leaves it
-    behind (and its staged rows); the redelivery must neither see nor trip on it."""
+    """Killed 1 s into its load: a new object's append load job may have committed its rows
+    (dlt's `_dlt_loads` row not yet), or a staging dataset may be left behind; the
+    redelivery must count neither those rows nor trip on leftovers, and land the file once."""
     source = people_csv(range(20_000), bad=4)
     with emulator_stack(
         tmp_path,
@@ -255,13 +256,6 @@ def test_killed_during_a_bigquery_load_then_redelivered_loads_exactly_once(
         with pytest.raises(requests.ConnectionError):
             stack.push("incoming/crash.csv", generation, "m-1")
         assert stack.service.process.wait(timeout=30) == -signal.SIGKILL
-        assert stack.tally("incoming/crash.csv") == Tally(0, 0, 0)
-        staging = [
-            d.dataset_id
-            for d in stack.bigquery.client().list_datasets()
-            if d.dataset_id.startswith(f"{stack.dataset}_staging_")
-        ]
-        assert staging, "the killed run left its staging dataset behind"
 
         with stack.another_instance("restarted") as restarted:
             response = stack.push("incoming/crash.csv", generation, "m-1", service=restarted)
