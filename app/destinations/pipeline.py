@@ -287,16 +287,18 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
 
 
 def _give_up(created: Any, workdir: Path, settings: Settings) -> None:
-    """Remove a pipeline's working dir and, if it kept one, its staging dataset (best effort:
-    the sweep takes what is left once its tables are old)."""
+    """Remove a pipeline's working dir and, if it kept one, drop its staging dataset on a
+    thread of its own (best effort: the sweep takes what is left once its tables are old).
+
+    Never on the run's own path: a pipeline given up after a failed run, or pushed out by the
+    bound, may name a destination that is unreachable now, and the client retries a lost
+    connection for minutes. Only BigQuery keeps staging, and it takes no destination lock."""
     shutil.rmtree(workdir, ignore_errors=True)
     if created in _staging_kept:
         _staging_kept.discard(created)
-        try:
-            with destination_lock(settings):
-                _drop_staging_dataset(created)
-        except Exception as error:
-            log.warning("could not drop the staging dataset of a pipeline given up: %s", error)
+        threading.Thread(
+            target=_drop_staging_dataset, args=(created,), name="drop-kept-staging", daemon=True
+        ).start()
 
 
 def _beyond_the_bound() -> list[tuple[Any, Path]]:
