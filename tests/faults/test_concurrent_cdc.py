@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import requests
 
-from app.destinations.pipeline import staging_token
 from app.run.request import ObjectRef
 from app.run.runner import RunRequest, run
 from core import failpoints
@@ -43,28 +42,33 @@ INSERT_INTO = re.compile(r"INSERT INTO `[^`]+`\.`[^`]+`\.`(\w+)`")
 class Interleaving:
     """Watches the merge statements dlt sends to BigQuery, and holds the delete's tombstone
     merge until its data merge has committed and the older upsert has either merged (the
-    race) or been made to wait for the table's writer (the fix)."""
+    race) or been made to wait for the table's writer (the fix).
 
-    def __init__(self, deleting_run: str, upserting_run: str) -> None:
-        self.deleting = staging_token(deleting_run)
-        self.upserting = staging_token(upserting_run)
+    Runs are told apart by order, not by name (a kept staging dataset carries no run id):
+    until the test starts the upsert, only the delete's run writes."""
+
+    def __init__(self) -> None:
+        self.upsert_started = threading.Event()
         self.delete_data_committed = threading.Event()
         self.upsert_merged = threading.Event()
         self.upsert_waiting = threading.Event()
         self.upsert_went_on = threading.Event()
         """Set once the upsert merged or waited: what the held tombstone merge waits for."""
+        self._held_once = False
 
     def before(self, sql: str) -> None:
         target = self._target(sql)
-        if self.deleting in sql and target == "accounts__tombstones":
+        if target == "accounts__tombstones" and not self._held_once:
+            self._held_once = True
             assert self.delete_data_committed.wait(60), "the delete's data merge never ran"
             assert self.upsert_went_on.wait(60), "the older upsert neither merged nor waited"
 
     def after(self, sql: str) -> None:
-        target = self._target(sql)
-        if self.deleting in sql and target == "accounts":
+        if self._target(sql) != "accounts":
+            return
+        if not self.upsert_started.is_set():
             self.delete_data_committed.set()
-        if self.upserting in sql and target == "accounts":
+        else:
             self.upsert_merged.set()
             self.upsert_went_on.set()
 
@@ -115,7 +119,7 @@ def test_an_older_upsert_cannot_check_between_a_deletes_two_commits(
         feed.write(source)
     feed.deliver([first])
 
-    interleaving = Interleaving("delete-run", "upsert-run")
+    interleaving = Interleaving()
     watched_merges.append(interleaving)
     errors: list[BaseException] = []
 
@@ -131,6 +135,7 @@ def test_an_older_upsert_cannot_check_between_a_deletes_two_commits(
         deleting.start()
         # the upsert starts once the delete's data merge committed: between its two commits
         assert interleaving.delete_data_committed.wait(120)
+        interleaving.upsert_started.set()
         upserting = threading.Thread(target=deliver, args=(older_upsert, "upsert-run"))
         upserting.start()
         deleting.join()
