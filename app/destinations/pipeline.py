@@ -3,6 +3,7 @@ pipelines: one working dir per run, or one kept for this process's next run."""
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import os
@@ -176,6 +177,17 @@ def _drop_staging_dataset(pipeline: Any) -> None:
         log.warning("could not drop staging dataset of %s: %s", pipeline.pipeline_name, error)
 
 
+def _drop_kept_staging_dataset(pipeline: Any) -> None:
+    """The same for a kept staging dataset (BigQuery only), without asking first whether it
+    exists: the engine's drop takes a missing dataset in its stride and bounds its retries,
+    where dlt's lookup retries a lost endpoint for a minute."""
+    try:
+        with sql_client_of(pipeline) as client, client.with_staging_dataset():
+            client.drop_dataset()
+    except Exception as error:
+        log.warning("could not drop staging dataset of %s: %s", pipeline.pipeline_name, error)
+
+
 def _may_have_staged(pipeline: Any) -> bool:
     """dlt stages only merge tables and replace tables with a staging strategy: a run that
     appended (the DuckDB fast path, the run log) or only read skips the drop's round trip."""
@@ -296,9 +308,28 @@ def _give_up(created: Any, workdir: Path, settings: Settings) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     if created in _staging_kept:
         _staging_kept.discard(created)
-        threading.Thread(
-            target=_drop_staging_dataset, args=(created,), name="drop-kept-staging", daemon=True
-        ).start()
+        drop = threading.Thread(
+            target=_drop_kept_staging_dataset,
+            args=(created,),
+            name="drop-kept-staging",
+            daemon=True,
+        )
+        _drops_in_flight.add(drop)
+        drop.start()
+
+
+_drops_in_flight: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+_DROPS_AT_EXIT_SECONDS = 10.0
+
+
+@atexit.register
+def _finish_drops() -> None:
+    """Give drops in flight a bounded moment to end (the engine bounds each drop's retries):
+    a daemon thread still inside a client call at exit keeps what it references alive past
+    interpreter shutdown, which DuckDB's bindings report as leaks."""
+    deadline = time.monotonic() + _DROPS_AT_EXIT_SECONDS
+    for drop in list(_drops_in_flight):
+        drop.join(max(0.0, deadline - time.monotonic()))
 
 
 def _beyond_the_bound() -> list[tuple[Any, Path]]:

@@ -96,6 +96,24 @@ def _recall(key: tuple[str, ...]) -> Any:
     return seen[1]
 
 
+_DROP_DEADLINE_SECONDS = 10.0
+
+
+def _delete_dataset(client: Any, dataset: str) -> None:
+    """One `datasets.delete` (a metadata call) instead of dlt's `DROP SCHEMA … CASCADE` query
+    job, retried for _DROP_DEADLINE_SECONDS at most: the query's default retry runs for ten
+    minutes, so a drop given up on a background thread against an endpoint gone since (a
+    pipeline that failed) outlived its process, and its frozen thread leaked DuckDB's
+    module objects at exit (the `nanobind: leaked …` lines)."""
+    from google.api_core.retry import Retry
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+    retry: Retry = DEFAULT_RETRY.with_timeout(_DROP_DEADLINE_SECONDS)
+    client.delete_dataset(
+        dataset, delete_contents=True, not_found_ok=True, retry=retry, timeout=10.0
+    )
+
+
 def _remember_what_exists() -> None:
     """dlt asks before every load whether the dataset and the staging dataset exist
     (`datasets.get`, three per load) and whether the schema version is stored (a query on
@@ -109,7 +127,6 @@ def _remember_what_exists() -> None:
     if getattr(BigQuerySqlClient.has_dataset, "_ferry_remembers", False):
         return
     has_dataset = BigQuerySqlClient.has_dataset
-    drop_dataset = BigQuerySqlClient.drop_dataset
     by_hash = BigQueryClient.get_stored_schema_by_hash
 
     def remembered_has_dataset(self: BigQuerySqlClient) -> bool:
@@ -123,7 +140,7 @@ def _remember_what_exists() -> None:
 
     def forgetting_drop_dataset(self: BigQuerySqlClient) -> None:
         forget_known()
-        drop_dataset(self)
+        _delete_dataset(self.native_connection, self.fully_qualified_dataset_name(quote=False))
 
     def remembered_by_hash(self: BigQueryClient, version_hash: str) -> Any:
         dataset = self.sql_client.fully_qualified_dataset_name(quote=False)
