@@ -29,54 +29,34 @@ import time
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from core import failpoints
 from core.errors import DestinationUnavailableError
+from core.locks import KeyedLocks, LockWaitExpiredError
 
 log = logging.getLogger("ferry.writers")
 
 
-@dataclass
-class _Entry:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    users: int = 0
-
-
 class TableLocks:
-    """One lock per key, kept only while someone holds or waits for it."""
+    """One in-process lock per destination table, kept only while someone holds or waits."""
 
     def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._entries: dict[Hashable, _Entry] = {}
+        self._locks: KeyedLocks[Hashable] = KeyedLocks()
 
     @contextmanager
     def hold(self, key: Hashable, timeout: float) -> Iterator[None]:
-        with self._guard:
-            entry = self._entries.setdefault(key, _Entry())
-            entry.users += 1
         try:
-            if not entry.lock.acquire(blocking=False):
-                failpoints.hit("writer_waiting")
-                if not entry.lock.acquire(timeout=timeout):
-                    raise DestinationUnavailableError(
-                        f"another run of this instance kept writing {key} for {timeout:.0f}s"
-                    )
-            try:
+            with self._locks.hold(key, timeout, on_wait=lambda: failpoints.hit("writer_waiting")):
                 yield
-            finally:
-                entry.lock.release()
-        finally:
-            with self._guard:
-                entry.users -= 1
-                if entry.users == 0:
-                    del self._entries[key]
+        except LockWaitExpiredError:
+            raise DestinationUnavailableError(
+                f"another run of this instance kept writing {key} for {timeout:.0f}s"
+            ) from None
 
     def __len__(self) -> int:
-        with self._guard:
-            return len(self._entries)
+        return len(self._locks)
 
 
 _tables = TableLocks()

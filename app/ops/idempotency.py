@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.destinations.side_tables import merge_row, select
-from app.ops.locks import KeyedLocks
 from app.run.request import RunRequest
 from core.errors import IdempotencyKeyReusedError
+from core.locks import KeyedLocks
 from core.settings import Settings
 
 log = logging.getLogger("ferry.idempotency")

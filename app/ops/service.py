@@ -18,12 +18,12 @@ from types import FrameType
 
 from app.ops.group_commit import GroupCommit, groupable
 from app.ops.idempotency import IdempotencyStore, ReplayedReport
-from app.ops.locks import KeyedLocks
 from app.ops.run_events import run_and_tell
 from app.run.catalog import Catalog, load_catalog
 from app.run.report import RunReport
 from app.run.request import MODELS_RUN, ObjectRef, ProgressCallback, RunRequest
 from core.errors import ShuttingDownError
+from core.locks import KeyedLocks
 from core.settings import Settings
 
 __all__ = [
