@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from app.destinations.pipeline import pipeline_name, run_pipeline_for
+from app.destinations.pipeline import lock_wait, pipeline_name, run_pipeline_for
 from app.run.catalog import Catalog
 from app.run.report import RunReport
 from app.run.request import MODELS_RUN, RunContext, RunRequest
@@ -91,10 +91,12 @@ def build_run(request: RunRequest, settings: Settings, catalog: Catalog) -> RunR
             raise
         error = classify(raw)
         error.run_id = request.run_id
+        report_lock_wait(report)
         report.add_time("total", time.perf_counter() - started)
         if error.report is None:
             error.report = report.finish("failed", error.to_dict())
         raise error from raw
+    report_lock_wait(report)
     report.add_time("total", time.perf_counter() - started)
     built = any(model.status == "built" for model in report.models)
     return report.finish("succeeded" if built else "skipped")
@@ -126,3 +128,14 @@ def _build(
     report.models.extend(result.models)
     if result.error is not None:
         raise result.error
+
+
+LOCK_WAIT_REPORTED = 0.1
+"""Shorter waits for the destination's writer lock are not worth a line in the report."""
+
+
+def report_lock_wait(report: RunReport) -> None:
+    """How long a run (a load or a build) waited for DuckDB's one writer."""
+    seconds = lock_wait()
+    if seconds >= LOCK_WAIT_REPORTED:
+        report.add_time("lock_wait", seconds)

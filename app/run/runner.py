@@ -17,7 +17,7 @@ from app.destinations.pipeline import (
 )
 from app.destinations.staging import sweep_if_due
 from app.run.api import api_resource
-from app.run.build import build_after_load, build_run
+from app.run.build import build_after_load, build_run, report_lock_wait
 from app.run.catalog import Catalog
 from app.run.files import files_resource
 from app.run.report import RunReport
@@ -127,25 +127,14 @@ def _run(
         error.run_id = request.run_id
         if not report.load_ids:
             _nothing_committed(report)
-        _report_lock_wait(report)
+        report_lock_wait(report)
         report.add_time("total", time.perf_counter() - started)
         if error.report is None:
             error.report = report.finish("failed", error.to_dict())
         raise error from raw
-    _report_lock_wait(report)
+    report_lock_wait(report)
     report.add_time("total", time.perf_counter() - started)
     return report.finish("succeeded" if report.load_ids else "skipped")
-
-
-LOCK_WAIT_REPORTED = 0.1
-"""Shorter waits for the destination's writer lock are not worth a line in the report."""
-
-
-def _report_lock_wait(report: RunReport) -> None:
-    """How long the run waited for DuckDB's one writer (a model build, another run)."""
-    seconds = lock_wait()
-    if seconds >= LOCK_WAIT_REPORTED:
-        report.add_time("lock_wait", seconds)
 
 
 def _nothing_committed(report: RunReport) -> None:

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -174,10 +175,15 @@ def test_an_idempotency_key_reused_with_another_body_is_422(tmp_path: Path) -> N
     assert count(settings, "second") == 0, "the second build never ran"
 
 
-def test_a_run_waits_for_the_duckdb_writer_a_bounded_time_and_says_so(tmp_path: Path) -> None:
-    """A model build (here: anything holding DuckDB's one writer) no longer makes a push wait
-    as long as it runs: past FERRY_DUCKDB_LOCK_WAIT_SECONDS the run is retriable, and its
-    report says how long it waited."""
+@pytest.mark.parametrize(
+    "body", [{"pipeline": "rows"}, {"models": ["ids"]}], ids=["load run", "build run"]
+)
+def test_a_run_waits_for_the_duckdb_writer_a_bounded_time_and_says_so(
+    tmp_path: Path, body: dict[str, Any]
+) -> None:
+    """A model build (here: anything holding DuckDB's one writer) no longer makes a push or a
+    build wait as long as it runs: past FERRY_DUCKDB_LOCK_WAIT_SECONDS the run is retriable,
+    and its report says how long it waited."""
     from app.destinations.pipeline import destination_lock
 
     folder = tmp_path / "in"
@@ -190,6 +196,8 @@ def test_a_run_waits_for_the_duckdb_writer_a_bounded_time_and_says_so(tmp_path: 
           - name: rows
             source: {{uri: "{folder}/*.csv"}}
             destination: {{table: app_rows}}
+        models:
+          - {{name: ids, sql: "SELECT id FROM app_rows", build_after_load: false}}
         """,
     )
     settings = duckdb_settings(tmp_path, duckdb_lock_wait_seconds=0.5)
@@ -202,14 +210,16 @@ def test_a_run_waits_for_the_duckdb_writer_a_bounded_time_and_says_so(tmp_path: 
 
     holder = threading.Thread(target=hold)
     with TestClient(create_app(settings)) as client:
+        if "models" in body:  # the build's input is loaded first
+            assert client.post("/runs", json={"pipeline": "rows"}).status_code == 200
         holder.start()
         assert holding.wait(30)
         try:
-            blocked = client.post("/runs", json={"pipeline": "rows"})
+            blocked = client.post("/runs", json=body)
         finally:
             release.set()
             holder.join(30)
-        after = client.post("/runs", json={"pipeline": "rows"})
+        after = client.post("/runs", json=body)
 
     assert blocked.status_code == 503, blocked.text
     assert blocked.json()["error"]["code"] == "destination_unavailable"
