@@ -125,6 +125,9 @@ def read_batches(
 
 
 def _text_batches(read: _Read) -> Iterator[pa.RecordBatch]:
+    if read.kind.format == "jsonl" and read.source.undeclared_columns == "ignore":
+        yield from _declared_json_batches(read)
+        return
     with _text_stream(read) as stream:
         if read.kind.format == "csv":
             yield from _csv_batches(stream, read)
@@ -193,7 +196,8 @@ class _Progress:
 def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.RecordBatch]:
     """Join Arrow's small blocks into batches of about `batch_bytes`, cast to declared types."""
     pending: list[pa.RecordBatch] = []
-    pending_bytes = rows_out = 0
+    pending_bytes = 0
+    rows_out = progress.rows_yielded
     for batch in reader:
         _check_width(batch.num_columns, read)
         progress.rows_read += batch.num_rows
@@ -224,6 +228,8 @@ def _check_width(columns: int, read: _Read) -> None:
 
 
 def _cast(batch: pa.RecordBatch, read: _Read, rows_before: int) -> pa.RecordBatch:
+    if read.source.undeclared_columns == "ignore":
+        batch = batch.select([name for name in batch.schema.names if name in read.source.columns])
     return cast_batch(
         batch, read.source.columns, uri=read.uri, rows_before=rows_before, rejects=read.rejects
     )
@@ -407,7 +413,33 @@ def _arrow_encoding(encoding: str) -> str:
     return "utf8" if name in ("utf-8", "utf-8-sig") else name
 
 
-def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]:
+def _declared_json_batches(read: _Read) -> Iterator[pa.RecordBatch]:
+    """The declared columns through DuckDB's reader; a file it refuses is read again by Arrow's
+    (the reference: its errors and rejects name the line), after the rows already handed on."""
+    # imported here: a run that reads no such file does not pay for importing DuckDB
+    from . import duckdb_json
+
+    progress = _Progress()
+    types = duckdb_json.read_types(read.source.columns, as_text=read.rejects is not None)
+    try:
+        with _text_stream(read) as stream:
+            # a plain local file (not gzip): DuckDB reads the path itself, on all cores
+            if isinstance(stream, pa.OSFile):
+                batches = duckdb_json.path_batches(read.uri, types)
+            else:
+                batches = duckdb_json.stream_batches(
+                    stream, types, block_bytes=read.batch_bytes, max_line_bytes=read.block_bytes
+                )
+            yield from _rebatched(batches, read, progress)
+        return
+    except duckdb_json.RefusedError:
+        pass
+    with _text_stream(read) as stream:
+        yield from _json_batches(stream, read, skip=progress.rows_yielded)
+
+
+def _json_batches(stream: pa.NativeFile, read: _Read, skip: int = 0) -> Iterator[pa.RecordBatch]:
+    """Arrow's JSON reader; the first `skip` rows were handed on already."""
     # JSON holds dates as strings, which Arrow's JSON parser will not turn into date32:
     # read them as strings and let cast_batch convert.
     declared = pa.schema(
@@ -416,7 +448,7 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
             for name, type_name in read.source.columns.items()
         ]
     )
-    progress = _Progress()
+    progress = _Progress(rows_read=skip, rows_yielded=skip)
     try:
         reader = pa_json.open_json(
             stream,
@@ -426,7 +458,7 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
                 unexpected_field_behavior="infer",
             ),
         )
-        typed = (_json_timestamps(batch, read.source.columns) for batch in reader)
+        typed = (_json_timestamps(batch, read.source.columns) for batch in _after(reader, skip))
         yield from _rebatched(typed, read, progress)
     except _ARROW_ERRORS as error:
         rows = progress.rows_read
@@ -453,6 +485,16 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
             f"{read.uri}: {message} (row counted within the block after data row {rows}); {hint}",
             details={"uri": read.uri},
         ) from error
+
+
+def _after(batches: Any, skip: int) -> Iterator[pa.RecordBatch]:
+    """`batches` without their first `skip` rows."""
+    for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        yield batch.slice(skip) if skip else batch
+        skip = 0
 
 
 _TIMESTAMP_TEXT = re.compile(
