@@ -102,5 +102,5 @@ def _scan(
         for batch in relation.to_arrow_reader(BATCH_ROWS):
             if batch.num_rows:
                 yield batch
-    except duckdb.Error as error:
+    except (duckdb.Error, pa.ArrowException, OSError) as error:  # OSError: through Arrow's stream
         raise RefusedError(str(error)) from error

@@ -448,6 +448,21 @@ def _json_batches(stream: pa.NativeFile, read: _Read, skip: int = 0) -> Iterator
             for name, type_name in read.source.columns.items()
         ]
     )
+    # Arrow types `...Z` as a naive timestamp, where the CSV reader gives UTC: such columns
+    # are read as text, and _json_timestamps types them as the CSV reader does
+    head = stream.read(SNIFF_BYTES)
+    first = _head_schema(head)
+    stamps = [
+        field.name
+        for field in first
+        if pa.types.is_timestamp(field.type) and field.name not in read.source.columns
+    ]
+    for name in stamps:
+        declared = declared.append(pa.field(name, pa.string()))
+    if isinstance(stream, pa.OSFile):
+        stream.seek(0)
+    else:
+        stream = pa.PythonFile(_Replayed(head, stream), mode="r")
     progress = _Progress(rows_read=skip, rows_yielded=skip)
     try:
         reader = pa_json.open_json(
@@ -458,7 +473,10 @@ def _json_batches(stream: pa.NativeFile, read: _Read, skip: int = 0) -> Iterator
                 unexpected_field_behavior="infer",
             ),
         )
-        typed = (_json_timestamps(batch, read.source.columns) for batch in _after(reader, skip))
+        batches = _after(reader, skip)
+        if stamps:
+            batches = (_ordered(batch, [*read.source.columns, *first.names]) for batch in batches)
+        typed = (_json_timestamps(batch, read.source.columns) for batch in batches)
         yield from _rebatched(typed, read, progress)
     except _ARROW_ERRORS as error:
         rows = progress.rows_read
@@ -485,6 +503,46 @@ def _json_batches(stream: pa.NativeFile, read: _Read, skip: int = 0) -> Iterator
             f"{read.uri}: {message} (row counted within the block after data row {rows}); {hint}",
             details={"uri": read.uri},
         ) from error
+
+
+SNIFF_BYTES = 64 << 10
+"""The file's first bytes, parsed once more to see which columns Arrow types as timestamps."""
+
+
+def _head_schema(head: bytes) -> pa.Schema:
+    """The schema Arrow's JSON reader infers from the whole lines of `head` (empty if none)."""
+    whole = head[: head.rfind(b"\n") + 1]
+    try:
+        return pa_json.read_json(pa.BufferReader(whole)).schema if whole.strip() else pa.schema([])
+    except _ARROW_ERRORS:
+        return pa.schema([])  # the real read reports it
+
+
+def _ordered(batch: pa.RecordBatch, order: list[str]) -> pa.RecordBatch:
+    """Arrow's reader puts explicit fields first: columns back in `order` (then the rest)."""
+    names = batch.schema.names
+    first = [name for name in dict.fromkeys(order) if name in names]
+    placed = set(first)
+    return batch.select(first + [name for name in names if name not in placed])
+
+
+class _Replayed(io.RawIOBase):
+    """`head`, then the rest of `stream`: the bytes already read to sniff them, given back."""
+
+    def __init__(self, head: bytes, stream: pa.NativeFile) -> None:
+        super().__init__()
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> Any:
+        if self._head:
+            taken = self._head if size < 0 else self._head[:size]
+            self._head = self._head[len(taken) :]
+            return taken
+        return self._stream.read_buffer(size if size >= 0 else None)  # Arrow's memory
 
 
 def _after(batches: Any, skip: int) -> Iterator[pa.RecordBatch]:
