@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
@@ -455,6 +456,21 @@ def test_jsonl_declared_gzip_bomb_stops_at_the_cap(tmp_path: Path) -> None:
             columns={"id": "int64"},
             undeclared_columns="ignore",
         )
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.parquet"])
+def test_undeclared_columns_are_ignored_in_every_format(tmp_path: Path, name: str) -> None:
+    table = pa.table({"id": ["1", "2"], "note": ["x", "y"], "day": ["2024-01-02", None]})
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        pa_csv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+    declared: dict[str, ArrowTypeName] = {"day": "date", "id": "int64"}
+    read = read_file(path, columns=declared, undeclared_columns="ignore")
+    assert read.column_names == ["id", "day"]  # the file's order, `note` left out
+    assert read.column("id").to_pylist() == [1, 2]
+    assert read.schema.field("day").type == pa.date32()
 
 
 def test_declaring_no_column_cannot_ignore_the_undeclared() -> None:
