@@ -5,13 +5,13 @@ Only there: DuckDB silently skips a field it did not see in its sample (and, tol
 columns, every field it was not told), where ferry's inferring reader fails the file. Told the
 declared columns, skipping the others is the contract.
 
-A local file is read by its path (DuckDB's parallel reader); a gzip or Cloud Storage object
-comes as line-aligned blocks of the files source's own stream, so its size cap and storage
-client still apply. Declared columns are read as text (a float64 as DOUBLE, which loses
-nothing), so that casts, their errors and rejected rows are cast_batch's, as for CSV: DuckDB's
-own casts round 2.5 into an integer column. What DuckDB refuses (a line that is not a JSON
-object, text under a float64 column, a line longer than the read block) raises `RefusedError`, and
-the caller reads the file again with the reference reader, whose errors and rejects name lines.
+A local file is read by its path; a gzip or Cloud Storage object comes as line-aligned blocks
+of the files source's own stream, so its size cap and storage client still apply. Declared
+columns are read as text (a float64 as DOUBLE, which loses nothing), so that casts, their
+errors and rejected rows are cast_batch's, as for CSV: DuckDB's own casts round 2.5 into an
+integer column. What DuckDB refuses (a line that is not a JSON object, text under a float64
+column, a line longer than the read block) raises `RefusedError`, and the caller reads the
+file again with the reference reader, whose errors and rejects name their lines.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 BATCH_ROWS = 32_768
 """Rows per Arrow batch out of DuckDB; the reader joins them up to batch_bytes."""
 THREADS = 1
+"""DuckDB's threads per read (see _connection)."""
 
 _READ_TYPES: dict[ArrowTypeName, str] = {"float64": "DOUBLE"}
 """Declared types DuckDB parses itself; the others come as text (VARCHAR)."""

@@ -423,7 +423,7 @@ def _declared_json_batches(read: _Read) -> Iterator[pa.RecordBatch]:
     types = duckdb_json.read_types(read.source.columns, as_text=read.rejects is not None)
     try:
         with _text_stream(read) as stream:
-            # a plain local file (not gzip): DuckDB reads the path itself, on all cores
+            # a plain local file (not gzip): DuckDB reads the path itself, without a copy
             if isinstance(stream, pa.OSFile):
                 batches = duckdb_json.path_batches(read.uri, types)
             else:
