@@ -206,7 +206,14 @@ def write_pipelines_file(job: Job, folder: Path | None = None, transform: bool =
 
     pipeline: dict[str, Any] = {
         "name": "bench",
-        "source": {"kind": "files", "uri": job.glob, "columns": job.column_types},
+        # every column is declared, so only those load: JSON lines go through DuckDB's reader
+        # (the recipe's DuckDB reader keeps no field its sample missed either)
+        "source": {
+            "kind": "files",
+            "uri": job.glob,
+            "columns": job.column_types,
+            "undeclared_columns": "ignore",
+        },
         "destination": {"table": job.table, "write_disposition": "append"},
     }
     if transform:

@@ -125,6 +125,9 @@ def read_batches(
 
 
 def _text_batches(read: _Read) -> Iterator[pa.RecordBatch]:
+    if read.kind.format == "jsonl" and read.source.undeclared_columns == "ignore":
+        yield from _declared_json_batches(read)
+        return
     with _text_stream(read) as stream:
         if read.kind.format == "csv":
             yield from _csv_batches(stream, read)
@@ -193,7 +196,8 @@ class _Progress:
 def _rebatched(reader: Any, read: _Read, progress: _Progress) -> Iterator[pa.RecordBatch]:
     """Join Arrow's small blocks into batches of about `batch_bytes`, cast to declared types."""
     pending: list[pa.RecordBatch] = []
-    pending_bytes = rows_out = 0
+    pending_bytes = 0
+    rows_out = progress.rows_yielded
     for batch in reader:
         _check_width(batch.num_columns, read)
         progress.rows_read += batch.num_rows
@@ -224,6 +228,8 @@ def _check_width(columns: int, read: _Read) -> None:
 
 
 def _cast(batch: pa.RecordBatch, read: _Read, rows_before: int) -> pa.RecordBatch:
+    if read.source.undeclared_columns == "ignore":
+        batch = batch.select([name for name in batch.schema.names if name in read.source.columns])
     return cast_batch(
         batch, read.source.columns, uri=read.uri, rows_before=rows_before, rejects=read.rejects
     )
@@ -407,7 +413,33 @@ def _arrow_encoding(encoding: str) -> str:
     return "utf8" if name in ("utf-8", "utf-8-sig") else name
 
 
-def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]:
+def _declared_json_batches(read: _Read) -> Iterator[pa.RecordBatch]:
+    """The declared columns through DuckDB's reader; a file it refuses is read again by Arrow's
+    (the reference: its errors and rejects name the line), after the rows already handed on."""
+    # imported here: a run that reads no such file does not pay for importing DuckDB
+    from . import duckdb_json
+
+    progress = _Progress()
+    types = duckdb_json.read_types(read.source.columns, as_text=read.rejects is not None)
+    try:
+        with _text_stream(read) as stream:
+            # a plain local file (not gzip): DuckDB reads the path itself, without a copy
+            if isinstance(stream, pa.OSFile):
+                batches = duckdb_json.path_batches(read.uri, types)
+            else:
+                batches = duckdb_json.stream_batches(
+                    stream, types, block_bytes=read.batch_bytes, max_line_bytes=read.block_bytes
+                )
+            yield from _rebatched(batches, read, progress)
+        return
+    except duckdb_json.RefusedError:
+        pass
+    with _text_stream(read) as stream:
+        yield from _json_batches(stream, read, skip=progress.rows_yielded)
+
+
+def _json_batches(stream: pa.NativeFile, read: _Read, skip: int = 0) -> Iterator[pa.RecordBatch]:
+    """Arrow's JSON reader; the first `skip` rows were handed on already."""
     # JSON holds dates as strings, which Arrow's JSON parser will not turn into date32:
     # read them as strings and let cast_batch convert.
     declared = pa.schema(
@@ -416,7 +448,22 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
             for name, type_name in read.source.columns.items()
         ]
     )
-    progress = _Progress()
+    # Arrow types `...Z` as a naive timestamp, where the CSV reader gives UTC: such columns
+    # are read as text, and _json_timestamps types them as the CSV reader does
+    head = stream.read(SNIFF_BYTES)
+    first = _head_schema(head)
+    stamps = [
+        field.name
+        for field in first
+        if pa.types.is_timestamp(field.type) and field.name not in read.source.columns
+    ]
+    for name in stamps:
+        declared = declared.append(pa.field(name, pa.string()))
+    if isinstance(stream, pa.OSFile):
+        stream.seek(0)
+    else:
+        stream = pa.PythonFile(_Replayed(head, stream), mode="r")
+    progress = _Progress(rows_read=skip, rows_yielded=skip)
     try:
         reader = pa_json.open_json(
             stream,
@@ -426,7 +473,10 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
                 unexpected_field_behavior="infer",
             ),
         )
-        typed = (_json_timestamps(batch, read.source.columns) for batch in reader)
+        batches = _after(reader, skip)
+        if stamps:
+            batches = (_ordered(batch, [*read.source.columns, *first.names]) for batch in batches)
+        typed = (_json_timestamps(batch, read.source.columns) for batch in batches)
         yield from _rebatched(typed, read, progress)
     except _ARROW_ERRORS as error:
         rows = progress.rows_read
@@ -453,6 +503,56 @@ def _json_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch
             f"{read.uri}: {message} (row counted within the block after data row {rows}); {hint}",
             details={"uri": read.uri},
         ) from error
+
+
+SNIFF_BYTES = 64 << 10
+"""The file's first bytes, parsed once more to see which columns Arrow types as timestamps."""
+
+
+def _head_schema(head: bytes) -> pa.Schema:
+    """The schema Arrow's JSON reader infers from the whole lines of `head` (empty if none)."""
+    whole = head[: head.rfind(b"\n") + 1]
+    try:
+        return pa_json.read_json(pa.BufferReader(whole)).schema if whole.strip() else pa.schema([])
+    except _ARROW_ERRORS:
+        return pa.schema([])  # the real read reports it
+
+
+def _ordered(batch: pa.RecordBatch, order: list[str]) -> pa.RecordBatch:
+    """Arrow's reader puts explicit fields first: columns back in `order` (then the rest)."""
+    names = batch.schema.names
+    first = [name for name in dict.fromkeys(order) if name in names]
+    placed = set(first)
+    return batch.select(first + [name for name in names if name not in placed])
+
+
+class _Replayed(io.RawIOBase):
+    """`head`, then the rest of `stream`: the bytes already read to sniff them, given back."""
+
+    def __init__(self, head: bytes, stream: pa.NativeFile) -> None:
+        super().__init__()
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> Any:
+        if self._head:
+            taken = self._head if size < 0 else self._head[:size]
+            self._head = self._head[len(taken) :]
+            return taken
+        return self._stream.read_buffer(size if size >= 0 else None)  # Arrow's memory
+
+
+def _after(batches: Any, skip: int) -> Iterator[pa.RecordBatch]:
+    """`batches` without their first `skip` rows."""
+    for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        yield batch.slice(skip) if skip else batch
+        skip = 0
 
 
 _TIMESTAMP_TEXT = re.compile(

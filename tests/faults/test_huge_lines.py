@@ -38,18 +38,23 @@ def write_file(folder: Path) -> Path:
     return path
 
 
-def catalog_text(mode: str) -> str:
+def catalog_text(mode: str, undeclared: str = "infer") -> str:
     return f"""
     pipelines:
       - name: events
-        source: {{uri: "in/*.jsonl.gz", columns: {{id: int64}}, on_bad_rows: {mode}}}
+        source:
+          uri: "in/*.jsonl.gz"
+          columns: {{id: int64}}
+          on_bad_rows: {mode}
+          undeclared_columns: {undeclared}
         destination: {{table: events}}
     """
 
 
-def test_a_huge_line_is_a_rejected_row_and_the_rest_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("undeclared", ["infer", "ignore"], ids=["arrow", "duckdb"])
+def test_a_huge_line_is_a_rejected_row_and_the_rest_loads(tmp_path: Path, undeclared: str) -> None:
     write_file(tmp_path / "in")
-    catalog = write_catalog(tmp_path, catalog_text("reject"))
+    catalog = write_catalog(tmp_path, catalog_text("reject", undeclared))
     settings = duckdb_settings(tmp_path, batch_bytes=1 << 20)
 
     report = run(RunRequest("events"), settings, catalog)

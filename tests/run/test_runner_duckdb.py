@@ -254,6 +254,48 @@ def test_formats_jsonl_gzip_and_parquet(tmp_path: Path) -> None:
     assert query(settings, "select id from ferry.mixed order by id") == [(1,), (2,), (3,), (4,)]
 
 
+def test_jsonl_declared_columns_only_land_typed(tmp_path: Path) -> None:
+    """`undeclared_columns: ignore` (DuckDB's JSON reader): the declared columns land with
+    their types, from a plain and a gzip file; the other fields do not."""
+    import gzip
+
+    lines = (
+        '{"id": 1, "at": "2026-09-13T06:05:07.352405+05:30", "price": 2, "note": "x"}\n'
+        '{"id": 2, "at": "2026-09-13T01:00:00Z", "price": 2.5, "other": [1]}\n'
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text(lines, encoding="utf-8")
+    (tmp_path / "in" / "b.jsonl.gz").write_bytes(
+        gzip.compress(lines.replace('"id": ', '"id": 1').encode())
+    )
+    catalog = write_catalog(
+        tmp_path,
+        """
+        pipelines:
+          - name: events
+            source:
+              uri: "in/*"
+              columns: {id: int64, at: timestamp, price: float64}
+              undeclared_columns: ignore
+            destination: {table: events}
+        """,
+    )
+    settings = duckdb_settings(tmp_path)
+    report = run(RunRequest("events"), settings, catalog)
+    assert (report.rows_read, report.rows_loaded) == (4, 4)
+    columns = query(
+        settings,
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = 'ferry' and table_name = 'events' "
+        "and column_name not like '\\_%' escape '\\' order by ordinal_position",
+    )
+    assert columns == [("id", "BIGINT"), ("at", "TIMESTAMP WITH TIME ZONE"), ("price", "DOUBLE")]
+    rows = query(
+        settings, "select id, hour(\"at\" at time zone 'UTC'), price from ferry.events order by id"
+    )
+    assert rows == [(1, 0, 2.0), (2, 1, 2.5), (11, 0, 2.0), (12, 1, 2.5)]
+
+
 def test_a_run_racing_another_on_the_same_new_file_aborts_instead_of_duplicating(
     tmp_path: Path,
 ) -> None:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
+from core.arrow_types import arrow_schema
 from core.errors import (
     BadDataError,
     ConfigError,
     SourceNotFoundError,
 )
-from core.spec import FilesSource
+from core.spec import ArrowTypeName, FilesSource
 from core.uris import split_gs_uri
 from sources.files import SourceObject, get_object, list_objects, read_batches, shard
 from sources.files.helpers import detect_kind
+from sources.files.rejects import Rejects
 from tests.emulators import GcsEmulator
 
 
@@ -343,6 +349,135 @@ def test_jsonl_field_appearing_late_hints_declaring(tmp_path: Path) -> None:
     assert read_file(path, columns={"extra": "string"}).num_rows == 5001
 
 
+TIMESTAMP_TEXTS = {
+    "utc": "2026-12-08T16:54:12Z",
+    "utc_fraction": "2026-12-08T16:54:12.352405Z",
+    "offset": "2026-09-13T06:05:07.352405+05:30",
+    "negative_offset": "2026-09-12T19:35:07-05:00",
+    "naive": "2024-01-01 00:00:00",
+}
+
+
+def test_jsonl_infers_timestamps_as_csv_does(tmp_path: Path) -> None:
+    """`...Z` lands as UTC, as from CSV (Arrow's JSON reader typed it naive); fractions and
+    offsets too, and a value without a zone stays naive in both."""
+    (tmp_path / "a.jsonl").write_text(json.dumps(TIMESTAMP_TEXTS) + "\n")
+    (tmp_path / "a.csv").write_text(
+        ",".join(TIMESTAMP_TEXTS) + "\n" + ",".join(TIMESTAMP_TEXTS.values()) + "\n"
+    )
+    from_json, from_csv = read_file(tmp_path / "a.jsonl"), read_file(tmp_path / "a.csv")
+    assert from_json.schema == from_csv.schema
+    assert from_json.schema.field("utc").type == pa.timestamp("s", tz="UTC")
+    assert from_json.schema.field("naive").type == pa.timestamp("s")
+    assert from_json.to_pylist() == from_csv.to_pylist()
+    assert from_json.column("offset")[0].as_py().hour == 0  # 06:05 at +05:30 is 00:35 UTC
+
+
+# --- JSON lines, declared columns only (DuckDB's reader) ------------------------------------
+
+DECLARED: dict[str, ArrowTypeName] = {
+    "id": "int64",
+    "price": "float64",
+    "gift": "bool",
+    "at": "timestamp",
+    "day": "date",
+    "amount": "decimal",
+    "code": "string",
+}
+DECLARED_LINES = (
+    '{"id": 1, "price": 2, "gift": true, "at": "2026-09-13T06:05:07.352405+05:30", '
+    '"day": "2024-05-01", "amount": 1.25, "code": "00123", "extra": {"x": 1}}\n'
+    "\n"
+    '{"id": "2", "price": 2.5, "gift": false, "at": "2024-05-01T10:00:00Z", '
+    '"day": "2024-05-02", "amount": "2.50", "code": 7}\n'
+    '{"at": "2024-05-01 12:00:00"}\n'
+)
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_bytes(gzip.compress(text.encode()) if path.name.endswith(".gz") else text.encode())
+    return path
+
+
+@pytest.mark.parametrize("name", ["a.jsonl", "a.jsonl.gz"], ids=["path", "gzip-stream"])
+def test_jsonl_declared_columns_only(tmp_path: Path, name: str) -> None:
+    path = write_text(tmp_path / name, DECLARED_LINES)
+    table = read_file(path, columns=DECLARED, undeclared_columns="ignore")
+    assert table.schema == arrow_schema(DECLARED)  # as declared, in that order; no `extra`
+    assert table.column("id").to_pylist() == [1, 2, None]
+    assert table.column("price").to_pylist() == [2.0, 2.5, None]
+    assert table.column("gift").to_pylist() == [True, False, None]
+    assert [value.hour for value in table.column("at").to_pylist()] == [0, 10, 12]
+    assert table.column("day").to_pylist()[:2] == [date(2024, 5, 1), date(2024, 5, 2)]
+    assert table.column("amount").to_pylist()[:2] == [Decimal("1.25"), Decimal("2.50")]
+    assert table.column("code").to_pylist() == ["00123", "7", None]
+
+
+@pytest.mark.parametrize("value", ["2.5", "true", '"two"'])
+def test_jsonl_declared_integer_is_never_rounded(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"id": 1}\n{"id": ' + value + "}\n")
+    with pytest.raises(BadDataError, match=r"'id'.* at data row 2"):
+        read_local(path, columns={"id": "int64"}, undeclared_columns="ignore")
+
+
+def test_jsonl_declared_rejects_name_their_lines(tmp_path: Path) -> None:
+    """A bad value is rejected by its row; a line that is not JSON sends the rest of the file
+    to the line-by-line reader, after the rows already handed on (none twice)."""
+    path = tmp_path / "a.jsonl"
+    good = "".join(f'{{"id": {i}, "n": {i}}}\n' for i in range(1, 5001))
+    path.write_text(good + '{"id": 5001, "n": "lots"}\nnot json\n{"id": 5003, "n": 3}\n')
+    [obj] = list_objects(str(path), base_dir=tmp_path, storage_client=no_gcs)
+    declared = source(
+        columns={"id": "int64", "n": "int64"}, undeclared_columns="ignore", on_bad_rows="reject"
+    )
+    rejects = Rejects(obj.uri, 10)
+    batches = list(
+        read_batches(obj, declared, storage_client=no_gcs, batch_bytes=16 << 10, rejects=rejects)
+    )
+    assert len(batches) > 1
+    ids = pa.Table.from_batches(batches).column("id").to_pylist()
+    assert ids == [*range(1, 5001), 5003]
+    found = sorted((row.row, row.column or "") for row in rejects.rows)
+    assert found == [(5001, "n"), (5002, "")]
+    assert any("'lots' is not int64" in row.reason for row in rejects.rows)
+
+
+def test_jsonl_declared_gzip_bomb_stops_at_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        for _ in range(16):
+            out.write(b'{"id": 1}\n' * (1 << 17))  # 20 MiB of text
+    with pytest.raises(BadDataError, match="expands beyond the limit"):
+        read_local(
+            path,
+            batch_bytes=1 << 20,
+            cap=4 << 20,
+            columns={"id": "int64"},
+            undeclared_columns="ignore",
+        )
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.parquet"])
+def test_undeclared_columns_are_ignored_in_every_format(tmp_path: Path, name: str) -> None:
+    table = pa.table({"id": ["1", "2"], "note": ["x", "y"], "day": ["2024-01-02", None]})
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        pa_csv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+    declared: dict[str, ArrowTypeName] = {"day": "date", "id": "int64"}
+    read = read_file(path, columns=declared, undeclared_columns="ignore")
+    assert read.column_names == ["id", "day"]  # the file's order, `note` left out
+    assert read.column("id").to_pylist() == [1, 2]
+    assert read.schema.field("day").type == pa.date32()
+
+
+def test_declaring_no_column_cannot_ignore_the_undeclared() -> None:
+    with pytest.raises(ValueError, match="needs the columns"):
+        source(undeclared_columns="ignore")
+
+
 def test_parquet(tmp_path: Path) -> None:
     path = tmp_path / "a.parquet"
     table = pa.table({"id": list(range(50_000)), "day": ["2024-01-02"] * 50_000})
@@ -461,6 +596,27 @@ def test_gcs_reads_gzip_csv_and_parquet_by_streaming(
     table = pa.Table.from_batches(
         read_batches(pq_obj, source(), storage_client=gcs_env.client, batch_bytes=16 << 10)
     )
+    assert table.column("id").to_pylist() == list(range(30_000))
+
+
+@pytest.mark.emulators
+@pytest.mark.parametrize("name", ["a.jsonl", "a.jsonl.gz"], ids=["plain", "gzip"])
+def test_gcs_reads_declared_jsonl_by_streaming(
+    gcs_env: GcsEmulator, unique_name: str, name: str
+) -> None:
+    rows = "".join(
+        f'{{"id": {i}, "at": "2026-01-01T00:00:00Z", "skip": "x"}}\n' for i in range(30_000)
+    )
+    data = rows.encode()
+    upload(gcs_env, unique_name, {name: gzip.compress(data) if name.endswith(".gz") else data})
+    obj = get_object(f"gs://{unique_name}/{name}", None, storage_client=gcs_env.client)
+    declared = source(columns={"id": "int64", "at": "timestamp"}, undeclared_columns="ignore")
+    batches = list(
+        read_batches(obj, declared, storage_client=gcs_env.client, batch_bytes=128 << 10)
+    )
+    assert len(batches) > 5
+    table = pa.Table.from_batches(batches)
+    assert table.schema == arrow_schema({"id": "int64", "at": "timestamp"})
     assert table.column("id").to_pylist() == list(range(30_000))
 
 
