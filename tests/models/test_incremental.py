@@ -6,6 +6,7 @@ committed its rows but not its mark: the model is read whole again."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from app.edges.cli import main
+from app.edges.server import create_app
 from app.models.report import ModelReport
 from app.run.catalog import Catalog
 from app.run.request import MODELS_RUN
@@ -309,3 +313,36 @@ def test_two_builds_at_once_add_the_new_rows_once(tmp_path: Path, destination: D
 
     assert sorted(report.models[0].rows_read for report in reports) == [0, 2]
     assert destination.rows("appended") == [(1, 50, "A"), (2, 60, "B"), (3, 70, "C")]
+
+
+def test_a_full_refresh_is_asked_for_over_http_and_from_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = duckdb_settings(tmp_path, run_log=False)
+    catalog = events_catalog(tmp_path, MODELS)
+    put(tmp_path, "0", [(1, 5, "a"), (2, 6, "b")])
+    run(RunRequest("events"), settings, catalog)
+    whole = "read all rows: a full refresh was asked for"
+
+    with TestClient(create_app(settings)) as client:
+        refreshed = client.post("/runs", json={"models": ["appended"], "full_refresh": True})
+        assert refreshed.status_code == 200, refreshed.text
+        (model,) = refreshed.json()["models"]
+        assert (model["reason"], model["rows_read"]) == (whole, 2)
+        alone = client.post("/runs", json={"pipeline": "events", "full_refresh": True})
+        assert alone.status_code == 400, alone.text
+
+    for name, value in {
+        "FERRY_PIPELINES_FILE": str(tmp_path / "pipelines.yaml"),
+        "FERRY_DATA_DIR": str(settings.data_dir),
+        "FERRY_DESTINATION": "duckdb",
+        "FERRY_RUN_LOG": "false",
+        "FERRY_LOG_FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["build", "--full-refresh", "merged"]) == 0
+    (model,) = json.loads(capsys.readouterr().out)["models"]
+    assert (model["name"], model["reason"]) == ("merged", whole)
+    assert main(["build", "merged"]) == 0
+    (model,) = json.loads(capsys.readouterr().out)["models"]
+    assert (model["reason"], model["rows_read"]) == (None, 0)
