@@ -41,14 +41,15 @@ def reads_whole(query: ModelQuery, models: frozenset[str]) -> str | None:
     tree = query.query
     if not isinstance(tree, exp.Select):
         return "it is a set operation (UNION, INTERSECT, EXCEPT)"
-    if tree.args.get("with"):
+    if tree.find(exp.With):
         return "it has a WITH clause"
     if len(query.upstream) != 1:
         return f"it reads {len(query.upstream)} tables ({', '.join(sorted(query.upstream))})"
     (upstream,) = query.upstream
     if upstream in models:
         return f"it reads model {upstream}, whose rows carry no load id"
-    if len(list(tree.find_all(exp.Table))) - len(list(tree.find_all(exp.Unnest))) > 1:
+    stored = [t for t in tree.find_all(exp.Table) if isinstance(t.this, exp.Identifier)]
+    if len(stored) > 1:
         return f"it reads {upstream} more than once"
     for node in tree.walk():
         problem = _combines_rows(node, tree)
