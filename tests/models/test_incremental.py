@@ -346,3 +346,17 @@ def test_a_full_refresh_is_asked_for_over_http_and_from_the_cli(
     assert main(["build", "merged"]) == 0
     (model,) = json.loads(capsys.readouterr().out)["models"]
     assert (model["reason"], model["rows_read"]) == (None, 0)
+
+
+def test_min_rows_counts_the_table_not_one_loads_rows(tmp_path: Path) -> None:
+    settings = duckdb_settings(tmp_path, run_log=False)
+    models = f"""
+          - {{name: appended, materialization: incremental, sql: "{SQL}",
+              checks: {{min_rows: 2}}}}
+"""
+    catalog = events_catalog(tmp_path, models)
+    put(tmp_path, "0", [(1, 5, "a"), (2, 6, "b")])
+    run(RunRequest("events"), settings, catalog)
+    put(tmp_path, "1", [(3, 7, "c")])
+    report = run(RunRequest("events"), settings, catalog)
+    assert [(m.status, m.rows, m.rows_read) for m in report.models] == [("built", 1, 1)]
