@@ -8,11 +8,17 @@ had before ferry could: its whole SELECT merged on `unique_key` on every build.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
-from app.models.incremental import definition_hash, incremental_select, reads_whole
+from app.models.incremental import (
+    MODEL_LOAD_ID_COLUMN,
+    definition_hash,
+    incremental_select,
+    reads_whole,
+)
 from app.models.report import ModelReport
 from app.models.transpile import ModelQuery
 from app.models.watermark import UpstreamNow, Watermark, Watermarks, whole_because
@@ -23,6 +29,16 @@ from core.model_spec import ModelSpec
 
 if TYPE_CHECKING:
     from app.models.materialize import Materializer
+
+
+@dataclass(frozen=True)
+class _Added:
+    rows: int
+    """Rows added to the table (all of its rows after a whole build)."""
+    read: int
+    """Upstream rows read."""
+    newest: str
+    """The newest `_ferry_load_id` in the table after the build ('' if none)."""
 
 
 class IncrementalBuild:
@@ -77,16 +93,13 @@ class IncrementalBuild:
             if not exists
             else whole_because(mark, now, definition, full_refresh)
         )
-        rows: int
-        if whole is None and mark is not None:
-            read = self._new_loads(spec, model, mark, now)
-            if read is None:
-                whole = "its columns changed"
-            else:
-                rows, report.rows_read = read
-        if whole is not None:
-            report.reason = f"read all rows: {whole}"
-            rows, report.rows_read = self._whole(spec, model, now), now.rows
+        added = None
+        if whole is None and mark is not None:  # (no mark: whole_because said why)
+            added = self._new_loads(spec, model, mark, now)
+        if added is None:
+            report.reason = f"read all rows: {whole or 'its columns changed'}"
+            added = self._whole(spec, model, now)
+        report.rows_read = added.read
         failpoints.hit("incremental_record")
         self.marks.write(
             spec.name,
@@ -95,32 +108,32 @@ class IncrementalBuild:
                 load_id=now.newest or "",
                 upstream_rows=now.rows,
                 loads=now.loads_at_newest,
-                model_load_id=self.marks.model_newest(spec.name),
+                model_load_id=added.newest,
                 definition=definition,
             ),
             self.run_id,
         )
-        return rows
+        return added.rows
 
-    def _whole(self, spec: ModelSpec, model: ModelQuery, now: UpstreamNow) -> int:
+    def _whole(self, spec: ModelSpec, model: ModelQuery, now: UpstreamNow) -> _Added:
         select = incremental_select(model, self.m.warehouse, None, now.newest)
         temporary = self.m.temporary(spec.name)
         self.m.run(self.m.warehouse.create(temporary, select, "table"))
         try:
-            rows = self.m.count(temporary)
+            rows, newest = self._rows_and_newest(temporary)
             self.m.check(spec, temporary, rows)
             self.m.swap(temporary, spec.name)
-            return rows
+            return _Added(rows, now.rows, newest)
         finally:
             self.m.drop_quietly(temporary, "table")
 
     def _new_loads(
         self, spec: ModelSpec, model: ModelQuery, mark: Watermark, now: UpstreamNow
-    ) -> tuple[int, int] | None:
-        """(rows added, upstream rows read); None when the new rows' columns differ from the
-        table's (the upstream gained a column a `SELECT *` passes on): build it whole."""
+    ) -> _Added | None:
+        """None when the new rows' columns differ from the table's (the upstream gained a
+        column a `SELECT *` passes on): build it whole."""
         if now.newest is None or now.newest <= mark.load_id:
-            return 0, 0
+            return _Added(0, 0, mark.model_load_id)
         select = incremental_select(model, self.m.warehouse, mark.load_id, now.newest)
         temporary = self.m.temporary(spec.name)
         self.m.run(self.m.warehouse.create(temporary, select, "table"))
@@ -128,7 +141,7 @@ class IncrementalBuild:
             columns = self.m.columns(temporary)
             if columns != self.m.columns(spec.name):
                 return None
-            rows = self.m.count(temporary)
+            rows, newest = self._rows_and_newest(temporary)
             # min_rows is about the table the build leaves, not about one load's rows
             kept = self.m.count(spec.name) if spec.checks.min_rows else 0
             self.m.check(spec, temporary, rows + kept)
@@ -136,9 +149,19 @@ class IncrementalBuild:
                 self.m.merge(spec, temporary)
             else:
                 self._append(spec.name, temporary, columns)
-            return rows, now.rows - now.rows_at_mark
+            # every new row's load id is above the mark, so above every row the table held
+            return _Added(rows, now.rows - now.rows_at_mark, max(newest, mark.model_load_id))
         finally:
             self.m.drop_quietly(temporary, "table")
+
+    def _rows_and_newest(self, temporary: str) -> tuple[int, str]:
+        """The temporary table's rows and newest `_ferry_load_id` ('' if none), one query."""
+        column = exp.to_identifier(MODEL_LOAD_ID_COLUMN, quoted=True)
+        rendered = column.sql(dialect=self.m.warehouse.dialect)
+        ((rows, newest),) = self.m.run(
+            f"SELECT COUNT(*), MAX({rendered}) FROM {self.m.warehouse.name(temporary)}"  # noqa: S608
+        )
+        return int(rows or 0), "" if newest is None else str(newest)
 
     def _append(self, name: str, temporary: str, columns: list[str]) -> None:
         dialect = self.m.warehouse.dialect

@@ -98,9 +98,16 @@ class Watermarks:
         self._warehouse = warehouse
         self._kind = kind
         self._source = Warehouse("bigquery", warehouse.dataset, warehouse.catalog)
+        self._recorded: bool | None = None
+        """Whether `_ferry_model_loads` exists (looked up once per build: a metadata call)."""
+
+    def _exists(self) -> bool:
+        if self._recorded is None:
+            self._recorded = self._kind(MODEL_LOADS_TABLE) is not None
+        return self._recorded
 
     def read(self, model: str) -> Watermark | None:
-        if self._kind(MODEL_LOADS_TABLE) is None:
+        if not self._exists():
             return None
         rows = self._query(
             "SELECT upstream, load_id, upstream_rows, loads, model_load_id, definition "  # noqa: S608
@@ -143,13 +150,9 @@ class Watermarks:
             None if in_model is None else str(in_model),
         )
 
-    def model_newest(self, model: str) -> str:
-        (row,) = self._query(f"SELECT MAX({MODEL_LOAD_ID_COLUMN}) FROM {self._name(model)}")  # noqa: S608
-        return "" if row[0] is None else str(row[0])
-
     def write(self, model: str, mark: Watermark, run_id: str) -> None:
         table = self._name(MODEL_LOADS_TABLE)
-        if self._kind(MODEL_LOADS_TABLE) is None:
+        if not self._exists():
             self._query(
                 f"CREATE TABLE IF NOT EXISTS {table} (model STRING, upstream STRING, "
                 "load_id STRING, upstream_rows INT64, loads INT64, model_load_id STRING, "
