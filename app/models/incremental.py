@@ -111,6 +111,15 @@ def incremental_select(
     return select.select(exp.alias_(origin, MODEL_LOAD_ID_COLUMN, quoted=True), copy=False)
 
 
+def output_names(select: exp.Query) -> list[str] | None:
+    """The SELECT's column names as written; None when a `*` or an unnamed expression
+    leaves them to the engine."""
+    names = [projection.output_name for projection in select.selects]
+    if any(p.is_star for p in select.selects) or not all(names) or len(set(names)) < len(names):
+        return None
+    return names
+
+
 def definition_hash(spec: ModelSpec, query: ModelQuery, warehouse: Warehouse) -> str:
     """What the model's rows depend on besides its inputs: a change rebuilds it whole."""
     text = "\n".join([warehouse.render(query.qualified(warehouse)), ",".join(spec.unique_key)])

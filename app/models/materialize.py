@@ -123,9 +123,19 @@ class Materializer:
     def swap(self, temporary: str, name: str) -> None:
         self.engine.swap(self.client, self.warehouse, temporary, name, self.location)
 
-    def merge(self, spec: ModelSpec, temporary: str) -> None:
+    def merge(
+        self,
+        spec: ModelSpec,
+        temporary: str,
+        *,
+        columns: list[str] | None = None,
+        source: str | None = None,
+    ) -> None:
+        """MERGE `temporary`'s rows (or those of the rendered SELECT `source`, whose
+        `columns` are given) into the model on its unique_key."""
         dialect = self.warehouse.dialect
-        columns = self.columns(temporary)
+        columns = columns or self.columns(temporary)
+        using = f"({source})" if source else self._name(temporary)
 
         def quoted(column: str) -> str:
             return exp.to_identifier(column, quoted=True).sql(dialect=dialect)
@@ -140,7 +150,7 @@ class Materializer:
         names = ", ".join(quoted(column) for column in columns)
         values = ", ".join(f"s.{quoted(column)}" for column in columns)
         self.run(
-            f"MERGE INTO {self._name(spec.name)} AS t USING {self._name(temporary)} AS s "  # noqa: S608
+            f"MERGE INTO {self._name(spec.name)} AS t USING {using} AS s "  # noqa: S608
             f"ON {on}{matched} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
         )
 

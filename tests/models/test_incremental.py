@@ -97,6 +97,8 @@ MODELS = f"""
           - {{name: full, sql: "{SQL}"}}
           - {{name: appended, materialization: incremental, sql: "{SQL}"}}
           - {{name: merged, materialization: incremental, unique_key: [id], sql: "{SQL}"}}
+          - {{name: checked, materialization: incremental, sql: "SELECT * FROM events",
+              checks: {{not_null: [id]}}}}
 """
 
 
@@ -128,6 +130,10 @@ def test_incremental_models_read_only_new_loads_and_hold_the_tables_rows(
         appended, merged = built(report.models, "appended"), built(report.models, "merged")
         full = destination.rows("full")
         assert destination.rows("appended") == full
+        # with checks, or a `*`, the new rows are built and checked under a name of their own
+        assert built(report.models, "checked").rows_read == len(rows)
+        loaded = sum(len(rows) for rows in objects[: n + 1])
+        assert destination.read("SELECT COUNT(*) FROM ds.checked") == [(loaded,)]
         if n == 0:
             assert appended.reason == "read all rows: it is built for the first time"
         else:
