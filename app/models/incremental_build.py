@@ -61,9 +61,13 @@ class IncrementalBuild:
     ) -> int:
         """Rows merged or appended (the whole table on a full build)."""
         why = reads_whole(model, models)
+        mark = None
         if why is None:
             (upstream,) = model.upstream
-            if LOAD_ID_COLUMN not in self.m.columns(upstream):
+            mark = self.marks.read(spec.name)
+            # a mark on this upstream: a build read its load ids already
+            known = mark is not None and mark.upstream == upstream
+            if not known and LOAD_ID_COLUMN not in self.m.columns(upstream):
                 why = f"table {upstream} has no {LOAD_ID_COLUMN} column"
         if why is not None:
             if not spec.unique_key:
@@ -74,18 +78,18 @@ class IncrementalBuild:
                 )
             report.reason = f"read all rows: {why}"
             return self.m.checked(spec, model.qualified(self.m.warehouse), "table")
-        return self._by_loads(spec, model, upstream, report, full_refresh)
+        return self._by_loads(spec, model, upstream, mark, report, full_refresh)
 
     def _by_loads(
         self,
         spec: ModelSpec,
         model: ModelQuery,
         upstream: str,
+        mark: Watermark | None,
         report: ModelReport,
         full_refresh: bool,
     ) -> int:
         exists = self.m.kind(spec.name) == "table"
-        mark = self.marks.read(spec.name)
         now = self.marks.upstream_now(upstream, mark, spec.name if exists and mark else None)
         definition = definition_hash(spec, model, self.m.warehouse)
         failpoints.hit("incremental_read")
