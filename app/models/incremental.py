@@ -25,6 +25,8 @@ MODEL_LOAD_ID_COLUMN = "_ferry_load_id"
 """On an incremental model's rows: the `_dlt_load_id` of the upstream row each came from.
 The table's newest is what its last committed build read, kept in the same commit as the rows."""
 
+# a new row's value would differ from an old row's rebuilt now (GENERATE_UUID is left alone:
+# a row keeps the id its build gave it, which no rebuild could reproduce anyway)
 _BY_TIME = (
     exp.CurrentDate,
     exp.CurrentDatetime,
@@ -32,7 +34,6 @@ _BY_TIME = (
     exp.CurrentTimestamp,
     exp.Rand,
 )
-_BY_TIME_NAMES = frozenset({"GENERATE_UUID", "SESSION_USER", "RAND"})
 
 
 def reads_whole(query: ModelQuery, models: frozenset[str]) -> str | None:
@@ -67,9 +68,7 @@ def _combines_rows(node: exp.Expr, root: exp.Select) -> str | None:
         return f"it has an aggregate ({node.sql_name()})"
     if isinstance(node, exp.Join) and not isinstance(node.this, exp.Unnest):
         return "it has a JOIN"
-    if isinstance(node, _BY_TIME) or (
-        isinstance(node, exp.Anonymous) and str(node.name).upper() in _BY_TIME_NAMES
-    ):
+    if isinstance(node, _BY_TIME):
         return f"it calls {node.sql_name()}, which depends on when it runs"
     if node is root:
         for clause, what in _CLAUSES.items():
