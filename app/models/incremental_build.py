@@ -77,6 +77,9 @@ class IncrementalBuild:
                     details={"model": spec.name},
                 )
             report.reason = f"read all rows: {why}"
+            # its rows stop matching any mark: were its SQL changed back, the old mark would
+            # pass for current
+            self.marks.forget(spec.name)
             return self.m.checked(spec, model.qualified(self.m.warehouse), "table")
         return self._by_loads(spec, model, upstream, mark, report, full_refresh)
 

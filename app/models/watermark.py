@@ -150,6 +150,12 @@ class Watermarks:
             None if in_model is None else str(in_model),
         )
 
+    def forget(self, model: str) -> None:
+        """Drop the model's mark, if it has one (looked for first: a DELETE is DML)."""
+        if self.read(model) is not None:
+            table = self._name(MODEL_LOADS_TABLE)
+            self._query(f"DELETE FROM {table} WHERE model = {_literal(model)}")  # noqa: S608
+
     def write(self, model: str, mark: Watermark, run_id: str) -> None:
         table = self._name(MODEL_LOADS_TABLE)
         if not self._exists():

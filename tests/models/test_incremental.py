@@ -366,3 +366,26 @@ def test_min_rows_counts_the_table_not_one_loads_rows(tmp_path: Path) -> None:
     put(tmp_path, "1", [(3, 7, "c")])
     report = run(RunRequest("events"), settings, catalog)
     assert [(m.status, m.rows, m.rows_read) for m in report.models] == [("built", 1, 1)]
+
+
+def test_sql_that_reads_everything_for_a_while_and_then_changes_back_reads_everything(
+    tmp_path: Path, destination: Destination
+) -> None:
+    def catalog(sql: str) -> Catalog:
+        model = f'{{name: merged, materialization: incremental, unique_key: [id], sql: "{sql}"}}'
+        return events_catalog(tmp_path, f"\n          - {model}\n")
+
+    first = catalog(SQL)
+    put(tmp_path, "0", [(1, 5, "a")])
+    run(RunRequest("events"), destination.settings, first)
+    # for a while the SQL has a QUALIFY (read whole, merged) and other values
+    other = SQL.replace("amount * 10", "amount * 100")
+    other += " QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY amount) = 1"
+    put(tmp_path, "1", [(2, 6, "b")])
+    meanwhile = run(RunRequest("events"), destination.settings, catalog(other))
+    assert meanwhile.models[0].reason == "read all rows: it has QUALIFY"
+
+    put(tmp_path, "2", [(3, 7, "c")])
+    back = run(RunRequest("events"), destination.settings, catalog(SQL))
+    assert back.models[0].reason == "read all rows: it has no record of a previous build"
+    assert destination.rows("merged") == [(1, 50, "A"), (2, 60, "B"), (3, 70, "C")]
