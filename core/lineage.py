@@ -17,3 +17,6 @@ OBJECTS_TABLE = "_ferry_objects"
 """The object ledger: every object generation a load committed (loaded, emptied or deleted)."""
 MODELS_TABLE = "_ferry_models"
 """What each model was built from (app/models/freshness.py): stale models rebuild on any run."""
+MODEL_LOADS_TABLE = "_ferry_model_loads"
+"""Per incremental model: the newest upstream load its last build read, and what the upstream
+held then (app/models/watermark.py): a later build reads only newer loads."""

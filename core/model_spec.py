@@ -68,10 +68,12 @@ class ModelSpec(_Strict):
     sql_file: str | None = None
     """A `.sql` file holding the `SELECT`, relative to the pipelines file."""
     materialization: Materialization = "table"
-    """`table` (rebuilt and swapped in whole), `view`, or `incremental` (the SELECT's rows
-    merged into the table on `unique_key`: matching rows replaced, new rows inserted)."""
+    """`table` (rebuilt and swapped in whole), `view`, or `incremental` (after its first
+    build, reads only the upstream rows of loads newer than its last build and adds their
+    rows to the table: merged on `unique_key`, or appended without one; docs/models.md)."""
     unique_key: list[str] = Field(default_factory=list)
-    """incremental only: the columns a row is matched on."""
+    """incremental only: the columns a row is matched on (a new row replaces the row with
+    its key); none: new rows are appended."""
     checks: ModelChecks = Field(default_factory=ModelChecks)
     """Quality gates run on the new rows before they replace the old ones."""
     build_after_load: bool = True
@@ -99,8 +101,6 @@ class ModelSpec(_Strict):
     def one_sql_and_keys_fit(self) -> ModelSpec:
         if (self.sql is None) == (self.sql_file is None):
             raise ValueError("give exactly one of sql or sql_file")
-        if self.materialization == "incremental" and not self.unique_key:
-            raise ValueError("materialization 'incremental' needs unique_key")
         if self.materialization != "incremental" and self.unique_key:
             raise ValueError("unique_key applies to materialization 'incremental' only")
         return self

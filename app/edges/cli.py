@@ -124,6 +124,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "build", "build SQL models (and those downstream of them) now; none named: all", report
     )
     build.add_argument("models", nargs="*", metavar="MODEL")
+    build.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="incremental models read all their upstream rows, not only new loads'",
+    )
     validate = command(
         "validate", "check the pipelines file (every problem at once) and list what it declares"
     )
@@ -231,6 +236,7 @@ def command_build(args: argparse.Namespace, settings: Settings) -> int:
     request = RunRequest(
         pipeline=MODELS_RUN,
         models=tuple(args.models),
+        full_refresh=args.full_refresh,
         trigger="job" if "CLOUD_RUN_JOB" in os.environ else "cli",
         **execution_from_env(),
     )

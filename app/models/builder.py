@@ -9,15 +9,17 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.destinations.pipeline import destination_lock, staging_token
+from app.destinations.pipeline import destination_lock, destination_writer, staging_token
 from app.destinations.registry import engine_for
 from app.models.compile import ModelSet
 from app.models.materialize import Materializer
 from app.models.report import ModelReport
+from app.models.transpile import ModelQuery
 from core import failpoints
 from core.errors import (
     FerryError,
@@ -25,6 +27,7 @@ from core.errors import (
     ModelUnavailableError,
     classify,
 )
+from core.model_spec import ModelSpec
 from core.settings import Settings
 
 log = logging.getLogger("ferry.models")
@@ -38,9 +41,15 @@ class BuildResult:
 
 
 def build_models(
-    names: Sequence[str], models: ModelSet, settings: Settings, pipeline: Any, run_id: str
+    names: Sequence[str],
+    models: ModelSet,
+    settings: Settings,
+    pipeline: Any,
+    run_id: str,
+    full_refresh: bool = False,
 ) -> BuildResult:
-    """Build `names` (already in dependency order) through `pipeline`'s SQL client."""
+    """Build `names` (already in dependency order) through `pipeline`'s SQL client;
+    `full_refresh`: incremental models read their upstream whole."""
     result = BuildResult()
     engine = engine_for(settings).models
     warehouse = engine.warehouse(settings)
@@ -59,9 +68,13 @@ def build_models(
             continue
         started = time.perf_counter()
         try:
-            with destination_lock(settings), pipeline.sql_client() as client:
+            with (
+                destination_lock(settings),
+                _writers(settings, spec, query),
+                pipeline.sql_client() as client,
+            ):
                 materializer = Materializer(
-                    client, engine, warehouse, token, settings.bigquery_location
+                    client, engine, warehouse, token, settings.bigquery_location, run_id
                 )
                 missing = [
                     table
@@ -76,7 +89,13 @@ def build_models(
                 else:
                     log.info("build model %s", name)
                     failpoints.hit("model_build")
-                    report.rows = materializer.build(spec, query)
+                    report.rows = materializer.build(
+                        spec,
+                        query,
+                        report,
+                        models=frozenset(models.specs),
+                        full_refresh=full_refresh,
+                    )
                     built.add(name)
         except Exception as raw:
             error = model_error(name, raw, query.sql)
@@ -92,6 +111,19 @@ def build_models(
         finally:
             report.seconds = round(time.perf_counter() - started, 4)
     return result
+
+
+@contextmanager
+def _writers(settings: Settings, spec: ModelSpec, query: ModelQuery) -> Iterator[None]:
+    """An incremental model's build holds its table's writer and its upstream tables': two
+    builds never add the same new rows twice, and no load commits between the build's reading
+    of the upstream's figures and its reading of the rows (watermark.py). Taken in name
+    order, as a load takes one writer only: no two holders wait on each other."""
+    with ExitStack() as stack:
+        if spec.materialization == "incremental":
+            for table in sorted({spec.name, *query.upstream}):
+                stack.enter_context(destination_writer(settings, table))
+        yield
 
 
 def model_error(name: str, raw: BaseException, sql: str = "") -> FerryError:

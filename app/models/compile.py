@@ -68,9 +68,27 @@ def compile_models(
                     f"reads table '{table}', which no pipeline loads and no model builds "
                     f"(known: {known})",
                 )
+        if spec.materialization == "incremental" and not spec.unique_key:
+            _check_appendable(spec.name, query, frozenset(names))
         queries[spec.name] = query
     graph = ModelGraph.of({name: query.upstream for name, query in queries.items()})
     return ModelSet(specs={spec.name: spec for spec in specs}, queries=queries, graph=graph)
+
+
+def _check_appendable(name: str, query: ModelQuery, models: frozenset[str]) -> None:
+    """Without unique_key new rows are appended, which is right only for a SELECT that can
+    read the new loads alone (app/models/incremental.py)."""
+    from app.models.incremental import reads_whole
+    from app.models.transpile import model_error
+
+    why = reads_whole(query, models)
+    if why is not None:
+        raise model_error(
+            name,
+            "materialization 'incremental' without unique_key appends the rows of new loads, "
+            f"so its SELECT must read them alone (one loaded table, row by row), and {why}; "
+            "give unique_key (its whole SELECT is then merged on every build) or use 'table'",
+        )
 
 
 def _sql_of(spec: ModelSpec, base_dir: Path) -> str:

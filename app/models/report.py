@@ -18,5 +18,7 @@ class ModelReport:
     """Rows in the built table (incremental: rows merged; views: only when checked)."""
     seconds: float = 0.0
     reason: str | None = None
-    """Why a model was skipped."""
+    """Why a model was skipped, or why an incremental model read its upstream whole."""
+    rows_read: int | None = None
+    """incremental models: the upstream rows this build read (only new loads', when it could)."""
     error: dict[str, Any] | None = None

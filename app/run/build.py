@@ -85,7 +85,7 @@ def build_run(request: RunRequest, settings: Settings, catalog: Catalog) -> RunR
             from app.models.freshness import read_freshness
 
             freshness = read_freshness(pipeline, settings, catalog.models, _loaded_by(catalog))
-            _build(names, catalog, settings, pipeline, report, freshness)
+            _build(names, catalog, settings, pipeline, report, freshness, request.full_refresh)
     except BaseException as raw:
         if isinstance(raw, KeyboardInterrupt | SystemExit):
             raise
@@ -109,13 +109,16 @@ def _build(
     pipeline: Any,
     report: RunReport,
     freshness: Freshness,
+    full_refresh: bool = False,
 ) -> None:
     with report.timed("models"):
         # imported here: a pipelines file without models never loads sqlglot
         from app.models.builder import build_models
         from app.models.freshness import record_built
 
-        result = build_models(names, catalog.models, settings, pipeline, report.run_id)
+        result = build_models(
+            names, catalog.models, settings, pipeline, report.run_id, full_refresh
+        )
         # a model skipped for a missing upstream table counts as built from these inputs:
         # the load that creates that table moves them, and it is tried again then
         built = [

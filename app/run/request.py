@@ -58,6 +58,8 @@ class RunRequest:
     models: tuple[str, ...] | None = None
     """A build instead of a load (`main.py build`, `POST /runs {"models": [...]}`): these
     models and those downstream of them; () builds every model."""
+    full_refresh: bool = False
+    """With `models`: incremental models read their upstream whole instead of the new loads."""
     execution: str | None = None
     """The Cloud Run Jobs execution running this task (CLOUD_RUN_EXECUTION)."""
     task_attempt: int | None = None

@@ -64,9 +64,10 @@ def test_the_examples_validate_with_their_models_in_dependency_order() -> None:
             r"model 'curated': cannot read sql_file .*missing\.sql",
         ),
         (
-            "  - {name: curated, sql: 'SELECT * FROM ratings', materialization: incremental}\n",
-            r"model 'curated': materialization 'incremental' "
-            r"needs unique_key",
+            "  - {name: curated, materialization: incremental,\n"
+            "     sql: 'SELECT user_id, COUNT(*) AS n FROM ratings GROUP BY user_id'}\n",
+            r"model 'curated': materialization 'incremental' without unique_key appends the "
+            r"rows of new loads, .* and it has GROUP BY",
         ),
         (
             "  - {name: curated, sql: 'SELECT 1', materialization: snapshot}\n",
@@ -86,7 +87,7 @@ def test_the_examples_validate_with_their_models_in_dependency_order() -> None:
         "name-of-a-loaded-table",
         "reserved-name",
         "missing-sql-file",
-        "incremental-without-key",
+        "incremental-append-over-an-aggregate",
         "unknown-materialization",
         "unknown-check",
     ],

@@ -41,6 +41,11 @@ class RunBody(BaseModel):
         "(`[]`: every model); not combined with `pipeline` or `source`",
         examples=[["ratings_curated"]],
     )
+    full_refresh: bool = Field(
+        default=False,
+        description="With `models`: incremental models read all their upstream rows instead "
+        "of only the loads since their last build",
+    )
 
 
 @router.post(
@@ -60,10 +65,13 @@ def create_run(
         build = RunRequest(
             pipeline=MODELS_RUN,
             models=tuple(body.models),
+            full_refresh=body.full_refresh,
             idempotency_key=body.idempotency_key or idempotency_key,
             trigger="http",
         )
         return JSONResponse(service.execute(build).to_dict())
+    if body.full_refresh:
+        raise RequestError("'full_refresh' applies to a build: give it with 'models'")
     if body.pipeline is None and body.source is None:
         raise RequestError("give 'pipeline', 'source', or both")
     pipeline = body.pipeline or service.catalog.pipeline_for_uri(str(body.source)).name
