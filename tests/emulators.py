@@ -228,8 +228,10 @@ def run_bigquery_emulator(project: str = PROJECT) -> Iterator[BigQueryEmulator]:
     if not binary.exists() or not home.is_dir():
         raise RuntimeError(f"BigQuery emulator not found at {binary}: {_SETUP_HINT}")
     rest_port, grpc_port = free_port(), free_port()
+    # started through our launcher: a failed synchronous query must fail, as on BigQuery
     argv = [
-        str(binary),
+        str(binary.with_name("python")),
+        str(Path(__file__).with_name("bigquery_emulator_launch.py")),
         "start",
         "--rest-host",
         HOST,

@@ -510,3 +510,20 @@ def test_cdc_feed_on_bigquery_with_kills_mid_load_ends_as_applied_in_sequence(
 
     assert killed, "at least one run died mid-load"
     assert bigquery_rows(bigquery_env, unique_name) == expected_table(files), f"seed {seed}"
+
+
+def test_a_cdc_file_without_deletes_lands_on_bigquery(
+    tmp_path: Path, bigquery_env: BigQueryEmulator, unique_name: str
+) -> None:
+    """Upserts only: no tombstone to write, and still every live row lands."""
+    only_upserts = ChangeFile(
+        "changes-00.csv",
+        (Change(1, 1, "i", "v1"), Change(2, 2, "i", "v2"), Change(1, 3, "u", "v3")),
+    )
+    feed = bigquery_feed(tmp_path, bigquery_env, unique_name)
+    feed.write(only_upserts)
+
+    report = feed.deliver([only_upserts])
+
+    assert report.status == "succeeded"
+    assert bigquery_rows(bigquery_env, unique_name) == expected_table([only_upserts])
