@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.destinations.pipeline import sql_client_of
+from app.destinations.pipeline import known_to_exist, remember_exists, sql_client_of
 from core.lineage import SOURCE_GENERATION_COLUMN, SOURCE_URI_COLUMN, TOMBSTONES_SUFFIX
 from core.spec import DestinationSpec
 
@@ -163,13 +163,18 @@ def merge_order(
 
 
 def tombstones_exist(pipeline: Any, table: str) -> bool:
-    """Whether `<table>__tombstones` exists yet (its first delete creates it)."""
+    """Whether `<table>__tombstones` exists yet (its first delete creates it). A yes is
+    remembered (pipeline.known_to_exist: a table is rarely dropped, and a run that fails
+    forgets it); a no is asked again each time."""
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
     with sql_client_of(pipeline) as client:
         qualified = client.make_qualified_table_name(table + TOMBSTONES_SUFFIX)
+        if known_to_exist(qualified):
+            return True
         try:
             client.execute_sql(f"SELECT 1 FROM {qualified} WHERE 1 = 0")  # noqa: S608
         except DatabaseUndefinedRelation:
             return False
+    remember_exists(qualified)
     return True

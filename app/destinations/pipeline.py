@@ -273,6 +273,7 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
         _forget_completed_packages(created)
     except BaseException:
         engine_for(settings).destination.forget_known()
+        _known_tables.clear()
         _give_up(created, workdir, settings)
         raise
     given_up = [(created, workdir)]
@@ -284,6 +285,23 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
             given_up = _beyond_the_bound()
     for pipeline_object, path in given_up:
         _give_up(pipeline_object, path, settings)
+
+
+KNOWN_TABLE_SECONDS = 600.0
+"""How long this process trusts that a table it saw exists (forgotten when a run fails)."""
+
+_known_tables: dict[str, float] = {}
+
+
+def known_to_exist(qualified: str) -> bool:
+    """True when this process saw table `qualified` exist in the last KNOWN_TABLE_SECONDS and
+    no run has failed since: on BigQuery, asking again is a query job (~0.7 s)."""
+    seen = _known_tables.get(qualified)
+    return seen is not None and time.monotonic() - seen < KNOWN_TABLE_SECONDS
+
+
+def remember_exists(qualified: str) -> None:
+    _known_tables[qualified] = time.monotonic()
 
 
 def _give_up(created: Any, workdir: Path, settings: Settings) -> None:
