@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from app.destinations.writers import GcsLease, table_writer
@@ -48,6 +49,7 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
 
     _skip_empty_truncate_scripts()
     _truncate_side_by_side()
+    _replace_staging_by_load()
     _look_at_load_jobs_sooner()
     _complete_loads_by_streaming_insert()
     _remember_what_exists()
@@ -84,6 +86,98 @@ def _skip_empty_truncate_scripts() -> None:
 
     truncate_tables_if_exist._ferry_skips_empty = True  # type: ignore[attr-defined]
     BigQuerySqlClient.truncate_tables_if_exist = truncate_tables_if_exist  # type: ignore[method-assign]
+
+
+_replaced: dict[str, dict[str, str]] = {}
+"""Staging dataset -> {table: the file id of its one load file} of the load being set up."""
+
+REPLACING_FORMATS = {"parquet": "PARQUET", "jsonl": "NEWLINE_DELIMITED_JSON"}
+
+
+def _replace_staging_by_load() -> None:
+    """Before loading a merge into the kept staging dataset, dlt empties each staged table (a
+    TRUNCATE per table, ~1.5 s) and then appends to it. A table loaded from one local file
+    instead skips the TRUNCATE, and its load job replaces the table's rows (`WRITE_TRUNCATE`):
+    the same empty-then-fill, in one job. Only a one-file table (two replacing jobs of one
+    table would race), matched by the file's id (a set-up left from another load never
+    applies). dlt's own job sets `WRITE_APPEND` with no way to change it, so ferry makes that
+    job itself: dlt's configuration, with that one field changed."""
+    from collections import Counter
+
+    from dlt.destinations.impl.bigquery.bigquery import BigQueryClient, BigQueryLoadJob
+    from dlt.destinations.impl.bigquery.bigquery_adapter import should_autodetect_schema
+    from dlt.load import load as loader
+
+    init_client = getattr(loader, "init_client")  # noqa: B009 - not in the module's exports
+    if getattr(init_client, "_ferry_replaces", False):
+        return
+    initialize_storage = BigQueryClient.initialize_storage
+    create_load_job = BigQueryClient._create_load_job
+
+    def staging_name(client: BigQueryClient) -> str:
+        return str(client.sql_client.fully_qualified_dataset_name(quote=False))
+
+    def autodetects(client: BigQueryClient, name: str) -> bool:
+        prepared = client.prepare_load_table(name)
+        return prepared is None or should_autodetect_schema(prepared)
+
+    def noting_init_client(
+        job_client: Any, schema: Any, new_jobs: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        new_jobs = list(new_jobs)
+        staged = args[2] if len(args) > 2 else kwargs.get("load_staging_filter")
+        if isinstance(job_client, BigQueryClient) and staged is not None:
+            files = Counter(job.table_name for job in new_jobs)
+            replaced = {
+                job.table_name: job.file_id
+                for job in new_jobs
+                if files[job.table_name] == 1
+                and job.file_format in REPLACING_FORMATS
+                and staged(job.table_name)
+                and not autodetects(job_client, job.table_name)
+            }
+            with job_client.with_staging_dataset():
+                _replaced[staging_name(job_client)] = replaced
+        return init_client(job_client, schema, new_jobs, *args, **kwargs)
+
+    def skipping_initialize_storage(self: BigQueryClient, truncate_tables: Any = None) -> None:
+        if self.in_staging_dataset_mode and truncate_tables:
+            replaced = _replaced.get(staging_name(self), {})
+            truncate_tables = [table for table in truncate_tables if table not in replaced]
+        initialize_storage(self, truncate_tables)
+
+    def replacing_create_load_job(self: BigQueryClient, table: Any, file_path: str) -> Any:
+        from dlt.common.storages.load_package import ParsedLoadJobFileName
+        from google.cloud import bigquery
+
+        parsed = ParsedLoadJobFileName.parse(file_path)
+        replaced = _replaced.get(staging_name(self), {}) if self.in_staging_dataset_mode else {}
+        if replaced.get(parsed.table_name) != parsed.file_id:
+            return create_load_job(self, table, file_path)
+        file_format = REPLACING_FORMATS[parsed.file_format]
+        job_config = bigquery.LoadJobConfig(
+            autodetect=False,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+            source_format=file_format,
+            decimal_target_types=["NUMERIC", "BIGNUMERIC"] if file_format == "PARQUET" else None,
+            ignore_unknown_values=self.config.ignore_unknown_values,
+            max_bad_records=0,
+        )
+        qualified = self.sql_client.make_qualified_table_name(table["name"], quote=False)
+        with Path(file_path).open("rb") as file:
+            return self.sql_client.native_connection.load_table_from_file(
+                file,
+                qualified,
+                job_id=BigQueryLoadJob.get_job_id_from_file_path(file_path),
+                job_config=job_config,
+                timeout=self.config.file_upload_timeout,
+            )
+
+    noting_init_client._ferry_replaces = True  # type: ignore[attr-defined]
+    setattr(loader, "init_client", noting_init_client)  # noqa: B010
+    BigQueryClient.initialize_storage = skipping_initialize_storage  # type: ignore[method-assign]
+    BigQueryClient._create_load_job = replacing_create_load_job  # type: ignore[method-assign]
 
 
 def _truncate_side_by_side() -> None:
