@@ -4,17 +4,17 @@ Kept in the destination (not in memory) so `GET /runs` answers the same on every
 and after a restart. Recording is best effort: by then the run's data is committed, and a
 lost history row must never turn a successful load into a failed one.
 
-On BigQuery, where each write is a call, a skipped run (nothing new: a redelivered push of an
-object already loaded) is not written on its own: its row was the second of a redelivery's
-two calls. Its row waits in this process and goes in with the next write, one insert for all:
+On BigQuery, where each write is a call, a skipped push (nothing new: a redelivered object
+already loaded) is not written on its own: its row was the second of a redelivery's two
+calls. Its row waits in this process and goes in with the next write, one insert for all:
 the next run that loaded something, a read of the log here (so this instance's `GET /runs`
-sees it), a timer at most DEFER_SECONDS later, or the process's exit. A killed process loses
-the rows still waiting: runs that changed nothing, each also in the log lines.
+sees it), a timer at most DEFER_SECONDS later, or the service's shutdown. A killed process
+loses the rows still waiting: pushes that changed nothing, each also in the log lines. Other
+triggers are written at once (a drain records its run before it acks).
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import threading
@@ -36,6 +36,8 @@ DEFER_SECONDS = 30.0
 """The longest a skipped run's row waits in this process for the next write."""
 MAX_DEFERRED = 200
 """Rows of skipped runs that wait at most; one more writes them all."""
+DEFERRED_TRIGGERS = ("pubsub", "eventarc")
+"""Pushes: redelivered one object at a time, so one call each is what a row would cost."""
 
 # typed, so the destination sorts by time and not by text
 COLUMNS: dict[str, TColumnSchema] = {
@@ -85,16 +87,12 @@ class _Deferred:
         self._guard = threading.Lock()
         self._rows: dict[str, tuple[Settings, list[dict[str, Any]]]] = {}
         self._timer: threading.Timer | None = None
-        self._exit_hook = False
 
     def add(self, settings: Settings, row: dict[str, Any]) -> bool:
         """Hold `row`; True when enough wait that they should be written now."""
         with self._guard:
             _, rows = self._rows.setdefault(settings.model_dump_json(), (settings, []))
             rows.append(row)
-            if not self._exit_hook:
-                atexit.register(write_deferred)
-                self._exit_hook = True
             if self._timer is None:
                 self._timer = threading.Timer(DEFER_SECONDS, write_deferred)
                 self._timer.daemon = True
@@ -120,7 +118,7 @@ _deferred = _Deferred()
 
 
 def write_deferred() -> None:
-    """Write every skipped run's row still waiting (the timer, the process's exit)."""
+    """Write every skipped run's row still waiting (the timer, the service's shutdown)."""
     for settings, rows in _deferred.take_all():
         RunLog(settings)._write_or_warn(rows)
 
@@ -134,7 +132,11 @@ class RunLog:
 
         A skipped run's row waits for the next write (see the module's docstring)."""
         row = run_row(report)
-        skipped = report.get("status") == "skipped" and appends_by_call(self.settings)
+        skipped = (
+            report.get("status") == "skipped"
+            and report.get("trigger") in DEFERRED_TRIGGERS
+            and appends_by_call(self.settings)
+        )
         if skipped and not _deferred.add(self.settings, row):
             return True
         return self._write_or_warn([*_deferred.take(self.settings), row])

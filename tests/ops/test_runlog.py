@@ -62,7 +62,7 @@ def test_a_redelivered_push_on_bigquery_is_one_call_and_its_run_still_listed(
     unique_name: str,
 ) -> None:
     """The redelivery's only BigQuery call is its ledger read: its skipped run's row waits for
-    the next write, here the read of `GET /runs`, which lists it."""
+    the next write, here the read of `GET /runs`, which lists it, or the shutdown."""
     bucket = gcs_emulator.client().create_bucket(unique_name)
     bucket.blob("in/a.csv").upload_from_string("id,name\n1,a\n2,b\n")
     stored = bucket.get_blob("in/a.csv")
@@ -95,6 +95,13 @@ def test_a_redelivered_push_on_bigquery_is_one_call_and_its_run_still_listed(
             assert push("m-2")["status"] == "skipped"
             calls = Counter(proxy.stats()["counters"]) - before
             listed = requests.get(f"{service.base_url}/runs", timeout=60).json()["runs"]
+            assert push("m-3")["status"] == "skipped"  # waiting at shutdown: written then
+
+        recorded = bigquery_emulator.client().query(
+            f"select run_id, status from `{bigquery_emulator.project}.{unique_name}._ferry_runs`"
+        )
+        statuses = {row.run_id: row.status for row in recorded.result()}
 
     assert calls == Counter({"jobs.query": 1}), "the ledger read, and no run-log row"
     assert [run["status"] for run in listed] == ["skipped", "succeeded"]
+    assert sorted(statuses.values()) == ["skipped", "skipped", "succeeded"]
