@@ -8,7 +8,8 @@ production: each point then costs one environment lookup. In-process tests can i
 a function of their own at a point (`hooked`), to hold one run there while another goes on.
 
 Points: after_first_batch, during_load, after_commit, before_ack, model_build, writer_waiting
-(a load found its table's writer held by another run and is about to wait for it).
+(a load found its table's writer held by another run and is about to wait for it),
+before_load_marked (BigQuery: every job of the load done, its `_dlt_loads` row not written).
 """
 
 from __future__ import annotations

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from app.destinations.writers import GcsLease, table_writer
+from core import failpoints
 from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
 from core.spec import DestinationSpec
 from sources.files.storage import storage_client_factory
 
-log = logging.getLogger("ferry.bigquery")
+_log = logging.getLogger("ferry.bigquery")
 
 SQL_TYPES = {"text": "STRING", "bigint": "INT64", "double": "FLOAT64", "timestamp": "TIMESTAMP"}
 
@@ -91,7 +92,7 @@ def _skip_empty_truncate_scripts() -> None:
 _replaced: dict[str, dict[str, str]] = {}
 """Staging dataset -> {table: the file id of its one load file} of the load being set up."""
 
-REPLACING_FORMATS = {"parquet": "PARQUET", "jsonl": "NEWLINE_DELIMITED_JSON"}
+_REPLACING_FORMATS = {"parquet": "PARQUET", "jsonl": "NEWLINE_DELIMITED_JSON"}
 
 
 def _replace_staging_by_load() -> None:
@@ -132,7 +133,7 @@ def _replace_staging_by_load() -> None:
                 job.table_name: job.file_id
                 for job in new_jobs
                 if files[job.table_name] == 1
-                and job.file_format in REPLACING_FORMATS
+                and job.file_format in _REPLACING_FORMATS
                 and staged(job.table_name)
                 and not autodetects(job_client, job.table_name)
             }
@@ -154,7 +155,7 @@ def _replace_staging_by_load() -> None:
         replaced = _replaced.get(staging_name(self), {}) if self.in_staging_dataset_mode else {}
         if replaced.get(parsed.table_name) != parsed.file_id:
             return create_load_job(self, table, file_path)
-        file_format = REPLACING_FORMATS[parsed.file_format]
+        file_format = _REPLACING_FORMATS[parsed.file_format]
         job_config = bigquery.LoadJobConfig(
             autodetect=False,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
@@ -218,6 +219,7 @@ def _complete_loads_by_streaming_insert() -> None:
         return
 
     def complete_load(self: BigQueryClient, load_id: str) -> None:
+        failpoints.hit("before_load_marked")  # every job done, the load not counted yet
         names = list(normalize_table_identifiers(loads_table(), self.schema.naming)["columns"])
         values = [
             load_id,
@@ -234,14 +236,14 @@ def _complete_loads_by_streaming_insert() -> None:
         except Exception as error:
             errors = [{"error": str(error)}]
         if errors:
-            log.info("streaming %s into %s failed (%s): inserting", load_id, table, errors)
+            _log.info("streaming %s into %s failed (%s): inserting", load_id, table, errors)
             original(self, load_id)
 
     complete_load._ferry_streams = True  # type: ignore[attr-defined]
     BigQueryClient.complete_load = complete_load  # type: ignore[method-assign,assignment]
 
 
-FIRST_LOOK_SECONDS = 0.1
+_FIRST_LOOK_SECONDS = 0.1
 """A load job's first look at its job; each next one waits twice as long, up to dlt's 1 s."""
 
 _looks = threading.local()
@@ -266,7 +268,7 @@ def _look_at_load_jobs_sooner() -> None:
     def backing_off_sleep(sleep_seconds: float) -> None:
         count = getattr(_looks, "count", 0)
         _looks.count = count + 1
-        fixed_sleep(min(sleep_seconds, FIRST_LOOK_SECONDS * 2**count))
+        fixed_sleep(min(sleep_seconds, _FIRST_LOOK_SECONDS * 2**count))
 
     backing_off_sleep._ferry_backs_off = True  # type: ignore[attr-defined]
     setattr(impl, "sleep", backing_off_sleep)  # noqa: B010
