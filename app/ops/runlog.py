@@ -118,7 +118,7 @@ _deferred = _Deferred()
 
 
 def write_deferred() -> None:
-    """Write every skipped run's row still waiting (the timer, the service's shutdown)."""
+    """Write every skipped run's row still waiting, of every destination (the timer)."""
     for settings, rows in _deferred.take_all():
         RunLog(settings)._write_or_warn(rows)
 
