@@ -29,8 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.destinations.pipeline import sql_client_of
+from app.destinations.pipeline import known_to_exist, remember_exists, sql_client_of
 from core.lineage import SOURCE_GENERATION_COLUMN, SOURCE_URI_COLUMN, TOMBSTONES_SUFFIX
+from core.settings import Settings
 from core.spec import DestinationSpec
 
 Escape = Callable[[str], str]
@@ -127,7 +128,7 @@ def tombstone_merge(
 
 
 def merge_order(
-    pipeline: Any, destination: DestinationSpec
+    pipeline: Any, destination: DestinationSpec, settings: Settings
 ) -> tuple[OrderedMerge, OrderedMerge | None, bool]:
     """The ordered-merge conditions of `destination`'s table (and of its tombstones, when
     deletes are hard), with the destination's own quoting and naming, and whether the data
@@ -140,7 +141,7 @@ def merge_order(
     keys = [naming.normalize_identifier(key) for key in destination.primary_key]
     sequence = naming.normalize_identifier(destination.sequence or SOURCE_GENERATION_COLUMN)
     hard = destination.cdc is not None and destination.cdc.deletes == "hard"
-    consulted = hard and tombstones_exist(pipeline, destination.table)
+    consulted = hard and tombstones_exist(pipeline, destination.table, settings)
     with sql_client_of(pipeline) as client:
         table = client.make_qualified_table_name(destination.table)
         tombstones_table = client.make_qualified_table_name(destination.table + TOMBSTONES_SUFFIX)
@@ -162,14 +163,19 @@ def merge_order(
     return order, tombstones, consulted
 
 
-def tombstones_exist(pipeline: Any, table: str) -> bool:
-    """Whether `<table>__tombstones` exists yet (its first delete creates it)."""
+def tombstones_exist(pipeline: Any, table: str, settings: Settings) -> bool:
+    """Whether `<table>__tombstones` exists yet (its first delete creates it). A yes is
+    remembered (pipeline.known_to_exist: a table is rarely dropped, and a run that fails
+    forgets it); a no is asked again each time."""
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
     with sql_client_of(pipeline) as client:
         qualified = client.make_qualified_table_name(table + TOMBSTONES_SUFFIX)
+        if known_to_exist(settings, qualified):
+            return True
         try:
             client.execute_sql(f"SELECT 1 FROM {qualified} WHERE 1 = 0")  # noqa: S608
         except DatabaseUndefinedRelation:
             return False
+    remember_exists(settings, qualified)
     return True

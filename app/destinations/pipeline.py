@@ -285,6 +285,7 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
         _forget_completed_packages(created)
     except BaseException:
         engine_for(settings).destination.forget_known()
+        _known_tables.clear()
         _give_up(created, workdir, settings)
         raise
     given_up = [(created, workdir)]
@@ -296,6 +297,35 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
             given_up = _beyond_the_bound()
     for pipeline_object, path in given_up:
         _give_up(pipeline_object, path, settings)
+
+
+KNOWN_TABLE_SECONDS = 600.0
+"""How long this process trusts that a table it saw exists (forgotten when a run fails)."""
+
+_known_tables: dict[tuple[str, ...], float] = {}
+
+
+def known_to_exist(settings: Settings, qualified: str) -> bool:
+    """True when this process saw table `qualified` of the settings' destination exist in the
+    last KNOWN_TABLE_SECONDS and no run has failed since: on BigQuery, asking again is a query
+    job (~0.7 s)."""
+    seen = _known_tables.get(_table_key(settings, qualified))
+    return seen is not None and time.monotonic() - seen < KNOWN_TABLE_SECONDS
+
+
+def remember_exists(settings: Settings, qualified: str) -> None:
+    _known_tables[_table_key(settings, qualified)] = time.monotonic()
+
+
+def _table_key(settings: Settings, qualified: str) -> tuple[str, ...]:
+    # one name in two DuckDB files (or projects) is two tables
+    return (
+        qualified,
+        settings.destination_kind,
+        str(settings.resolved_duckdb_path),
+        settings.bigquery_project or "",
+        settings.bigquery_emulator_host or "",
+    )
 
 
 def _give_up(created: Any, workdir: Path, settings: Settings) -> None:

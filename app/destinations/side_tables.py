@@ -60,34 +60,41 @@ def merge_row(
     _tables_written.add(known)
 
 
-def append_row(
+def append_rows(
     settings: Settings,
     pipeline: str,
     table: str,
-    row: dict[str, Any],
+    rows: list[dict[str, Any]],
     key: str,
     run_id: str,
     columns: dict[str, TColumnSchema] | None = None,
 ) -> None:
-    """Write one row that readers de-duplicate on `key` (the newest `_dlt_load_id` wins): on
-    BigQuery a streaming insert (one REST call, no DML on a table every pipeline shares);
-    elsewhere, or while the table does not exist, `merge_row`."""
+    """Write rows that readers de-duplicate on `key` (the newest `_dlt_load_id` wins): on
+    BigQuery one streaming insert for all of them (one REST call, no DML on a table every
+    pipeline shares); elsewhere, or while the table does not exist, `merge_row` per row."""
     destination = engine_for(settings).destination
-    if destination.STREAMING_INSERTS:
-        values = {
-            **row,
-            "_dlt_load_id": f"{time.time():.6f}",
-            "_dlt_id": uuid.uuid4().hex[:14],
-        }
+    if destination.STREAMING_INSERTS and rows:
+        load_id = f"{time.time():.6f}"
+        values = [
+            {**row, "_dlt_load_id": load_id, "_dlt_id": uuid.uuid4().hex[:14]} for row in rows
+        ]
         try:
             with _sql_client(settings, pipeline) as client:
-                appended = destination.append_rows(client, table, [values], [str(row[key])])
+                ids = [str(row[key]) for row in rows]
+                appended = destination.append_rows(client, table, values, ids)
         except Exception as error:
             log.debug("appending to %s failed (%s); merging instead", table, error)
             appended = False
         if appended:
             return
-    merge_row(settings, pipeline, table, row, key, run_id, columns)
+    for row in rows:
+        merge_row(settings, pipeline, table, row, key, run_id, columns)
+
+
+def appends_by_call(settings: Settings) -> bool:
+    """Whether each `append_rows` is a call to a remote destination (BigQuery), so batching
+    rows saves calls; on DuckDB it is a local statement."""
+    return engine_for(settings).destination.STREAMING_INSERTS
 
 
 def select(

@@ -7,6 +7,8 @@ import logging
 import re
 import signal
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
 
@@ -33,6 +35,9 @@ from core.settings import Settings, load_settings
 
 log = logging.getLogger("ferry.server")
 
+SHUTDOWN_WRITE_SECONDS = 5.0
+"""At shutdown, how long the run-log rows still waiting may take to be written."""
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings default to the environment (tests pass their own)."""
@@ -46,7 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service = RunService.from_settings(settings)
     # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default
     docs = settings.docs_enabled
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(service.close, SHUTDOWN_WRITE_SECONDS)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="ferry",
         description="ELT worker for Cloud Run: GCS / HTTP API -> pandas -> dlt -> BigQuery",
         version="0.1.0",

@@ -8,10 +8,16 @@ request is answered after that shared commit, with its own object's part of the 
 so with its own ack or nack.
 
 The first push of an idle pipeline runs at once (no added wait): groups form only from the
-pushes that arrive while a run is going, which is when they pay. With `min_interval` set,
-a pipeline's runs start at least that many seconds apart, and the pushes of the interval
-share the next one: a bound on load jobs per table per day (BigQuery allows 1,500) at the
-price of that much latency.
+pushes that arrive while a run is going, which is when they pay. Groups are pipelined: once
+a group has read and converted its objects and goes to load, the pushes waiting behind it
+start the next group, which reads and converts while the first one's load commits (on
+BigQuery seconds of waiting on jobs). At most IN_FLIGHT groups of a pipeline run at once,
+one of them before its load; their commits still take turns on the table's writer
+(app/destinations/writers.py), which is what keeps concurrent loads of a table exact.
+
+With `min_interval` set, a pipeline's runs start at least that many seconds apart, and the
+pushes of the interval share the next one: a bound on load jobs per table per day (BigQuery
+allows 1,500) at the price of that much latency.
 
 A group that fails for one object's bad data (a terminal error) is run again one object per
 run, so only that object's request fails; a retriable failure (the destination, a quota) is
@@ -62,8 +68,14 @@ class _Member:
     error: BaseException | None = None
 
 
-Execute = Callable[[RunRequest, list[RunRequest]], RunReport]
-"""Runs one request (the group's, or a member's alone) for the members listed; raises."""
+Execute = Callable[[RunRequest, list[RunRequest], Callable[[], None]], RunReport]
+"""Runs one request (the group's, or a member's alone) for the members listed, calling the
+third argument when the run goes to load; raises."""
+
+IN_FLIGHT = 2
+"""Groups of one pipeline running at once: one reading while the one before it loads. Two
+is also the number of idle dlt pipelines an instance keeps per pipeline (KEPT_PER_PIPELINE):
+a third at once would set up a pipeline of its own each time."""
 
 
 class GroupCommit:
@@ -84,7 +96,10 @@ class GroupCommit:
         self._started: dict[str, float] = {}
         self._guard = threading.Lock()
         self._pending: dict[str, list[_Member]] = {}
-        self._leading: set[str] = set()
+        self._in_flight: dict[str, int] = {}
+        """Groups of a pipeline running (at most IN_FLIGHT)."""
+        self._reading: set[str] = set()
+        """Pipelines with a group that has not gone to load yet (at most one each)."""
 
     def waiting(self, pipeline: str) -> int:
         """Pushes of `pipeline` waiting for the next group (not those in the running one)."""
@@ -98,9 +113,7 @@ class GroupCommit:
         key = request.pipeline
         with self._guard:
             self._pending.setdefault(key, []).append(member)
-            if key not in self._leading:
-                self._leading.add(key)
-                member.lead = True
+            self._start_next(key)
         while not member.finished:
             if member.lead:
                 member.lead = False
@@ -112,6 +125,17 @@ class GroupCommit:
             raise member.error
         assert member.report is not None
         return member.report
+
+    def _start_next(self, key: str) -> None:
+        """The longest waiting push leads the next group, if one may start now (the caller
+        holds the guard)."""
+        waiting = self._pending.get(key)
+        if not waiting or key in self._reading or self._in_flight.get(key, 0) >= IN_FLIGHT:
+            return
+        self._reading.add(key)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        waiting[0].lead = True
+        waiting[0].wake.set()
 
     def _run_next_group(self, key: str, leader: _Member) -> None:
         if self._min_interval > 0:
@@ -136,24 +160,37 @@ class GroupCommit:
                     group.append(member)
                     uris.add(uri)
             self._pending[key] = later
+        read = False
+
+        def loading() -> None:
+            """The group goes to load: the pushes waiting behind it may start theirs."""
+            nonlocal read
+            with self._guard:
+                if not read:
+                    read = True
+                    self._reading.discard(key)
+                    self._start_next(key)
+
         try:
-            self._run_group(group)
+            self._run_group(group, loading)
         finally:
             with self._guard:
                 for member in group:
                     member.finished = True
                     member.wake.set()
-                waiting = self._pending.get(key, [])
-                if waiting:  # the longest waiting push leads the next group
-                    waiting[0].lead = True
-                    waiting[0].wake.set()
-                else:
+                if not read:  # it ended before its load (nothing new, or a failure)
+                    read = True
+                    self._reading.discard(key)
+                self._in_flight[key] -= 1
+                if not self._in_flight[key]:
+                    del self._in_flight[key]
+                self._start_next(key)
+                if not self._pending.get(key):
                     self._pending.pop(key, None)
-                    self._leading.discard(key)
 
-    def _run_group(self, group: list[_Member]) -> None:
+    def _run_group(self, group: list[_Member], loading: Callable[[], None]) -> None:
         if len(group) == 1:
-            self._alone(group[0])
+            self._alone(group[0], loading)
             return
         first = group[0].request
         shared = RunRequest(
@@ -167,7 +204,7 @@ class GroupCommit:
             "group commit: %s objects of %s in run %s", len(group), first.pipeline, shared.run_id
         )
         try:
-            report = self._execute(shared, [m.request for m in group])
+            report = self._execute(shared, [m.request for m in group], loading)
         except BaseException as raw:
             error = classify(raw, pipeline=first.pipeline)
             if error.retriable or isinstance(error, ModelFailedError | ModelUnavailableError):
@@ -180,14 +217,14 @@ class GroupCommit:
                 "group of %s failed (%s): running its objects one by one", len(group), error
             )
             for member in group:
-                self._alone(member)
+                self._alone(member, loading)
             return
         for member in group:
             member.report = own_report(report, member.request)
 
-    def _alone(self, member: _Member) -> None:
+    def _alone(self, member: _Member, loading: Callable[[], None]) -> None:
         try:
-            member.report = self._execute(member.request, [member.request])
+            member.report = self._execute(member.request, [member.request], loading)
         except BaseException as raw:
             member.error = raw
 

@@ -3,15 +3,24 @@
 Kept in the destination (not in memory) so `GET /runs` answers the same on every instance
 and after a restart. Recording is best effort: by then the run's data is committed, and a
 lost history row must never turn a successful load into a failed one.
+
+On BigQuery, where each write is a call, a skipped push (nothing new: a redelivered object
+already loaded) is not written on its own: its row was the second of a redelivery's two
+calls. Its row waits in this process and goes in with the next write, one insert for all:
+the next run that loaded something, a read of the log here (so this instance's `GET /runs`
+sees it), a timer at most DEFER_SECONDS later, or the service's shutdown. A killed process
+loses the rows still waiting: pushes that changed nothing, each also in the log lines. Other
+triggers are written at once (a drain records its run before it acks).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
-from app.destinations.side_tables import append_row, select
+from app.destinations.side_tables import append_rows, appends_by_call, select
 from core.errors import classify
 from core.settings import Settings
 
@@ -23,6 +32,12 @@ log = logging.getLogger("ferry.runlog")
 TABLE = "_ferry_runs"
 PIPELINE = "_runs"
 MAX_LIMIT = 500
+DEFER_SECONDS = 30.0
+"""The longest a skipped run's row waits in this process for the next write."""
+MAX_DEFERRED = 200
+"""Rows of skipped runs that wait at most; one more writes them all."""
+DEFERRED_TRIGGERS = ("pubsub", "eventarc")
+"""Pushes: redelivered one object at a time, so one call each is what a row would cost."""
 
 # typed, so the destination sorts by time and not by text
 COLUMNS: dict[str, TColumnSchema] = {
@@ -65,18 +80,70 @@ def run_row(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class _Deferred:
+    """Rows of skipped runs waiting for the next write, per destination (its settings)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._rows: dict[str, tuple[Settings, list[dict[str, Any]]]] = {}
+        self._timer: threading.Timer | None = None
+
+    def add(self, settings: Settings, row: dict[str, Any]) -> bool:
+        """Hold `row`; True when enough wait that they should be written now."""
+        with self._guard:
+            _, rows = self._rows.setdefault(settings.model_dump_json(), (settings, []))
+            rows.append(row)
+            if self._timer is None:
+                self._timer = threading.Timer(DEFER_SECONDS, write_deferred)
+                self._timer.daemon = True
+                self._timer.start()
+            return len(rows) >= MAX_DEFERRED
+
+    def take(self, settings: Settings) -> list[dict[str, Any]]:
+        with self._guard:
+            _, rows = self._rows.pop(settings.model_dump_json(), (settings, []))
+            return rows
+
+    def take_all(self) -> list[tuple[Settings, list[dict[str, Any]]]]:
+        with self._guard:
+            taken = list(self._rows.values())
+            self._rows.clear()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return taken
+
+
+_deferred = _Deferred()
+
+
+def write_deferred() -> None:
+    """Write every skipped run's row still waiting, of every destination (the timer)."""
+    for settings, rows in _deferred.take_all():
+        RunLog(settings)._write_or_warn(rows)
+
+
 class RunLog:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def record(self, report: dict[str, Any]) -> bool:
-        """Append one run (readers keep its newest row); False, with a warning, if it could not."""
-        try:
-            self._write(report)
-        except Exception as error:  # the run's data is committed; only its history row is lost
-            log.warning("could not record run %s in %s: %s", report.get("run_id"), TABLE, error)
-            return False
-        return True
+        """Append one run (readers keep its newest row); False, with a warning, if it could not.
+
+        A skipped run's row waits for the next write (see the module's docstring)."""
+        row = run_row(report)
+        skipped = (
+            report.get("status") == "skipped"
+            and report.get("trigger") in DEFERRED_TRIGGERS
+            and appends_by_call(self.settings)
+        )
+        if skipped and not _deferred.add(self.settings, row):
+            return True
+        return self._write_or_warn([*_deferred.take(self.settings), row])
+
+    def flush(self) -> bool:
+        """Write the skipped runs' rows waiting in this process now."""
+        return self._write_or_warn(_deferred.take(self.settings))
 
     def recent(
         self, limit: int = 50, pipeline: str | None = None, status: str | None = None
@@ -101,6 +168,7 @@ class RunLog:
         # one row per run: a run recorded twice (a streaming insert retried, a drain killed
         # before its ack) keeps the newest write. The clause holds placeholders only; the
         # values are bound.
+        self.flush()  # a reader here sees this process's skipped runs too
         condition = " AND ".join(["_latest = 1", *where])
         query = (
             "SELECT report FROM (SELECT report, run_id, pipeline, status, started_at, "  # noqa: S608
@@ -113,8 +181,14 @@ class RunLog:
             raise classify(error) from error
         return [json.loads(row[0]) for row in rows]
 
-    def _write(self, report: dict[str, Any]) -> None:
-        run_id = report["run_id"]
-        append_row(
-            self.settings, PIPELINE, TABLE, run_row(report), "run_id", f"runlog-{run_id}", COLUMNS
-        )
+    def _write_or_warn(self, rows: list[dict[str, Any]]) -> bool:
+        if not rows:
+            return True
+        try:
+            run_id = rows[-1]["run_id"]
+            append_rows(self.settings, PIPELINE, TABLE, rows, "run_id", f"runlog-{run_id}", COLUMNS)
+        except Exception as error:  # the runs' data is committed; only their history is lost
+            lost = ", ".join(str(row.get("run_id")) for row in rows)
+            log.warning("could not record run(s) %s in %s: %s", lost, TABLE, error)
+            return False
+        return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import FrameType
@@ -19,6 +20,7 @@ from types import FrameType
 from app.ops.group_commit import GroupCommit, groupable
 from app.ops.idempotency import IdempotencyStore, ReplayedReport
 from app.ops.run_events import run_and_tell
+from app.ops.runlog import RunLog
 from app.run.catalog import Catalog, load_catalog
 from app.run.report import RunReport
 from app.run.request import MODELS_RUN, ObjectRef, ProgressCallback, RunRequest
@@ -108,6 +110,18 @@ class RunService:
         """Abandon runs at their next checkpoint and refuse new ones (SIGTERM)."""
         self.stopping.set()
 
+    def close(self, timeout: float) -> None:
+        """The service is shutting down: write its run-log rows still waiting (skipped
+        pushes, app/ops/runlog.py), waiting at most `timeout` seconds: a destination gone by
+        now (a test's emulator) must not hold the exit for its client's retries."""
+        writer = threading.Thread(
+            target=RunLog(self.settings).flush, name="runlog-at-shutdown", daemon=True
+        )
+        writer.start()
+        writer.join(timeout)
+        if writer.is_alive():
+            log.warning("run-log rows still waiting were not written before shutdown")
+
     def stop_on_sigterm(self) -> None:
         """Job mode: Cloud Run sends SIGTERM on task timeout and on cancel; the service's
         uvicorn calls `stop()` itself. Only the main thread may install a handler."""
@@ -149,9 +163,12 @@ class RunService:
         with self._object_locks.hold(lock_key):
             return run(request, self.settings, self.catalog, progress=checkpoint)
 
-    def _run_group(self, request: RunRequest, members: list[RunRequest]) -> RunReport:
+    def _run_group(
+        self, request: RunRequest, members: list[RunRequest], loading: Callable[[], None]
+    ) -> RunReport:
         """One run for a group of pushes (or one of them alone), recorded and told once; the
-        members' objects locked, in one order, against other runs of the same objects."""
+        members' objects locked, in one order, against other runs of the same objects.
+        `loading` is called when the run goes to load (the next group may start)."""
         from app.run.runner import run
 
         keys = sorted({(m.pipeline, m.source_uri or "*") for m in members})
@@ -160,7 +177,13 @@ class RunService:
             with ExitStack() as held:
                 for key in keys:
                     held.enter_context(self._object_locks.hold(key))
-                return run(request, self.settings, self.catalog, progress=self._checkpoint)
+                return run(
+                    request,
+                    self.settings,
+                    self.catalog,
+                    progress=self._checkpoint,
+                    loading=loading,
+                )
 
         return run_and_tell(self.settings, attempt, silent=self.stopping.is_set)
 

@@ -108,7 +108,7 @@ def plan_files(run: RunContext, source: FilesSource, storage_client: Any) -> Fil
         tombstones_guard = None
         if pending and by_object and destination.ordered:
             with destination_lock(run.settings):
-                order, tombstones, consulted = merge_order(run.pipeline, destination)
+                order, tombstones, consulted = merge_order(run.pipeline, destination, run.settings)
             if tombstones is not None and not consulted:
                 tombstones_guard = _no_tombstones_yet(run)
     # a replay replaces each object's rows, so it always merges by object
@@ -135,7 +135,7 @@ def _no_tombstones_yet(run: RunContext) -> CommitGuard:
     only until a table's first delete ever."""
 
     def check() -> None:
-        if tombstones_exist(run.pipeline, run.spec.destination.table):
+        if tombstones_exist(run.pipeline, run.spec.destination.table, run.settings):
             raise DestinationUnavailableError(
                 "another run recorded this table's first deletes while this one was "
                 "extracting; retry to check them",

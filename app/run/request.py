@@ -94,6 +94,8 @@ class RunContext:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     """Idempotent clean-ups that need the load committed first (rows of emptied or deleted
     objects); a crash before them is repaired when the object is next delivered."""
+    loading: Callable[[], None] | None = None
+    """Called once everything is read and converted, as the run goes to load."""
 
     def checkpoint(self) -> None:
         if self.progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -62,16 +63,19 @@ def run(
     settings: Settings,
     catalog: Catalog,
     progress: ProgressCallback | None = None,
+    loading: Callable[[], None] | None = None,
 ) -> RunReport:
     """Run one pipeline to completion, then the models downstream of what it loaded (or, for
-    a build request, just models). Raises FerryError (its `report` set) on failure."""
+    a build request, just models). Raises FerryError (its `report` set) on failure.
+    `loading` is called once everything is read and converted, before the load waits for
+    the table's writer (group commit starts the next group then)."""
     preload()
     lock_wait(reset=True)
     # every log line of the run is labelled with its run id (and pipeline)
     with log_context.bound(**log_context.run_fields(request.run_id, request.pipeline)):
         if request.models is not None:
             return build_run(request, settings, catalog)
-        return _run(request, settings, catalog, progress)
+        return _run(request, settings, catalog, progress, loading)
 
 
 def _run(
@@ -79,6 +83,7 @@ def _run(
     settings: Settings,
     catalog: Catalog,
     progress: ProgressCallback | None,
+    loading: Callable[[], None] | None = None,
 ) -> RunReport:
     spec = catalog.get(request.pipeline)
     report = RunReport(
@@ -99,6 +104,7 @@ def _run(
             context = RunContext(
                 request, spec, settings, catalog, transform, report, pipeline, progress
             )
+            context.loading = loading
             guard: CommitGuard | None = None
             files = _files_source(request, spec)
             # one hold of the lock for everything the run reads before extracting: DuckDB
@@ -185,6 +191,8 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     for check in run.before_load:
         check()
     run.checkpoint()  # the last point where the run can be abandoned cleanly
+    if run.loading is not None:
+        run.loading()
     # one hold of the lock from the guard's last look to the staging drop, and of the
     # table's writer to the last commit: the load's checks see every earlier load whole
     with destination_lock(run.settings):

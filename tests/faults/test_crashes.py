@@ -241,16 +241,17 @@ def test_killed_during_a_bigquery_load_then_redelivered_loads_exactly_once(
     bigquery_emulator: BigQueryEmulator,
     pubsub_emulator: PubSubEmulator,
 ) -> None:
-    """Killed 1 s into its load: a new object's append load job may have committed its rows
-    (dlt's `_dlt_loads` row not yet), or a staging dataset may be left behind; the
-    redelivery must count neither those rows nor trip on leftovers, and land the file once."""
+    """Killed once its load job committed the rows but before dlt's `_dlt_loads` row went in
+    (a failpoint there: the whole load now takes under the 1 s this test used to wait, so a
+    timed kill found it done): the redelivery must not count those rows, and lands the file
+    once."""
     source = people_csv(range(20_000), bad=4)
     with emulator_stack(
         tmp_path,
         gcs_emulator,
         bigquery_emulator,
         pubsub_emulator,
-        FERRY_FAILPOINTS="during_load:1.0",
+        FERRY_FAILPOINTS="before_load_marked",
     ) as stack:
         generation = stack.upload("incoming/crash.csv", source)
         with pytest.raises(requests.ConnectionError):

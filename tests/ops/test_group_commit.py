@@ -56,7 +56,9 @@ class Recorder:
         self.commit: GroupCommit | None = None
         self._first = True
 
-    def __call__(self, request: RunRequest, members: list[RunRequest]) -> RunReport:
+    def __call__(
+        self, request: RunRequest, members: list[RunRequest], loading: Callable[[], None]
+    ) -> RunReport:
         uris = [m.source_uri or "" for m in members]
         self.groups.append(uris)
         if self._first:
@@ -111,7 +113,9 @@ def test_one_bad_object_fails_only_its_own_push() -> None:
 def test_a_retriable_failure_is_every_members_own() -> None:
     calls: list[int] = []
 
-    def fail(request: RunRequest, members: list[RunRequest]) -> RunReport:
+    def fail(
+        request: RunRequest, members: list[RunRequest], loading: Callable[[], None]
+    ) -> RunReport:
         calls.append(len(members))
         error = DestinationUnavailableError("Too many DML statements outstanding")
         error.report = report_of(request, [m.source_uri or "" for m in members])
@@ -219,11 +223,13 @@ def test_concurrent_pushes_load_every_row_once_and_answer_each(
     original = commit._execute
     held = threading.Event()
 
-    def first_waits(group: RunRequest, members: list[RunRequest]) -> RunReport:
+    def first_waits(
+        group: RunRequest, members: list[RunRequest], loading: Callable[[], None]
+    ) -> RunReport:
         if not held.is_set():
             held.set()
             wait_until(lambda: commit.waiting("people") == len(objects) - 1)
-        return original(group, members)
+        return original(group, members, loading)
 
     monkeypatch.setattr(commit, "_execute", first_waits)
 
@@ -270,7 +276,9 @@ def test_a_min_interval_spaces_a_pipelines_runs() -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    def execute(request: RunRequest, members: list[RunRequest]) -> RunReport:
+    def execute(
+        request: RunRequest, members: list[RunRequest], loading: Callable[[], None]
+    ) -> RunReport:
         now[0] += 2.0  # the run takes two (fake) seconds
         return report_of(request, [m.source_uri or "" for m in members])
 
@@ -279,3 +287,44 @@ def test_a_min_interval_spaces_a_pipelines_runs() -> None:
     commit.submit(push("gs://b/in/b.csv"))
     commit.submit(push("gs://b/in/c.csv", pipeline="other"))  # its own pipeline: no wait
     assert slept == [58.0], "the second run of `people` starts 60 s after the first"
+
+
+def test_the_next_group_reads_while_the_one_before_loads_and_no_more_start() -> None:
+    """Pipelined: once a group goes to load, the pushes waiting behind it start the next group
+    before that load commits; a third waits while the second has not gone to load."""
+    uris = [f"gs://b/in/{n}.csv" for n in range(3)]
+    started: list[list[str]] = []
+    second_started, third_queued, release_second = (threading.Event() for _ in range(3))
+
+    def execute(
+        request: RunRequest, members: list[RunRequest], loading: Callable[[], None]
+    ) -> RunReport:
+        group = [m.source_uri or "" for m in members]
+        started.append(group)
+        if group == [uris[0]]:
+            loading()
+            # still before its commit: the second group must start meanwhile
+            assert second_started.wait(HANG_GUARD_S), "the next group waited for this commit"
+            assert third_queued.wait(HANG_GUARD_S)
+        elif group == [uris[1]]:
+            second_started.set()
+            assert release_second.wait(HANG_GUARD_S)
+            loading()
+        return report_of(request, group)
+
+    commit = GroupCommit(execute)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(commit.submit, push(uris[0]))
+        wait_until(lambda: started != [])
+        second = pool.submit(commit.submit, push(uris[1]))
+        wait_until(second_started.is_set)
+        third = pool.submit(commit.submit, push(uris[2]))
+        wait_until(lambda: commit.waiting("people") == 1)
+        assert len(started) == 2, "one group reading at a time"
+        third_queued.set()
+        first.result()
+        release_second.set()
+        reports = [first.result(), second.result(), third.result()]
+
+    assert started == [[uris[0]], [uris[1]], [uris[2]]]
+    assert [[f.uri for f in r.files] for r in reports] == [[uri] for uri in uris]

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+from app.destinations.bigquery import load_steps
 from app.destinations.writers import GcsLease, table_writer
 from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
@@ -42,6 +43,7 @@ def make_destination(settings: Settings, staging_layout: str) -> Any:
     import dlt
 
     _skip_empty_truncate_scripts()
+    load_steps.adapt_dlt_loader()
     _remember_what_exists()
     _without_storage_read_api()
     credentials = None
