@@ -116,11 +116,13 @@ def test_a_burst_of_pushes_builds_each_model_once_per_group_commit(
     original = commit._execute
     held = threading.Event()
 
-    def first_waits(group: RunRequest, members: list[RunRequest]) -> RunReport:
+    def first_waits(
+        group: RunRequest, members: list[RunRequest], loading: Callable[[], None]
+    ) -> RunReport:
         if not held.is_set():
             held.set()  # the first push runs alone; the other four queue behind it
             wait_until(lambda: commit.waiting("people") == len(objects) - 1)
-        return original(group, members)
+        return original(group, members, loading)
 
     monkeypatch.setattr(commit, "_execute", first_waits)
     with ThreadPoolExecutor(len(objects)) as pool:
