@@ -238,15 +238,27 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
     yield
 
 
+STREAM_DEADLINE_SECONDS = 60.0
+"""A streaming insert (run log, `_dlt_loads`) is retried this long at most, not the client's
+default ten minutes: its caller fails retriably (or falls back) instead of hanging a run."""
+
+
 def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[str]) -> bool:
     """Stream `rows` into `table` (`tabledata.insertAll`: one REST call, no job, no DML, so no
     place in the table's DML queue); `ids` are BigQuery's best-effort de-duplication ids, and
     readers keep one row per id anyway. False when the table does not exist yet."""
     from google.api_core.exceptions import NotFound
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
 
     qualified = f"{client.project_id}.{client.dataset_name}.{table}"
     try:
-        errors = client.native_connection.insert_rows_json(qualified, rows, row_ids=ids)
+        errors = client.native_connection.insert_rows_json(
+            qualified,
+            rows,
+            row_ids=ids,
+            retry=DEFAULT_RETRY.with_timeout(STREAM_DEADLINE_SECONDS),
+            timeout=STREAM_DEADLINE_SECONDS / 2,
+        )
     except NotFound:
         return False
     if errors:

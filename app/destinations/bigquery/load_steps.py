@@ -152,6 +152,8 @@ def _complete_loads_by_streaming_insert() -> None:
     if getattr(original, "_ferry_streams", False):
         return
 
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
+
     def complete_load(self: BigQueryClient, load_id: str) -> None:
         failpoints.hit("before_load_marked")  # every job done, the load not counted yet
         names = list(normalize_table_identifiers(loads_table(), self.schema.naming)["columns"])
@@ -165,7 +167,11 @@ def _complete_loads_by_streaming_insert() -> None:
         table = self.sql_client.make_qualified_table_name(self.schema.loads_table_name, quote=False)
         try:
             errors = self.sql_client.native_connection.insert_rows_json(
-                table, [dict(zip(names, values, strict=True))], row_ids=[load_id]
+                table,
+                [dict(zip(names, values, strict=True))],
+                row_ids=[load_id],
+                retry=DEFAULT_RETRY.with_timeout(_MARK_DEADLINE_SECONDS),
+                timeout=_MARK_DEADLINE_SECONDS / 2,
             )
         except Exception as error:
             errors = [{"error": str(error)}]
@@ -176,6 +182,9 @@ def _complete_loads_by_streaming_insert() -> None:
     complete_load._ferry_streams = True  # type: ignore[attr-defined]
     BigQueryClient.complete_load = complete_load  # type: ignore[method-assign,assignment]
 
+
+_MARK_DEADLINE_SECONDS = 30.0
+"""The streamed `_dlt_loads` row is retried this long, then dlt's own INSERT takes over."""
 
 _FIRST_LOOK_SECONDS = 0.1
 """A load job's first look at its job; each next one waits twice as long, up to dlt's 1 s."""
