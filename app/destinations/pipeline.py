@@ -338,6 +338,8 @@ def _give_up(created: Any, workdir: Path, settings: Settings) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     if created in _staging_kept:
         _staging_kept.discard(created)
+        if not engine_for(settings).destination.endpoint_is_current(settings):
+            return  # the sweep takes it, from a process pointed at that endpoint
         drop = threading.Thread(
             target=_drop_kept_staging_dataset,
             args=(created,),

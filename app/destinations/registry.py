@@ -74,6 +74,8 @@ class DestinationModule(Protocol):
 
     def forget_known(self) -> None: ...
 
+    def endpoint_is_current(self, settings: Settings) -> bool: ...
+
 
 class ModelsModule(Protocol):
     """An engine's `models.py`."""

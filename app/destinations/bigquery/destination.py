@@ -98,6 +98,16 @@ def _recall(key: tuple[str, ...]) -> Any:
     return seen[1]
 
 
+def endpoint_is_current(settings: Settings) -> bool:
+    """Whether a client made now reaches the endpoint `settings` named. The Google client takes
+    its endpoint from BIGQUERY_EMULATOR_HOST when it is made, not from Settings: a pipeline
+    given up after that variable changed (a test's emulator gone, the next test's started)
+    would reach another endpoint, or BigQuery itself, with its late drop."""
+    import os
+
+    return settings.bigquery_emulator_host == os.environ.get("BIGQUERY_EMULATOR_HOST")
+
+
 _DROP_DEADLINE_SECONDS = 10.0
 
 
@@ -238,7 +248,7 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
     yield
 
 
-STREAM_DEADLINE_SECONDS = 60.0
+_STREAM_DEADLINE_SECONDS = 60.0
 """A streaming insert (run log, `_dlt_loads`) is retried this long at most, not the client's
 default ten minutes: its caller fails retriably (or falls back) instead of hanging a run."""
 
@@ -256,8 +266,8 @@ def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[s
             qualified,
             rows,
             row_ids=ids,
-            retry=DEFAULT_RETRY.with_timeout(STREAM_DEADLINE_SECONDS),
-            timeout=STREAM_DEADLINE_SECONDS / 2,
+            retry=DEFAULT_RETRY.with_timeout(_STREAM_DEADLINE_SECONDS),
+            timeout=_STREAM_DEADLINE_SECONDS / 2,
         )
     except NotFound:
         return False

@@ -141,6 +141,11 @@ def forget_known() -> None:
     """Nothing remembered about the database between runs."""
 
 
+def endpoint_is_current(settings: Settings) -> bool:
+    """A database file has no endpoint that could have moved."""
+    return True
+
+
 def last_modified(client: Any, settings: Settings, name: str) -> datetime | None:
     """DuckDB keeps no staging schema across runs: nothing to date."""
     return None
