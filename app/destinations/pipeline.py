@@ -177,15 +177,18 @@ def _drop_staging_dataset(pipeline: Any) -> None:
         log.warning("could not drop staging dataset of %s: %s", pipeline.pipeline_name, error)
 
 
-def _drop_kept_staging_dataset(pipeline: Any) -> None:
-    """The same for a kept staging dataset (BigQuery only), without asking first whether it
-    exists: the engine's drop takes a missing dataset in its stride and bounds its retries,
-    where dlt's lookup retries a lost endpoint for a minute."""
+def _drop_kept_staging_dataset(name: str, client: Any) -> None:
+    """The same for a kept staging dataset (BigQuery only), through a client opened by the
+    caller, and without asking first whether it exists: the engine's drop takes a missing
+    dataset in its stride and bounds its retries, where dlt's lookup retries a lost endpoint
+    for a minute."""
     try:
-        with sql_client_of(pipeline) as client, client.with_staging_dataset():
+        with client.with_staging_dataset():
             client.drop_dataset()
     except Exception as error:
-        log.warning("could not drop staging dataset of %s: %s", pipeline.pipeline_name, error)
+        log.warning("could not drop staging dataset of %s: %s", name, error)
+    finally:
+        client.close_connection()
 
 
 def _may_have_staged(pipeline: Any) -> bool:
@@ -340,9 +343,17 @@ def _give_up(created: Any, workdir: Path, settings: Settings) -> None:
         _staging_kept.discard(created)
         if not engine_for(settings).destination.endpoint_is_current(settings):
             return  # the sweep takes it, from a process pointed at that endpoint
+        try:
+            # opened here: the Google client takes its endpoint from the environment when
+            # it is made, and the thread may start after that changed
+            client = created.sql_client()
+            client.open_connection()
+        except Exception as error:
+            log.warning("could not drop staging dataset of %s: %s", created.pipeline_name, error)
+            return
         drop = threading.Thread(
             target=_drop_kept_staging_dataset,
-            args=(created,),
+            args=(created.pipeline_name, client),
             name="drop-kept-staging",
             daemon=True,
         )
