@@ -135,8 +135,9 @@ class _KnownHarmlessDltWarnings(logging.Filter):
 
 
 _staging_dropped: weakref.WeakSet[Any] = weakref.WeakSet()
-_staging_kept: weakref.WeakSet[Any] = weakref.WeakSet()
-"""Kept pipelines whose staging dataset is kept with them (destinations with KEEPS_STAGING)."""
+_staging_kept: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+"""Kept pipelines whose staging dataset is kept with them (destinations with KEEPS_STAGING),
+and the endpoint a client reached when each was made."""
 _sql_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _sql_clients_open: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -272,7 +273,7 @@ def kept_pipeline_for(pipeline: str, settings: Settings, run_id: str) -> Iterato
         kept_token = uuid.uuid4().hex[:12] if keeps_staging else None
         created, workdir = _new_pipeline(pipeline, settings, run_id, kept_token)
         if keeps_staging:
-            _staging_kept.add(created)
+            _staging_kept[created] = engine_for(settings).destination.client_endpoint()
     if not fresh and not keeps_staging:
         # staging named for this run: the sweep judges a staging dataset's age by the run id
         # in its name, and would take a kept pipeline's first run id for a killed run's
@@ -340,8 +341,8 @@ def _give_up(created: Any, workdir: Path, settings: Settings) -> None:
     connection for minutes. Only BigQuery keeps staging, and it takes no destination lock."""
     shutil.rmtree(workdir, ignore_errors=True)
     if created in _staging_kept:
-        _staging_kept.discard(created)
-        if not engine_for(settings).destination.endpoint_is_current(settings):
+        endpoint = _staging_kept.pop(created)
+        if engine_for(settings).destination.client_endpoint() != endpoint:
             return  # the sweep takes it, from a process pointed at that endpoint
         try:
             # opened here: the Google client takes its endpoint from the environment when

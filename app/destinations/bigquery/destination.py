@@ -98,14 +98,14 @@ def _recall(key: tuple[str, ...]) -> Any:
     return seen[1]
 
 
-def endpoint_is_current(settings: Settings) -> bool:
-    """Whether a client made now reaches the endpoint `settings` named. The Google client takes
-    its endpoint from BIGQUERY_EMULATOR_HOST when it is made, not from Settings: a pipeline
-    given up after that variable changed (a test's emulator gone, the next test's started)
-    would reach another endpoint, or BigQuery itself, with its late drop."""
+def client_endpoint() -> str | None:
+    """Where a Google client made now would go, when not to BigQuery itself: the client takes
+    its endpoint from BIGQUERY_EMULATOR_HOST when it is made (not from Settings), so a
+    pipeline kept past a change of that variable (in tests: one emulator stopped, the next
+    started, or none) would reach another endpoint, or BigQuery, with a late drop."""
     import os
 
-    return settings.bigquery_emulator_host == os.environ.get("BIGQUERY_EMULATOR_HOST")
+    return os.environ.get("BIGQUERY_EMULATOR_HOST")
 
 
 _DROP_DEADLINE_SECONDS = 10.0

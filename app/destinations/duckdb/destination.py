@@ -141,9 +141,9 @@ def forget_known() -> None:
     """Nothing remembered about the database between runs."""
 
 
-def endpoint_is_current(settings: Settings) -> bool:
-    """A database file has no endpoint that could have moved."""
-    return True
+def client_endpoint() -> str | None:
+    """A database file has no endpoint that could move."""
+    return None
 
 
 def last_modified(client: Any, settings: Settings, name: str) -> datetime | None:
