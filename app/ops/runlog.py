@@ -91,7 +91,10 @@ class _Deferred:
     def add(self, settings: Settings, row: dict[str, Any]) -> bool:
         """Hold `row`; True when enough wait that they should be written now."""
         with self._guard:
-            _, rows = self._rows.setdefault(settings.model_dump_json(), (settings, []))
+            # keyed by the endpoint a client reaches now too: the timer's late write goes
+            # only where the run went (in tests, an emulator may be gone by then)
+            key = settings.model_dump_json() + "@" + str(_client_endpoint(settings))
+            _, rows = self._rows.setdefault(key, (settings, []))
             rows.append(row)
             if self._timer is None:
                 self._timer = threading.Timer(DEFER_SECONDS, write_deferred)
@@ -101,12 +104,20 @@ class _Deferred:
 
     def take(self, settings: Settings) -> list[dict[str, Any]]:
         with self._guard:
-            _, rows = self._rows.pop(settings.model_dump_json(), (settings, []))
+            key = settings.model_dump_json() + "@" + str(_client_endpoint(settings))
+            _, rows = self._rows.pop(key, (settings, []))
             return rows
 
     def take_all(self) -> list[tuple[Settings, list[dict[str, Any]]]]:
+        """Every waiting group a client made now can still reach; the others are dropped
+        with a warning (their runs loaded nothing, and their endpoint is gone)."""
         with self._guard:
-            taken = list(self._rows.values())
+            taken = []
+            for key, (settings, rows) in self._rows.items():
+                if key.endswith("@" + str(_client_endpoint(settings))):
+                    taken.append((settings, rows))
+                else:
+                    log.warning("run-log rows of %d skipped runs dropped: endpoint gone", len(rows))
             self._rows.clear()
             if self._timer is not None:
                 self._timer.cancel()
@@ -115,6 +126,12 @@ class _Deferred:
 
 
 _deferred = _Deferred()
+
+
+def _client_endpoint(settings: Settings) -> str | None:
+    from app.destinations.registry import engine_for
+
+    return engine_for(settings).destination.client_endpoint()
 
 
 def write_deferred() -> None:
