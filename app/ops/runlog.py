@@ -91,10 +91,7 @@ class _Deferred:
     def add(self, settings: Settings, row: dict[str, Any]) -> bool:
         """Hold `row`; True when enough wait that they should be written now."""
         with self._guard:
-            # keyed by the endpoint a client reaches now too: the timer's late write goes
-            # only where the run went (in tests, an emulator may be gone by then)
-            key = settings.model_dump_json() + "@" + str(_client_endpoint(settings))
-            _, rows = self._rows.setdefault(key, (settings, []))
+            _, rows = self._rows.setdefault(_group_key(settings), (settings, []))
             rows.append(row)
             if self._timer is None:
                 self._timer = threading.Timer(DEFER_SECONDS, write_deferred)
@@ -104,8 +101,7 @@ class _Deferred:
 
     def take(self, settings: Settings) -> list[dict[str, Any]]:
         with self._guard:
-            key = settings.model_dump_json() + "@" + str(_client_endpoint(settings))
-            _, rows = self._rows.pop(key, (settings, []))
+            _, rows = self._rows.pop(_group_key(settings), (settings, []))
             return rows
 
     def take_all(self) -> list[tuple[Settings, list[dict[str, Any]]]]:
@@ -114,7 +110,7 @@ class _Deferred:
         with self._guard:
             taken = []
             for key, (settings, rows) in self._rows.items():
-                if key.endswith("@" + str(_client_endpoint(settings))):
+                if key == _group_key(settings):
                     taken.append((settings, rows))
                 else:
                     log.warning("run-log rows of %d skipped runs dropped: endpoint gone", len(rows))
@@ -128,10 +124,12 @@ class _Deferred:
 _deferred = _Deferred()
 
 
-def _client_endpoint(settings: Settings) -> str | None:
+def _group_key(settings: Settings) -> str:
+    """A destination's deferred rows, keyed by the endpoint a client reaches now too: the
+    timer's late write goes only where the runs went (in tests, an emulator may be gone)."""
     from app.destinations.registry import engine_for
 
-    return engine_for(settings).destination.client_endpoint()
+    return f"{settings.model_dump_json()}@{engine_for(settings).destination.client_endpoint()}"
 
 
 def write_deferred() -> None:
