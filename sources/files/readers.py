@@ -449,7 +449,7 @@ def _json_batches(stream: pa.NativeFile, read: _Read, skip: int = 0) -> Iterator
         ]
     )
     # Arrow types `...Z` as a naive timestamp, where the CSV reader gives UTC: such columns
-    # are read as text, and _json_timestamps types them as the CSV reader does
+    # are read as text, and _json_dates_and_times types them as the CSV reader does
     head = stream.read(SNIFF_BYTES)
     first = _head_schema(head)
     stamps = [
@@ -476,7 +476,7 @@ def _json_batches(stream: pa.NativeFile, read: _Read, skip: int = 0) -> Iterator
         batches = _after(reader, skip)
         if stamps:
             batches = (_ordered(batch, [*read.source.columns, *first.names]) for batch in batches)
-        typed = (_json_timestamps(batch, read.source.columns) for batch in batches)
+        typed = (_json_dates_and_times(batch, read.source.columns) for batch in batches)
         yield from _rebatched(typed, read, progress)
     except _ARROW_ERRORS as error:
         rows = progress.rows_read
@@ -555,33 +555,35 @@ def _after(batches: Any, skip: int) -> Iterator[pa.RecordBatch]:
         skip = 0
 
 
-_TIMESTAMP_TEXT = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+_TEMPORAL_TEXT = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
 )
+"""A date, or a timestamp with or without a fraction and an offset."""
 TIMESTAMP_SAMPLE = 100
 
 
-def _json_timestamps(batch: pa.RecordBatch, declared: Any) -> pa.RecordBatch:
+def _json_dates_and_times(batch: pa.RecordBatch, declared: Any) -> pa.RecordBatch:
     """Arrow's JSON reader types only plain `YYYY-MM-DD hh:mm:ss` as a timestamp: with a
-    fraction or an offset (`...13.623+00:00`) the value stays text, where the CSV reader (and
-    DuckDB's own) types it. An undeclared text column whose values look like timestamps gets
-    the type the CSV reader infers for them (a declared column keeps its declared type)."""
+    fraction or an offset (`...13.623+00:00`) the value stays text, and so does a date, where
+    the CSV reader (and DuckDB's own) types them. An undeclared text column whose values look
+    like dates or timestamps gets the type the CSV reader infers for them (a declared column
+    keeps its declared type)."""
     columns = list(batch.columns)
     changed = False
     for index, field in enumerate(batch.schema):
         if field.name in declared or not pa.types.is_string(field.type):
             continue
         sample = [v for v in columns[index].drop_null()[:TIMESTAMP_SAMPLE].to_pylist()]
-        if not sample or not all(_TIMESTAMP_TEXT.fullmatch(value) for value in sample):
+        if not sample or not all(_TEMPORAL_TEXT.fullmatch(value) for value in sample):
             continue
         text = "v\n" + "".join(f"{value}\n" for value in sample)
         inferred = pa_csv.read_csv(io.BytesIO(text.encode())).schema.field("v").type
-        if not pa.types.is_timestamp(inferred):
+        if not (pa.types.is_timestamp(inferred) or pa.types.is_date(inferred)):
             continue
         try:
             columns[index] = columns[index].cast(inferred)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue  # a later value is not a timestamp: the column stays text
+            continue  # a later value is not one: the column stays text
         changed = True
     if not changed:
         return batch

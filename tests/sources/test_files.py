@@ -355,6 +355,7 @@ TIMESTAMP_TEXTS = {
     "offset": "2026-09-13T06:05:07.352405+05:30",
     "negative_offset": "2026-09-12T19:35:07-05:00",
     "naive": "2024-01-01 00:00:00",
+    "day": "2024-05-01",
 }
 
 
@@ -371,6 +372,34 @@ def test_jsonl_infers_timestamps_as_csv_does(tmp_path: Path) -> None:
     assert from_json.schema.field("naive").type == pa.timestamp("s")
     assert from_json.to_pylist() == from_csv.to_pylist()
     assert from_json.column("offset")[0].as_py().hour == 0  # 06:05 at +05:30 is 00:35 UTC
+    assert from_json.column("day").to_pylist() == [date(2024, 5, 1)]
+
+
+def test_jsonl_undeclared_types_are_duckdbs(tmp_path: Path) -> None:
+    """An undeclared JSON column lands with the type family DuckDB's own reader gives it."""
+    import duckdb
+
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({**TIMESTAMP_TEXTS, "n": 1, "x": 1.5, "s": "a"}) + "\n")
+    relation = duckdb.connect().sql("SELECT * FROM read_json_auto(?)", params=[str(path)])
+    assert relation is not None
+    theirs = relation.to_arrow_table()
+    ours = read_file(path)
+    for name in theirs.schema.names:
+        mine, duck = ours.schema.field(name).type, theirs.schema.field(name).type
+        assert _family(mine) == _family(duck), name
+
+
+def _family(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamptz" if arrow_type.tz else "timestamp"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    return str(arrow_type)
 
 
 # --- JSON lines, declared columns only (DuckDB's reader) ------------------------------------
