@@ -35,6 +35,8 @@ from core.settings import Settings, load_settings
 
 log = logging.getLogger("ferry.server")
 
+HEALTH_PATHS = frozenset({"/healthz"})
+"""Answered before the shared imports are done: they run no pipeline."""
 SHUTDOWN_WRITE_SECONDS = 5.0
 """At shutdown, how long the run-log rows still waiting may take to be written."""
 
@@ -45,8 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from app.edges.routes import events, health, history, pubsub, runs
 
     settings = settings or load_settings()
-    # before the first request: concurrent first requests must not race a lazy import
-    prepare_for_concurrent_runs()
     # validate the whole pipelines file at start: a bad deploy fails here, not per request
     service = RunService.from_settings(settings)
     # FastAPI's docs pages load Swagger UI / ReDoc from a CDN: off on Cloud Run by default
@@ -54,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the shared imports run while the socket opens and /healthz answers; RunsReady holds
+        # every other request until they are done
+        threading.Thread(target=prepare_for_concurrent_runs, name="ferry-preload").start()
         yield
         await asyncio.to_thread(service.close, SHUTDOWN_WRITE_SECONDS)
 
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # outside every middleware (Starlette's last resort) and, through CatchAll, inside them
     # so the answer still carries the security headers
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(RunsReady)
     app.add_middleware(CatchAll, stopping=service.stopping)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
@@ -184,6 +188,22 @@ def _shut_down() -> ShuttingDownError:
         "the instance shut down before this request finished (its load, if any, committed; "
         "a model build was abandoned and is rebuilt by the next run); retry"
     )
+
+
+class RunsReady:
+    """Every request but the health check waits until runs may overlap (the shared imports
+    done: app/run/runner.py's `preload`), so concurrent first requests never race a lazy
+    import; /healthz answers before, so the instance is up while pandas still imports."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.ready = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.ready and scope["type"] == "http" and scope["path"] not in HEALTH_PATHS:
+            await asyncio.to_thread(prepare_for_concurrent_runs)
+            self.ready = True
+        await self.app(scope, receive, send)
 
 
 class CatchAll:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,12 +114,38 @@ def _loaded_table_named(model: str, loaded_tables: Collection[str]) -> str | Non
     """The loaded table (or its nested, rejects or tombstones table) that `model` would be in
     the destination: names compare as dlt writes them (`AppRows` is `app_rows`), and
     case-insensitively (DuckDB's identifiers are)."""
-    from dlt.common.normalizers.naming.snake_case import NamingConvention
-
-    naming = NamingConvention()
-    target = naming.normalize_path(model).lower()
+    target = stored_name(model).lower()
     for table in loaded_tables:
-        stored = naming.normalize_path(table).lower()
+        stored = stored_name(table).lower()
         if target == stored or target.startswith(stored + CHILD_SEPARATOR):
             return table
     return None
+
+
+# dlt's snake_case naming (dlt.common.normalizers.naming.snake_case), without its length limit.
+# Importing any dlt module runs `dlt/__init__` (0.4 s), which the service's start cannot
+# afford; tests/models/test_compile.py pins this copy to dlt's own normalizer.
+_REDUCE_ALPHABET = str.maketrans("+-*@|", "x_xal")
+_NON_ALPHANUMERIC = re.compile(r"[^a-zA-Z\d_]+")
+_BREAK_BEFORE_WORD = re.compile("([^_])([A-Z][a-z]+)")
+_BREAK_BEFORE_UPPER = re.compile("([a-z0-9])([A-Z])")
+_LEADING_DIGITS = re.compile(r"^\d+")
+_UNDERSCORES = re.compile("__+")
+
+
+def stored_name(path: str) -> str:
+    """A table name (`parent__child` path) as dlt's default naming writes it to the
+    destination, as `NamingConvention().normalize_path(path)` returns it."""
+    parts = [part for part in path.split(CHILD_SEPARATOR) if part.strip()]
+    return CHILD_SEPARATOR.join(_stored_identifier(part) for part in parts)
+
+
+def _stored_identifier(identifier: str) -> str:
+    name = _NON_ALPHANUMERIC.sub("_", identifier.strip().translate(_REDUCE_ALPHABET))
+    name = _BREAK_BEFORE_WORD.sub(r"\1_\2", name)
+    name = _BREAK_BEFORE_UPPER.sub(r"\1_\2", name).lower()
+    if _LEADING_DIGITS.match(name):
+        name = "_" + name
+    stripped = name.rstrip("_")
+    name = stripped + "x" * (len(name) - len(stripped))
+    return _UNDERSCORES.sub("_", name)

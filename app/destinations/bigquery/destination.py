@@ -19,7 +19,6 @@ from app.destinations.writers import GcsLease, table_writer
 from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
 from core.spec import DestinationSpec
-from sources.files.storage import storage_client_factory
 
 SQL_TYPES = {"text": "STRING", "bigint": "INT64", "double": "FLOAT64", "timestamp": "TIMESTAMP"}
 
@@ -286,6 +285,10 @@ def writer(settings: Settings, table: str) -> AbstractContextManager[None]:
     if prefix:
         bucket, _, folder = prefix.removeprefix("gs://").partition("/")
         name = "/".join(part for part in (folder.strip("/"), ".".join(key) + ".lease") if part)
+        # here, not at the top: `sources.files` imports pyarrow (0.2 s), which the
+        # service's start leaves to its background preload
+        from sources.files.storage import storage_client_factory
+
         client = storage_client_factory(settings)
 
         def lease() -> GcsLease:
