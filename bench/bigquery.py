@@ -289,6 +289,10 @@ class Answer:
     seconds: float
     http_status: int
     status: str
+    run_id: str | None = None
+    """The run that carried the push (a group's, shared by its members)."""
+    stages: dict[str, float] = field(default_factory=dict)
+    """That run's wall time per stage (its report's `seconds`)."""
 
 
 def push(service: Service, bucket: str, name: str, generation: int) -> Answer:
@@ -304,10 +308,17 @@ def push(service: Service, bucket: str, name: str, generation: int) -> Answer:
         return Answer(time.perf_counter() - started, 0, type(error).__name__)
     seconds = time.perf_counter() - started
     try:
-        status = str(response.json().get("status"))
+        body = response.json()
     except ValueError:
-        status = "?"
-    return Answer(seconds, response.status_code, status)
+        return Answer(seconds, response.status_code, "?")
+    reports = body.get("reports") or [{}]
+    return Answer(
+        seconds,
+        response.status_code,
+        str(body.get("status")),
+        reports[0].get("run_id"),
+        dict(reports[0].get("seconds") or {}),
+    )
 
 
 def push_all(
@@ -373,6 +384,31 @@ def percentile(values: list[float], share: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
     return ordered[index]
+
+
+def group_split(answers: list[Answer]) -> dict[str, Any]:
+    """Where a burst's runs spent their time: per run (a group), the median of each stage of
+    its report, and each push's wait before its run started (its answer's latency less its
+    run's total)."""
+    runs: dict[str, tuple[int, dict[str, float]]] = {}
+    waits: list[float] = []
+    for answer in answers:
+        if answer.run_id is None:
+            continue
+        members, stages = runs.get(answer.run_id, (0, answer.stages))
+        runs[answer.run_id] = (members + 1, stages)
+        waits.append(answer.seconds - answer.stages.get("total", 0.0))
+    stage_names = sorted({stage for _, stages in runs.values() for stage in stages})
+    return {
+        "runs": len(runs),
+        "objects_per_run": round(statistics.mean(m for m, _ in runs.values()), 1) if runs else None,
+        "largest_run": max((m for m, _ in runs.values()), default=None),
+        "median_stage_s": {
+            stage: round(statistics.median(s.get(stage, 0.0) for _, s in runs.values()), 2)
+            for stage in stage_names
+        },
+        "median_wait_to_start_s": round(statistics.median(waits), 2) if waits else None,
+    }
 
 
 def figures(
@@ -501,11 +537,15 @@ class Round:
         result = figures(
             name, len(objects), wall, [a.seconds for a in answers], statuses, calls, exact
         )
+        if concurrency > 1:
+            result["groups"] = group_split(answers)
         self.results.append(result)
         if concurrency == 1 and objects:
             # the calls of the last push, one by one (BENCH_SHOW_CALLS-style)
             self.sample_calls[name] = _last_push_calls(calls, len(objects))
         say("  " + line(result))
+        if "groups" in result:
+            say(f"    groups: {result['groups']}")
 
     def _drain(
         self, env: dict[str, str], bucket: str, dataset: str, objects: list[tuple[str, int]]

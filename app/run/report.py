@@ -60,7 +60,8 @@ class RunReport:
     bytes_read: int = 0
     files: list[FileReport] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    """Wall time per stage: list, extract, transform, normalize, load, total."""
+    """Wall time per stage: list, extract, transform, normalize, writer_wait (for an earlier
+    load of the table to commit), load, total."""
     shard: str | None = None
     execution: str | None = None
     """Cloud Run Jobs: the execution that ran this task (CLOUD_RUN_EXECUTION)."""

@@ -196,7 +196,10 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     # one hold of the lock from the guard's last look to the staging drop, and of the
     # table's writer to the last commit: the load's checks see every earlier load whole
     with destination_lock(run.settings):
+        waiting = time.perf_counter()
         with destination_writer(run.settings, run.spec.destination.table):
+            # the turn a load waits for while an earlier load of its table commits
+            report.add_time("writer_wait", time.perf_counter() - waiting)
             with report.timed("load"):
                 if guard is not None:
                     guard()

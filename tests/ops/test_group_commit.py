@@ -328,3 +328,45 @@ def test_the_next_group_reads_while_the_one_before_loads_and_no_more_start() -> 
 
     assert started == [[uris[0]], [uris[1]], [uris[2]]]
     assert [[f.uri for f in r.files] for r in reports] == [[uri] for uri in uris]
+
+
+def test_a_push_that_arrives_while_the_commit_ahead_runs_joins_the_next_group() -> None:
+    """Just in time: once the pipeline's groups are timed (reads short, commits long), the
+    next group's leader waits while the group ahead commits, and pushes that arrive
+    meanwhile share its run instead of waiting for a later one. Each is answered with its
+    own object. The clock is fake; the wait ends when the group ahead does."""
+    now = [0.0]
+    uris = [f"gs://b/in/{n}.csv" for n in range(5)]
+    started: list[list[str]] = []
+    second_loading, release_second = threading.Event(), threading.Event()
+
+    def execute(
+        request: RunRequest, members: list[RunRequest], loading: Callable[[], None]
+    ) -> RunReport:
+        group = [m.source_uri or "" for m in members]
+        started.append(group)
+        now[0] += 1.0  # a read of one (fake) second
+        loading()
+        if group == [uris[0]]:
+            now[0] += 100.0  # then a commit of a hundred: the pipeline is timed
+        elif group == [uris[1]]:
+            second_loading.set()
+            assert release_second.wait(HANG_GUARD_S)
+        return report_of(request, group)
+
+    commit = GroupCommit(execute, clock=lambda: now[0])
+    commit.submit(push(uris[0]))
+    with ThreadPoolExecutor(4) as pool:
+        second = pool.submit(commit.submit, push(uris[1]))
+        assert second_loading.wait(HANG_GUARD_S)
+        # the second group commits: the next one's leader waits, the others queue behind it
+        later = [pool.submit(commit.submit, push(uri)) for uri in uris[2:]]
+        wait_until(lambda: commit.waiting("people") == 3)
+        assert len(started) == 2, "the next group waits for its turn"
+        release_second.set()
+        reports = [second.result(), *(future.result() for future in later)]
+
+    assert started[:2] == [[uris[0]], [uris[1]]]
+    assert sorted(started[2]) == sorted(uris[2:]), "the pushes that arrived: one run"
+    assert len(started) == 3
+    assert [[f.uri for f in r.files] for r in reports] == [[uri] for uri in uris[1:]]

@@ -73,6 +73,11 @@ def _replace_staging_by_load() -> None:
             }
             with job_client.with_staging_dataset():
                 _replaced[staging_name(job_client)] = replaced
+            if not any(staged(job.table_name) for job in new_jobs) and len(args) > 2:
+                # nothing of this load is staged (new objects appended): dlt would still
+                # create and migrate the staging dataset for every table that may ever be
+                # staged, ~5 s of calls on a fresh pipeline's first load, under the writer
+                args = (*args[:2], _stages_nothing, *args[3:])
         return init_client(job_client, schema, new_jobs, *args, **kwargs)
 
     def skipping_initialize_storage(self: BigQueryClient, truncate_tables: Any = None) -> None:
@@ -113,6 +118,10 @@ def _replace_staging_by_load() -> None:
     setattr(loader, "init_client", noting_init_client)  # noqa: B010
     BigQueryClient.initialize_storage = skipping_initialize_storage  # type: ignore[method-assign]
     BigQueryClient._create_load_job = replacing_create_load_job  # type: ignore[method-assign]
+
+
+def _stages_nothing(table: str) -> bool:
+    return False
 
 
 def _truncate_side_by_side() -> None:

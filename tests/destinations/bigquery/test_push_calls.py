@@ -74,3 +74,61 @@ def test_a_warm_merge_run_is_one_read_two_merges_and_leaves_each_key_once(
             "tables.patch": 1,  # the proxy's name for `tabledata.insertAll`: `_dlt_loads`
         }
     ), "no TRUNCATE of the staged tables, no INSERT INTO _dlt_loads"
+
+
+APPEND = """
+pipelines:
+  - name: events
+    source: {{uri: "{folder}/*.csv", columns: {{id: int64}}}}
+    destination: {{table: events}}
+"""
+
+
+def test_a_fresh_pipeline_appending_new_objects_sets_up_no_staging_dataset(
+    tmp_path: Path, bigquery_emulator: BigQueryEmulator, unique_name: str
+) -> None:
+    """A new instance's first append (a fresh dlt pipeline, the table and `_ferry_objects`
+    already there): nothing is staged, so no staging dataset is made or migrated; a later
+    run that does stage (a newer generation of an object replaces its rows) still works, and
+    every row is there once."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(APPEND.format(folder=folder), encoding="utf-8")
+
+    def write(name: str, keys: range) -> None:
+        text = "id,name\n" + "".join(f"{key},{name}\n" for key in keys)
+        (folder / name).write_text(text, encoding="utf-8")
+
+    with run_bqsim(bigquery_emulator, {"latency_ms": ZERO_LATENCY}, tmp_path) as proxy:
+        env = {
+            "FERRY_PIPELINES_FILE": str(pipelines),
+            "FERRY_BIGQUERY_PROJECT": bigquery_emulator.project,
+            "FERRY_BIGQUERY_DATASET": unique_name,
+            "FERRY_RUN_LOG": "false",
+            "BIGQUERY_EMULATOR_HOST": proxy.endpoint,
+        }
+
+        def run_once(instance: str) -> Counter[str]:
+            with run_service(
+                env | {"FERRY_DATA_DIR": str(tmp_path / instance)}, tmp_path / f"{instance}.log"
+            ) as service:
+                before = Counter(proxy.stats()["counters"])
+                answer = requests.post(
+                    f"{service.base_url}/runs", json={"pipeline": "events"}, timeout=300
+                )
+                assert answer.status_code == 200, answer.text
+                return Counter(proxy.stats()["counters"]) - before
+
+        write("a.csv", range(0, 3))
+        run_once("first")  # creates the table and `_ferry_objects`
+        write("b.csv", range(3, 6))
+        fresh = run_once("second")
+        write("a.csv", range(10, 12))  # a newer generation: its rows replace a's
+        run_once("third")
+
+    assert fresh["datasets.insert"] == 0, "no staging dataset made for an append"
+    result = bigquery_emulator.client().query(
+        f"select id from `{bigquery_emulator.project}.{unique_name}.events` order by id"
+    )
+    assert [row.id for row in result.result()] == [3, 4, 5, 10, 11]
