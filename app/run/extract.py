@@ -76,7 +76,7 @@ class FileExtractor:
         self.rejects_hints = dlt.mark.make_hints(
             **rejects_hints(destination, keyed_by_object=plan.keyed_by_object)
         )
-        self.objects_hints = dlt.mark.make_hints(**objects_hints())
+        self.objects_hints = dlt.mark.make_hints(**objects_hints(run.settings))
         # `_ferry_objects` exists once this pipeline loaded a ledger row (its schema then has
         # the table): until then every object is recorded, so that a ledger read finds it
         # (the BigQuery emulator reads a missing table in a UNION as empty, without an error)
