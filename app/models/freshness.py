@@ -19,6 +19,7 @@ from typing import Any
 from app.destinations.pipeline import destination_lock, sql_client_of
 from app.destinations.registry import engine_for
 from app.models.compile import ModelSet
+from app.models.watermark import RUN_SECOND
 from core.lineage import MODELS_TABLE
 from core.settings import Settings
 
@@ -67,9 +68,10 @@ def read_freshness(
         recorded = True
         table = client.make_qualified_table_name(MODELS_TABLE)
         try:
-            # rows are appended, one per build: the newest run's row per model counts (on a
-            # tie in the same second the older version, which at worst builds once more)
-            newest_first = "ORDER BY run_id DESC, built_from"
+            # rows are appended, one per build: the newest run's row per model counts (a run
+            # id starts with its second; within one second the higher version, as inputs only
+            # grow)
+            newest_first = f"ORDER BY SUBSTR(run_id, 1, {RUN_SECOND}) DESC, built_from DESC"
             for model, version in (
                 client.execute_sql(
                     f"SELECT model, built_from FROM (SELECT model, built_from, "  # noqa: S608

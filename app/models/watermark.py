@@ -18,8 +18,8 @@ definition. A later build reads only rows above the mark, unless one of these mo
 The table is shared by every pipeline of the dataset, so it only gets rows appended (on
 BigQuery streamed: a MERGE or DELETE per build was DML in the table's queue, 2 running and 20
 queued, and rows still in the streaming buffer cannot be changed): a build's mark is a new
-row, a forgotten mark a row without upstream, and the newest row per model (by `run_id`, which
-starts with the time) counts. A table from before, one row per model, reads the same.
+row, a forgotten mark a row without upstream, and the newest row per model (by the second its
+`run_id` starts with) counts. A table from before, one row per model, reads the same.
 
 Reading the upstream's figures and building happen under the upstream table's writer (and
 the model's), so no load commits between the two. Statements are written in BigQuery SQL and
@@ -40,6 +40,9 @@ from app.models.incremental import MODEL_LOAD_ID_COLUMN
 from core.lineage import LOAD_ID_COLUMN, MODEL_LOADS_TABLE
 
 LOADS_TABLE = "_dlt_loads"
+RUN_SECOND = len("20261206T104727")
+"""The part of a run id that says when it started (request.new_run_id): rows appended to
+the model records are ordered by it."""
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,13 @@ class Watermarks:
     def read(self, model: str) -> Watermark | None:
         if not self._exists():
             return None
-        # the newest row; on a tie (two runs in one second) a forgotten mark, then the higher
+        # the newest row (a run id starts with its second); within one second a forgotten
+        # mark (at worst one more whole build), then the higher mark
         rows = self._query(
             "SELECT upstream, load_id, upstream_rows, loads, model_load_id, definition "  # noqa: S608
             f"FROM {self._name(MODEL_LOADS_TABLE)} WHERE model = {_literal(model)} "
-            "ORDER BY run_id DESC, upstream = '' DESC, load_id DESC LIMIT 1"
+            f"ORDER BY SUBSTR(run_id, 1, {RUN_SECOND}) DESC, upstream = '' DESC, load_id DESC "
+            "LIMIT 1"
         )
         if not rows or rows[0][0] == "":
             return None

@@ -46,7 +46,7 @@ class Destination:
         # rows are appended: the newest counts (a forgotten mark has no upstream)
         (row,) = self.read(
             f"SELECT load_id FROM ds._ferry_model_loads WHERE model = '{model}' "
-            "ORDER BY run_id DESC, upstream = '' DESC, load_id DESC LIMIT 1"
+            "ORDER BY SUBSTR(run_id, 1, 15) DESC, upstream = '' DESC, load_id DESC LIMIT 1"
         )
         return str(row[0])
 
