@@ -49,10 +49,15 @@ class BqsimProxy:
 
 @contextlib.contextmanager
 def run_bqsim(
-    emulator: BigQueryEmulator, config: dict[str, Any], folder: Path, port: int | None = None
+    emulator: BigQueryEmulator,
+    config: dict[str, Any],
+    folder: Path,
+    port: int | None = None,
+    log: Path | None = None,
 ) -> Iterator[BqsimProxy]:
     """The proxy in front of `emulator`, with `config` over its defaults (on `port` if given:
-    a test restarts it with other limits where its client already points)."""
+    a test restarts it with other limits where its client already points; `log`: its call
+    log, one JSON line per call, with each query's statements and their target tables)."""
     port = port or free_port()
     config_path = folder / f"bqsim-{port}-{len(list(folder.glob('bqsim-*')))}.json"
     config_path.write_text(json.dumps(config), encoding="utf-8")
@@ -69,6 +74,7 @@ def run_bqsim(
         emulator.project,
         "--config",
         str(config_path),
+        *(["--log", str(log)] if log else []),
     ]
     handle = BqsimProxy(f"http://{HOST}:{port}", emulator)
     process = EmulatorProcess("bqsim", argv)

@@ -1,7 +1,8 @@
 """Which generation of each object the destination already holds: the object ledger.
 
 Every file load writes one row per object generation into `_ferry_objects` (pipeline, table,
-uri, generation, rows, status: loaded | emptied | deleted) *in the same dlt load* as the data.
+uri, generation, rows, status: loaded | emptied | deleted) *in the same dlt load* as the data,
+appended (on BigQuery streamed by `insertAll`: no load job, no DML on the shared table).
 A row counts only when its `_dlt_load_id` is in dlt's `_dlt_loads` with status 0, which dlt
 writes after *every* job of the load finished. So a load killed halfway (data committed,
 ledger or rejects not yet, or the reverse) is not "loaded": its redelivery merges over the
@@ -22,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from app.destinations.pipeline import sql_client_of
+from app.destinations.registry import engine_for
 from core.arrow_types import scalar
 from core.lineage import (
     LOAD_ID_COLUMN,
@@ -30,6 +32,7 @@ from core.lineage import (
     SOURCE_GENERATION_COLUMN,
     SOURCE_URI_COLUMN,
 )
+from core.settings import Settings
 
 QUERY_CHUNK = 500
 LOADED, EMPTIED, DELETED = "loaded", "emptied", "deleted"
@@ -62,16 +65,18 @@ OBJECT_COLUMNS: dict[str, Any] = {
 OBJECT_KEY = ["pipeline", "table_name", "uri", "generation", "run_id"]
 
 
-def objects_hints() -> dict[str, Any]:
-    """Merged (keyed by run, so never overwritten): on BigQuery the load job goes to the run's
-    staging table and `_ferry_objects` itself only receives DML, so the ledger costs no load
-    job against the per-table daily quota."""
+def objects_hints(settings: Settings) -> dict[str, Any]:
+    """Appended, never merged: rows are keyed by run, so a duplicate (a redelivery that loaded
+    again, a retried insert) is harmless and readers take the highest generation. A merge was
+    a DML script per push on a table every pipeline of the dataset shares (BigQuery runs 2
+    and queues 20 per table); the engine says how the rows go in (BigQuery: streamed)."""
     return {
         "table_name": OBJECTS_TABLE,
-        "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+        "write_disposition": "append",
         "primary_key": OBJECT_KEY,
         "merge_key": [],  # empty, not None: a table variant would keep the data table's key
         "columns": {name: {"name": name, **hint} for name, hint in OBJECT_COLUMNS.items()},
+        "additional_table_hints": engine_for(settings).destination.appended_table_hints() or None,
     }
 
 

@@ -72,6 +72,10 @@ class DestinationModule(Protocol):
 
     def last_modified(self, client: Any, settings: Settings, name: str) -> datetime | None: ...
 
+    def appended_table_hints(self) -> dict[str, Any]:
+        """dlt table hints for an append-only table every pipeline of the dataset shares."""
+        ...
+
     def forget_known(self) -> None: ...
 
     def client_endpoint(self) -> str | None: ...
@@ -95,6 +99,12 @@ class ModelsModule(Protocol):
     ) -> None: ...
 
     def unknown_functions(self, sql: str) -> list[str]: ...
+
+    def append_rows(
+        self, client: Any, warehouse: Warehouse, name: str, rows: list[dict[str, Any]]
+    ) -> bool:
+        """Append `rows` without DML where the engine can (False: the caller INSERTs)."""
+        ...
 
 
 class ErrorsModule(Protocol):

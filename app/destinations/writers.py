@@ -3,7 +3,8 @@ writers (BigQuery): an in-process lock per table, and across instances a lease o
 Cloud Storage.
 
 Why: a load commits several tables one job after another (the data table's merge, then
-`<table>__tombstones`, `_ferry_objects`, `_dlt_loads`), and the ordered-merge check inside
+`<table>__tombstones`, then `_dlt_loads`, which makes the load's `_ferry_objects` rows
+count), and the ordered-merge check inside
 the data table's merge reads the tombstones. Two loads of one table that overlap can each
 check before the other commits (an older upsert checked between a newer delete's data and
 tombstone commits finds neither, and inserts a deleted key; two upserts of one key that both

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.destinations.pipeline import destination_lock, sql_client_of
+from app.destinations.registry import engine_for
 from app.models.compile import ModelSet
+from app.models.watermark import RUN_SECOND
 from core.lineage import MODELS_TABLE
 from core.settings import Settings
 
@@ -66,9 +68,15 @@ def read_freshness(
         recorded = True
         table = client.make_qualified_table_name(MODELS_TABLE)
         try:
+            # rows are appended, one per build: the newest run's row per model counts (a run
+            # id starts with its second; within one second the higher version, as inputs only
+            # grow)
+            newest_first = f"ORDER BY SUBSTR(run_id, 1, {RUN_SECOND}) DESC, built_from DESC"
             for model, version in (
                 client.execute_sql(
-                    f"SELECT model, built_from FROM {table}"  # noqa: S608
+                    f"SELECT model, built_from FROM (SELECT model, built_from, "  # noqa: S608
+                    f"ROW_NUMBER() OVER (PARTITION BY model {newest_first}) AS n "
+                    f"FROM {table}) AS r WHERE n = 1"
                 )
                 or []
             ):
@@ -113,30 +121,36 @@ def record_built(
     pipeline: Any, settings: Settings, freshness: Freshness, built: Collection[str], run_id: str
 ) -> None:
     """Record what each built model was built from (best effort: a model left unrecorded is
-    only built once more)."""
+    only built once more). Rows are appended, never merged: `_ferry_models` is shared by every
+    pipeline of the dataset, and on BigQuery a MERGE per build is DML in the table's queue (2
+    running, 20 queued); there they are streamed (`insertAll`), after the one INSERT that
+    made the table. Readers keep the newest row per model, so a table from before reads right."""
     versions = {name: freshness.inputs[name] for name in sorted(built) if name in freshness.inputs}
     if not versions:
         return
+    rows = [
+        {"model": name, "built_from": version, "run_id": run_id}
+        for name, version in versions.items()
+    ]
+    destination = engine_for(settings).destination
     try:
         with destination_lock(settings), sql_client_of(pipeline) as client:
-            table = client.make_qualified_table_name(MODELS_TABLE)
             # (the BigQuery emulator answers a read of a missing table with no rows)
+            if freshness.recorded and freshness.built_from:
+                ids = [f"{row['model']}:{run_id}" for row in rows]
+                if destination.append_rows(client, MODELS_TABLE, rows, ids):
+                    return
+            table = client.make_qualified_table_name(MODELS_TABLE)
             if not freshness.recorded or not freshness.built_from:
                 client.execute_sql(
                     f"CREATE TABLE IF NOT EXISTS {table} "
                     "(model STRING, built_from STRING, run_id STRING)"
                 )
-            source = " UNION ALL ".join(
-                ["SELECT %s AS model, %s AS built_from, %s AS run_id"] * len(versions)
-            )
-            values = [
-                value for name, version in versions.items() for value in (name, version, run_id)
-            ]
+            placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
+            values = [row[column] for row in rows for column in ("model", "built_from", "run_id")]
             client.execute_sql(
-                f"MERGE INTO {table} AS t USING ({source}) AS s ON t.model = s.model "  # noqa: S608
-                "WHEN MATCHED THEN UPDATE SET built_from = s.built_from, run_id = s.run_id "
-                "WHEN NOT MATCHED THEN INSERT (model, built_from, run_id) "
-                "VALUES (s.model, s.built_from, s.run_id)",
+                f"INSERT INTO {table} (model, built_from, run_id) "  # noqa: S608
+                f"VALUES {placeholders}",
                 *values,
             )
     except Exception as error:

@@ -48,7 +48,9 @@ class IncrementalBuild:
     def __init__(self, materializer: Materializer, run_id: str) -> None:
         self.m = materializer
         self.run_id = run_id
-        self.marks = Watermarks(materializer.run, materializer.warehouse, materializer.kind)
+        self.marks = Watermarks(
+            materializer.run, materializer.warehouse, materializer.kind, materializer.append
+        )
 
     def build(
         self,
@@ -79,7 +81,7 @@ class IncrementalBuild:
             report.reason = f"read all rows: {why}"
             # its rows stop matching any mark: were its SQL changed back, the old mark would
             # pass for current
-            self.marks.forget(spec.name)
+            self.marks.forget(spec.name, self.run_id)
             return self.m.checked(spec, model.qualified(self.m.warehouse), "table")
         return self._by_loads(spec, model, upstream, mark, report, full_refresh)
 

@@ -178,6 +178,10 @@ class Materializer:
     def columns(self, name: str) -> list[str]:
         return self.engine.columns(self.client, self.warehouse, name)
 
+    def append(self, name: str, rows: list[dict[str, Any]]) -> bool:
+        """Rows appended without DML (False: the engine cannot; INSERT them)."""
+        return self.engine.append_rows(self.client, self.warehouse, name, rows)
+
     def count(self, name: str) -> int:
         rows = self.run(f"SELECT COUNT(*) FROM {self._name(name)}")  # noqa: S608 - quoted by sqlglot
         return int(rows[0][0]) if rows else 0

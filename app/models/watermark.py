@@ -15,6 +15,12 @@ definition. A later build reads only rows above the mark, unless one of these mo
   not its record (the rows and the record are two statements), so the record is stale;
 - the definition (SQL, unique_key) changed; or a full refresh was asked for.
 
+The table is shared by every pipeline of the dataset, so it only gets rows appended (on
+BigQuery streamed: a MERGE or DELETE per build was DML in the table's queue, 2 running and 20
+queued, and rows still in the streaming buffer cannot be changed): a build's mark is a new
+row, a forgotten mark a row without upstream, and the newest row per model (by the second its
+`run_id` starts with) counts. A table from before, one row per model, reads the same.
+
 Reading the upstream's figures and building happen under the upstream table's writer (and
 the model's), so no load commits between the two. Statements are written in BigQuery SQL and
 transpiled by sqlglot for the engine.
@@ -34,6 +40,9 @@ from app.models.incremental import MODEL_LOAD_ID_COLUMN
 from core.lineage import LOAD_ID_COLUMN, MODEL_LOADS_TABLE
 
 LOADS_TABLE = "_dlt_loads"
+RUN_SECOND = len("20261206T104727")
+"""The part of a run id that says when it started (request.new_run_id): rows appended to
+the model records are ordered by it."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,11 @@ class Watermarks:
         run: Callable[[str], list[tuple[Any, ...]]],
         warehouse: Warehouse,
         kind: Callable[[str], Relation | None],
+        append: Callable[[str, list[dict[str, Any]]], bool],
     ) -> None:
         self._run = run
+        self._append = append
+        """Appends rows without DML (False: the engine cannot, so they are INSERTed)."""
         self._warehouse = warehouse
         self._kind = kind
         self._source = Warehouse("bigquery", warehouse.dataset, warehouse.catalog)
@@ -109,11 +121,15 @@ class Watermarks:
     def read(self, model: str) -> Watermark | None:
         if not self._exists():
             return None
+        # the newest row (a run id starts with its second); within one second a forgotten
+        # mark (at worst one more whole build), then the higher mark
         rows = self._query(
             "SELECT upstream, load_id, upstream_rows, loads, model_load_id, definition "  # noqa: S608
-            f"FROM {self._name(MODEL_LOADS_TABLE)} WHERE model = {_literal(model)}"
+            f"FROM {self._name(MODEL_LOADS_TABLE)} WHERE model = {_literal(model)} "
+            f"ORDER BY SUBSTR(run_id, 1, {RUN_SECOND}) DESC, upstream = '' DESC, load_id DESC "
+            "LIMIT 1"
         )
-        if not rows:
+        if not rows or rows[0][0] == "":
             return None
         upstream, load_id, upstream_rows, loads, model_load_id, definition = rows[0]
         return Watermark(
@@ -150,39 +166,40 @@ class Watermarks:
             None if in_model is None else str(in_model),
         )
 
-    def forget(self, model: str) -> None:
-        """Drop the model's mark, if it has one (looked for first: a DELETE is DML)."""
-        if self.read(model) is not None:
-            table = self._name(MODEL_LOADS_TABLE)
-            self._query(f"DELETE FROM {table} WHERE model = {_literal(model)}")  # noqa: S608
+    def forget(self, model: str, run_id: str) -> None:
+        """Drop the model's mark, if it has one: a row saying so (no upstream)."""
+        if self._exists():
+            forgotten = Watermark(
+                upstream="", load_id="", upstream_rows=0, loads=0, model_load_id="", definition=""
+            )
+            self.write(model, forgotten, run_id)
 
     def write(self, model: str, mark: Watermark, run_id: str) -> None:
+        row: dict[str, Any] = {
+            "model": model,
+            "upstream": mark.upstream,
+            "load_id": mark.load_id,
+            "upstream_rows": mark.upstream_rows,
+            "loads": mark.loads,
+            "model_load_id": mark.model_load_id,
+            "definition": mark.definition,
+            "run_id": run_id,
+        }
         table = self._name(MODEL_LOADS_TABLE)
-        if not self._exists():
+        if self._exists():
+            if self._append(MODEL_LOADS_TABLE, [row]):
+                return
+        else:  # the first mark of the dataset: the one INSERT (DML) the table ever gets
             self._query(
                 f"CREATE TABLE IF NOT EXISTS {table} (model STRING, upstream STRING, "
                 "load_id STRING, upstream_rows INT64, loads INT64, model_load_id STRING, "
                 "definition STRING, run_id STRING)"
             )
-        values = {
-            "model": _literal(model),
-            "upstream": _literal(mark.upstream),
-            "load_id": _literal(mark.load_id),
-            "upstream_rows": str(mark.upstream_rows),
-            "loads": str(mark.loads),
-            "model_load_id": _literal(mark.model_load_id),
-            "definition": _literal(mark.definition),
-            "run_id": _literal(run_id),
-        }
-        source = ", ".join(f"{value} AS {column}" for column, value in values.items())
-        updates = ", ".join(f"{column} = s.{column}" for column in values if column != "model")
-        columns = ", ".join(values)
-        inserted = ", ".join(f"s.{column}" for column in values)
-        self._query(
-            f"MERGE INTO {table} AS t USING (SELECT {source}) AS s ON t.model = s.model "  # noqa: S608
-            f"WHEN MATCHED THEN UPDATE SET {updates} "
-            f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({inserted})"
+            self._recorded = True
+        values = ", ".join(
+            str(value) if isinstance(value, int) else _literal(value) for value in row.values()
         )
+        self._query(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({values})")  # noqa: S608
 
     def _name(self, name: str) -> str:
         return self._source.name(name)

@@ -76,7 +76,7 @@ class FileExtractor:
         self.rejects_hints = dlt.mark.make_hints(
             **rejects_hints(destination, keyed_by_object=plan.keyed_by_object)
         )
-        self.objects_hints = dlt.mark.make_hints(**objects_hints())
+        self.objects_hints = dlt.mark.make_hints(**objects_hints(run.settings))
         # `_ferry_objects` exists once this pipeline loaded a ledger row (its schema then has
         # the table): until then every object is recorded, so that a ledger read finds it
         # (the BigQuery emulator reads a missing table in a UNION as empty, without an error)
@@ -187,9 +187,9 @@ class FileExtractor:
         """An append table's rows are only ever removed by their own object (a newer
         generation, an emptied or deleted one, which keep their ledger rows): an object that
         loaded rows is told by its rows' lineage and `_dlt_load_id` (ledger.read_lineage), and
-        a ledger row would cost a load job and a merge into `_ferry_objects`, a table every
-        pipeline of the dataset shares, per load. A merge table's rows can be overwritten by
-        other objects' changes, so there the ledger row stays."""
+        a ledger row would cost one more call per load (on BigQuery a streaming insert into
+        `_ferry_objects`). A merge table's rows can be overwritten by other objects' changes,
+        so there the ledger row stays."""
         destination = self.run.spec.destination
         append = destination.write_disposition == "append" and not destination.merge_key
         return append and self.ledger_exists and not self.plan.record_every_object

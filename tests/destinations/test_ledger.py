@@ -74,3 +74,19 @@ def test_a_uri_with_quotes_is_a_bound_value(settings: Settings, pipeline: Any) -
     uri = "gs://b/x'); drop table ferry.orders; --.csv"
     plant(settings, [(uri, 3, "l1")], {"l1": 0})
     assert read_lineage(pipeline, "orders", [uri]).committed == {uri: 3}
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [("duckdb", None), ("bigquery", {"x-insert-api": "streaming"})],
+    ids=["duckdb-appends", "bigquery-streams"],
+)
+def test_the_ledger_is_appended_never_merged(tmp_path: Path, kind: str, extra: Any) -> None:
+    """`_ferry_objects` is shared by every pipeline of the dataset: a merge per push was DML
+    in its queue; appended rows (keyed by run, the reader takes the highest) need none."""
+    from app.destinations.ledger import objects_hints
+
+    settings = duckdb_settings(tmp_path, destination=kind, bigquery_project="p")
+    hints = objects_hints(settings)
+    assert hints["write_disposition"] == "append"
+    assert hints["additional_table_hints"] == extra

@@ -34,8 +34,10 @@ PIPELINE = """
 pipelines:
   - name: people
     source: {{uri: "{folder}/*.csv", columns: {{id: int64}}}}
-    destination: {{table: people}}
+    destination: {{table: people, write_disposition: merge, primary_key: [id]}}
 """
+"""A merge pipeline: its load is mutating DML on its own table (an append pipeline's first
+load has none: a load job, and the ledger and `_dlt_loads` rows streamed)."""
 
 
 @contextmanager
@@ -115,7 +117,7 @@ PUSHED_PIPELINE = """
 pipelines:
   - name: people
     source: {{uri: "gs://{bucket}/in/*.csv", columns: {{id: int64}}}}
-    destination: {{table: people}}
+    destination: {{table: people, write_disposition: merge, primary_key: [id]}}
 """
 
 

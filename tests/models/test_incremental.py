@@ -43,7 +43,11 @@ class Destination:
         return sorted(self.read(f"SELECT {COLUMNS} FROM ds.{table}"))
 
     def mark(self, model: str) -> str:
-        (row,) = self.read(f"SELECT load_id FROM ds._ferry_model_loads WHERE model = '{model}'")
+        # rows are appended: the newest counts (a forgotten mark has no upstream)
+        (row,) = self.read(
+            f"SELECT load_id FROM ds._ferry_model_loads WHERE model = '{model}' "
+            "ORDER BY SUBSTR(run_id, 1, 15) DESC, upstream = '' DESC, load_id DESC LIMIT 1"
+        )
         return str(row[0])
 
     def newest_load(self, table: str) -> str:

@@ -102,3 +102,39 @@ def test_the_upstream_is_read_between_the_marks_and_each_row_keeps_its_load_id()
         'SELECT e.id, "e"."_dlt_load_id" AS "_ferry_load_id" FROM (SELECT * FROM "ferry".events '
         'WHERE "_dlt_load_id" > \'1.5\' AND "_dlt_load_id" <= \'2.5\') AS "e" WHERE e.amount > 0'
     )
+
+
+def test_marks_are_appended_and_the_newest_row_per_model_counts_over_an_old_table() -> None:
+    """`_ferry_model_loads` only gets rows appended (a MERGE or DELETE per build is DML on a
+    table every pipeline of the dataset shares); a table from before (one row per model)
+    reads the same, and a forgotten mark is a newer row that reads as none."""
+    import duckdb
+
+    from app.models.watermark import Watermarks
+
+    connection = duckdb.connect()
+    connection.execute("CREATE SCHEMA ds")
+    connection.execute(
+        "CREATE TABLE ds._ferry_model_loads (model VARCHAR, upstream VARCHAR, load_id VARCHAR, "
+        "upstream_rows BIGINT, loads BIGINT, model_load_id VARCHAR, definition VARCHAR, "
+        "run_id VARCHAR)"
+    )
+    connection.execute(
+        "INSERT INTO ds._ferry_model_loads VALUES "
+        "('m', 'events', '1.0', 1, 1, '1.0', 'abc', '20261201T000000-ffffffff')"
+    )
+    marks = Watermarks(
+        lambda sql: connection.execute(sql).fetchall(),
+        Warehouse("duckdb", "ds"),
+        lambda name: "table",
+        lambda name, rows: False,
+    )
+    assert marks.read("m") == Watermark("events", "1.0", 1, 1, "1.0", "abc")
+    marks.write("m", MARK, "20261206T000000-bbbbbbbb")
+    assert marks.read("m") == MARK
+    marks.forget("m", "20261206T000001-aaaaaaaa")
+    assert marks.read("m") is None
+    marks.write("m", MARK, "20261206T000002-cccccccc")
+    assert marks.read("m") == MARK
+    assert marks.read("other") is None
+    assert connection.execute("SELECT COUNT(*) FROM ds._ferry_model_loads").fetchall() == [(4,)]

@@ -61,6 +61,29 @@ def swap(
     run(client, warehouse.create(name, select, "table"), location)
 
 
+def append_rows(client: Any, warehouse: Warehouse, name: str, rows: list[dict[str, Any]]) -> bool:
+    """Stream `rows` into `name` (`tabledata.insertAll`: no job, no DML in the table's queue);
+    False when the table does not exist yet (the caller creates it and INSERTs)."""
+    import uuid
+
+    from google.api_core.exceptions import NotFound
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+    try:
+        errors = client.native_connection.insert_rows_json(
+            _ref(warehouse, name),
+            rows,
+            row_ids=[uuid.uuid4().hex for _ in rows],
+            retry=DEFAULT_RETRY.with_timeout(60.0),
+            timeout=30.0,
+        )
+    except NotFound:
+        return False
+    if errors:
+        raise RuntimeError(f"streaming insert into {name} failed: {errors}")
+    return True
+
+
 def unknown_functions(sql: str) -> list[str]:
     """Models are BigQuery SQL: what sqlglot re-prints from its parse is all BigQuery has."""
     return []

@@ -128,6 +128,11 @@ def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[s
     return False
 
 
+def appended_table_hints() -> dict[str, Any]:
+    """None: a DuckDB append is a local insert."""
+    return {}
+
+
 def list_datasets(client: Any, settings: Settings) -> list[str]:
     """Schemas of the database file (`client`: the pipeline's dlt SQL client)."""
     rows = client.execute_sql(

@@ -70,6 +70,11 @@ def swap(
         )
 
 
+def append_rows(client: Any, warehouse: Warehouse, name: str, rows: list[dict[str, Any]]) -> bool:
+    """No streaming inserts on DuckDB: the caller INSERTs (a local statement)."""
+    return False
+
+
 def unknown_functions(sql: str) -> list[str]:
     """Functions the DuckDB SQL calls that DuckDB does not have, by DuckDB's own parser."""
     parsed = _duckdb().cursor().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
