@@ -3,6 +3,9 @@
 Reports are kept in memory (fast path, this instance) and in a `_ferry_idempotency` table
 in the destination (so a retry that reaches another instance, or a restarted one, is
 answered too). Only successful runs are recorded: a failed run may be retried with its key.
+Rows are appended (on BigQuery a streaming insert: no DML on a table every pipeline of the
+dataset shares) and the first row of a key is its answer: two instances that ran the same
+key at once both append, and every later retry is answered with the earlier run.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from app.destinations.side_tables import merge_row, select
+from app.destinations.side_tables import append_rows, select
 from app.run.request import RunRequest
 from core.errors import IdempotencyKeyReusedError
 from core.locks import KeyedLocks
@@ -113,7 +116,8 @@ class IdempotencyStore:
             self.settings,
             PIPELINE,
             TABLE,
-            "SELECT report FROM {table} WHERE idempotency_key = %s",
+            "SELECT report FROM {table} WHERE idempotency_key = %s "
+            "ORDER BY _dlt_load_id, run_id LIMIT 1",
             [key],
         )
         if not rows:
@@ -129,11 +133,11 @@ class IdempotencyStore:
             "run_id": report["run_id"],
             "report": json.dumps(report),
         }
-        merge_row(
+        append_rows(
             self.settings,
             PIPELINE,
             TABLE,
-            row,
-            "idempotency_key",
+            [row],
+            "run_id",
             f"idempotency-{report['run_id']}",
         )

@@ -42,3 +42,14 @@ def test_a_key_reused_with_another_request_is_refused(tmp_path: Path) -> None:
     store.record("k", PEOPLE, REPORT)
     with pytest.raises(IdempotencyKeyReusedError, match="another request"):
         store.lookup("k", RunRequest("people", source_uri="in/b.csv", trigger="http"))
+
+
+def test_two_instances_recording_one_key_answer_with_the_first_run(tmp_path: Path) -> None:
+    """Two instances that ran the same key at once both record it (rows are appended, no
+    merge); every later retry is answered with the run recorded first."""
+    settings = duckdb_settings(tmp_path)
+    IdempotencyStore(settings).record("k", PEOPLE, REPORT)
+    IdempotencyStore(settings).record("k", PEOPLE, {**REPORT, "run_id": "r-2"})
+    replay = IdempotencyStore(settings).lookup("k", PEOPLE)
+    assert replay is not None
+    assert replay.to_dict()["run_id"] == "r-1"

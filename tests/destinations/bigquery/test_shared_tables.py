@@ -1,7 +1,8 @@
 """Tables every pipeline of a dataset shares (the object ledger, the model records) take no
 DML per push on BigQuery: a merge per push there queues behind every other pipeline's (2
 running, 20 queued per table), and rows in the streaming buffer cannot be changed. A CDC push
-still lands its changes exactly, and a redelivered object is still skipped."""
+still lands its changes exactly, a redelivered object is still skipped, and an orchestrator's
+retry with the same idempotency key is answered with the first run, by another instance too."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ models:
   - {{name: names, materialization: incremental, unique_key: [id],
       sql: "SELECT id, UPPER(name) AS name FROM accounts"}}
 """
-SHARED = ("_ferry_objects", "_ferry_models", "_ferry_model_loads")
+SHARED = ("_ferry_objects", "_ferry_models", "_ferry_model_loads", "_ferry_idempotency")
 DML = ("INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE")
 
 
@@ -62,12 +63,15 @@ def test_cdc_pushes_land_exactly_skip_a_redelivery_and_merge_nothing_into_shared
         "FERRY_RUN_LOG": "false",
     }
 
-    def push(service_url: str, name: str, text: str | None = None) -> dict[str, Any]:
+    def push(
+        service_url: str, name: str, text: str | None = None, key: str | None = None
+    ) -> dict[str, Any]:
         if text is not None:
             (folder / name).write_text(text, encoding="utf-8")
         answer = requests.post(
             f"{service_url}/runs",
             json={"pipeline": "cdc", "source": str(folder / name)},
+            headers={"Idempotency-Key": key} if key else {},
             timeout=300,
         )
         assert answer.status_code == 200, answer.text
@@ -85,7 +89,12 @@ def test_cdc_pushes_land_exactly_skip_a_redelivery_and_merge_nothing_into_shared
             {**env, "BIGQUERY_EMULATOR_HOST": proxy.endpoint}, tmp_path / "first.log"
         ) as service,
     ):
-        push(service.base_url, "a.csv", "id,seq,op,name\n1,1,u,ann\n2,1,u,bob\n3,1,u,cy\n")
+        push(
+            service.base_url,
+            "a.csv",
+            "id,seq,op,name\n1,1,u,ann\n2,1,u,bob\n3,1,u,cy\n",
+            key="first",
+        )
     with (
         run_bqsim(
             bigquery_emulator, {"latency_ms": ZERO_LATENCY}, tmp_path, log=later_log
@@ -94,8 +103,15 @@ def test_cdc_pushes_land_exactly_skip_a_redelivery_and_merge_nothing_into_shared
             {**env, "BIGQUERY_EMULATOR_HOST": proxy.endpoint}, tmp_path / "later.log"
         ) as service,
     ):
-        changed = push(service.base_url, "b.csv", "id,seq,op,name\n1,2,u,al\n2,2,d,\n4,1,u,di\n")
+        changed = push(
+            service.base_url, "b.csv", "id,seq,op,name\n1,2,u,al\n2,2,d,\n4,1,u,di\n", key="b"
+        )
         again = push(service.base_url, "b.csv")  # the same object, delivered again
+    # the orchestrator retries with the same key and reaches another (new) instance
+    with run_service(
+        {**env, "BIGQUERY_EMULATOR_HOST": bigquery_emulator.endpoint}, tmp_path / "third.log"
+    ) as service:
+        replayed = push(service.base_url, "b.csv", key="b")
 
     client = bigquery_emulator.client()
     dataset = f"{bigquery_emulator.project}.{unique_name}"
@@ -106,6 +122,16 @@ def test_cdc_pushes_land_exactly_skip_a_redelivery_and_merge_nothing_into_shared
     assert changed["changes"]["applied"] == 3, changed
     assert again["rows_loaded"] == 0, again
     assert [entry["status"] for entry in again["files"]] == ["already_loaded"], again
+    assert replayed.get("replayed") is True, replayed
+    assert (replayed["run_id"], replayed["rows_loaded"]) == (
+        changed["run_id"],
+        changed["rows_loaded"],
+    )
     assert dml_on_shared_tables(later_log, unique_name) == [], "no DML per push on shared tables"
+    # once per dataset: the model records' first rows go in with the table's INSERT, and the
+    # first idempotency row creates its table through dlt's merge load (delete-insert)
     first = dml_on_shared_tables(first_log, unique_name)
-    assert all(statement.startswith("INSERT") for statement in first), first
+    creating = [f"{verb} {unique_name}._ferry_idempotency" for verb in ("DELETE", "INSERT")]
+    assert sorted(s for s in first if s not in creating) == sorted(
+        f"INSERT {unique_name}.{name}" for name in ("_ferry_models", "_ferry_model_loads")
+    ), first
