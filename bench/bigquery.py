@@ -47,6 +47,7 @@ from typing import Any
 
 import requests
 
+from tests.bqsim import find_proxy
 from tests.emulators import (
     BigQueryEmulator,
     EmulatorProcess,
@@ -60,8 +61,6 @@ from tests.emulators import (
 from tests.pubsub_messages import gcs_notification, wrapped_push
 
 REPO = Path(__file__).resolve().parents[1]
-BQSIM = REPO.parent.parent / "shared" / "bqsim"
-"""The worktree lives at /work/wt/<name>; bqsim at /work/shared/bqsim."""
 OUT = REPO / "bench" / "out"
 ROWS_PER_OBJECT = 1000
 CDC_KEYS = 5000
@@ -115,13 +114,13 @@ def run_proxy(emulator: BigQueryEmulator, model: str, out: Path) -> Iterator[Pro
     log_path.unlink(missing_ok=True)
     argv = [
         sys.executable,
-        str(BQSIM / "proxy.py"),
+        str(find_proxy()),
         "--upstream",
         emulator.endpoint,
         "--port",
         str(port),
         "--config",
-        str(BQSIM / f"model-{model}.json"),
+        str(find_proxy().parent / f"model-{model}.json"),
         "--log",
         str(log_path),
         "--project",
