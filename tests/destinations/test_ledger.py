@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from app.destinations.ledger import QUERY_CHUNK, read_lineage
+from app.destinations.ledger import QUERY_CHUNK, objects_hints, read_lineage
 from app.destinations.pipeline import run_pipeline_for
 from core.settings import Settings
 from tests.helpers import duckdb_settings
@@ -84,7 +84,6 @@ def test_a_uri_with_quotes_is_a_bound_value(settings: Settings, pipeline: Any) -
 def test_the_ledger_is_appended_never_merged(tmp_path: Path, kind: str, extra: Any) -> None:
     """`_ferry_objects` is shared by every pipeline of the dataset: a merge per push was DML
     in its queue; appended rows (keyed by run, the reader takes the highest) need none."""
-    from app.destinations.ledger import objects_hints
 
     settings = duckdb_settings(tmp_path, destination=kind, bigquery_project="p")
     hints = objects_hints(settings)

@@ -8,7 +8,7 @@ import pytest
 from app.destinations.warehouse import Warehouse
 from app.models.incremental import incremental_select, reads_whole
 from app.models.transpile import parse_model
-from app.models.watermark import UpstreamNow, Watermark, whole_because
+from app.models.watermark import UpstreamNow, Watermark, Watermarks, whole_because
 
 MARK = Watermark("events", "1700000002.5", 10, 2, "1700000002.5", "abc")
 NOW = UpstreamNow("1700000003.1", 14, 10, 2, 3, "1700000002.5")
@@ -109,8 +109,6 @@ def test_marks_are_appended_and_the_newest_row_per_model_counts_over_an_old_tabl
     table every pipeline of the dataset shares); a table from before (one row per model)
     reads the same, and a forgotten mark is a newer row that reads as none."""
     import duckdb
-
-    from app.models.watermark import Watermarks
 
     connection = duckdb.connect()
     connection.execute("CREATE SCHEMA ds")
