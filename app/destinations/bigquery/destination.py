@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from app.destinations.bigquery import load_steps
+from app.destinations.bigquery.streaming import stream_rows
 from app.destinations.writers import GcsLease, table_writer
 from core.lineage import SOURCE_URI_COLUMN
 from core.settings import Settings
@@ -270,32 +271,11 @@ def lock(settings: Settings, timeout: float = 600.0) -> Iterator[None]:
     yield
 
 
-_STREAM_DEADLINE_SECONDS = 60.0
-"""A streaming insert (run log, `_dlt_loads`) is retried this long at most, not the client's
-default ten minutes: its caller fails retriably (or falls back) instead of hanging a run."""
-
-
 def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[str]) -> bool:
-    """Stream `rows` into `table` (`tabledata.insertAll`: one REST call, no job, no DML, so no
-    place in the table's DML queue); `ids` are BigQuery's best-effort de-duplication ids, and
-    readers keep one row per id anyway. False when the table does not exist yet."""
-    from google.api_core.exceptions import NotFound
-    from google.cloud.bigquery.retry import DEFAULT_RETRY
-
-    qualified = f"{client.project_id}.{client.dataset_name}.{table}"
-    try:
-        errors = client.native_connection.insert_rows_json(
-            qualified,
-            rows,
-            row_ids=ids,
-            retry=DEFAULT_RETRY.with_timeout(_STREAM_DEADLINE_SECONDS),
-            timeout=_STREAM_DEADLINE_SECONDS / 2,
-        )
-    except NotFound:
-        return False
-    if errors:
-        raise RuntimeError(f"streaming insert into {qualified} failed: {errors}")
-    return True
+    """Stream `rows` into `table` of the client's dataset (streaming.py); `ids` are BigQuery's
+    best-effort de-duplication ids, and readers keep one row per id anyway. False when the
+    table does not exist yet."""
+    return stream_rows(client, f"{client.project_id}.{client.dataset_name}.{table}", rows, ids)
 
 
 def appended_table_hints() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.destinations.bigquery.streaming import stream_rows
 from app.destinations.warehouse import Relation, Warehouse
 from core.settings import Settings
 
@@ -62,26 +63,11 @@ def swap(
 
 
 def append_rows(client: Any, warehouse: Warehouse, name: str, rows: list[dict[str, Any]]) -> bool:
-    """Stream `rows` into `name` (`tabledata.insertAll`: no job, no DML in the table's queue);
-    False when the table does not exist yet (the caller creates it and INSERTs)."""
+    """Stream `rows` into `name` (streaming.py: no job, no DML in the table's queue); False
+    when the table does not exist yet (the caller creates it and INSERTs)."""
     import uuid
 
-    from google.api_core.exceptions import NotFound
-    from google.cloud.bigquery.retry import DEFAULT_RETRY
-
-    try:
-        errors = client.native_connection.insert_rows_json(
-            _ref(warehouse, name),
-            rows,
-            row_ids=[uuid.uuid4().hex for _ in rows],
-            retry=DEFAULT_RETRY.with_timeout(60.0),
-            timeout=30.0,
-        )
-    except NotFound:
-        return False
-    if errors:
-        raise RuntimeError(f"streaming insert into {name} failed: {errors}")
-    return True
+    return stream_rows(client, _ref(warehouse, name), rows, [uuid.uuid4().hex for _ in rows])
 
 
 def unknown_functions(sql: str) -> list[str]:
