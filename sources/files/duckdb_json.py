@@ -25,6 +25,8 @@ import pyarrow as pa
 
 from core.spec import ArrowTypeName
 
+from .blocks import LineTooLongError, line_blocks
+
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
 
@@ -62,32 +64,11 @@ def stream_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The declared columns of a JSON-lines byte stream, read in line-aligned blocks."""
     with _connection() as connection:
-        for block in line_blocks(stream, block_bytes, max_line_bytes):
-            yield from _scan(connection, io.BytesIO(block), columns)
-
-
-def line_blocks(stream: Any, block_bytes: int, max_line_bytes: int) -> Iterator[bytes]:
-    """`stream` in blocks of about `block_bytes` that end at a line end; a line longer than
-    `max_line_bytes` is refused (the reference reader rejects or fails it, without holding it)."""
-    rest = b""
-    while chunk := stream.read(block_bytes):
-        data = rest + chunk if rest else chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            if len(data) > max_line_bytes:
-                raise RefusedError(f"a line is longer than {max_line_bytes} bytes")
-            rest = data
-            continue
-        block, rest = data[:cut], data[cut:]
-        if not _blank(block):
-            yield block
-    if not _blank(rest):
-        yield rest
-
-
-def _blank(block: bytes) -> bool:
-    """Only whitespace (DuckDB finds no record in it); a long block is taken to hold one."""
-    return len(block) < 4096 and not block.strip()
+        try:
+            for block in line_blocks(stream, block_bytes, max_line_bytes):
+                yield from _scan(connection, io.BytesIO(block), columns)
+        except LineTooLongError as error:
+            raise RefusedError(str(error)) from error
 
 
 def _connection() -> DuckDBPyConnection:

@@ -32,6 +32,7 @@ from core.errors import (
 from core.spec import FilesSource
 
 from .columns import cast_batch
+from .csv_blocks import BlockRefusedError, csv_tables
 from .helpers import FileKind, detect_kind
 from .objects import SourceObject, StorageClientFactory, gcs_errors, open_seekable, open_stream
 from .rejects import RejectedRow, Rejects
@@ -128,11 +129,57 @@ def _text_batches(read: _Read) -> Iterator[pa.RecordBatch]:
     if read.kind.format == "jsonl" and read.source.undeclared_columns == "ignore":
         yield from _declared_json_batches(read)
         return
+    if read.kind.format == "csv" and _in_blocks(read):
+        yield from _csv_block_batches(read)
+        return
     with _text_stream(read) as stream:
         if read.kind.format == "csv":
             yield from _csv_batches(stream, read)
         else:
             yield from _json_batches(stream, read)
+
+
+def _in_blocks(read: _Read) -> bool:
+    """Whether csv_blocks may read the file: more than one read block of UTF-8 text with no
+    newline inside a value, and no rows to reject (those need the one-thread reader)."""
+    options = read.source.csv
+    return (
+        read.obj.size > read.block_bytes
+        and read.rejects is None
+        and not options.newlines_in_values
+        and _arrow_encoding(options.encoding) == "utf8"
+    )
+
+
+def _csv_block_batches(read: _Read) -> Iterator[pa.RecordBatch]:
+    """The file through csv_blocks; a file it refuses is read again by the streaming reader
+    (the reference: its errors name the row), after the rows already handed on."""
+    read_options, parse_options = _csv_options(read)
+    progress = _Progress()
+    try:
+        with _text_stream(read) as stream:
+            tables = csv_tables(
+                stream,
+                read_options,
+                parse_options,
+                _csv_convert_options(read),
+                block_bytes=read.batch_bytes,
+                max_line_bytes=read.block_bytes,
+            )
+            yield from _rebatched(_checked_tables(tables, read), read, progress)
+        return
+    except BlockRefusedError:
+        pass
+    with _text_stream(read) as stream:
+        yield from _csv_batches(stream, read, skip=progress.rows_yielded)
+
+
+def _checked_tables(tables: Iterator[pa.Table], read: _Read) -> Iterator[pa.RecordBatch]:
+    for index, table in enumerate(tables):
+        if index == 0:
+            _check_width(table.num_columns, read)
+            _reject_binary(table.schema, read.uri)
+        yield from table.to_batches()
 
 
 @contextmanager
@@ -235,7 +282,8 @@ def _cast(batch: pa.RecordBatch, read: _Read, rows_before: int) -> pa.RecordBatc
     )
 
 
-def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]:
+def _csv_batches(stream: pa.NativeFile, read: _Read, skip: int = 0) -> Iterator[pa.RecordBatch]:
+    """Arrow's streaming CSV reader; the first `skip` rows were handed on already."""
     bad_rows: list[Any] = []
 
     header_lines = 1 if read.source.csv.header else 0
@@ -259,22 +307,8 @@ def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]
 
     read_options, parse_options = _csv_options(read)
     parse_options.invalid_row_handler = on_invalid_row
-    # Declared timestamps are read as text: Arrow's CSV parser rejects a value without a
-    # zone offset for a zoned type, and the other way round; cast_batch accepts both.
-    # With rejects, every declared column is read as text so that one bad value rejects its
-    # row in cast_batch instead of failing the whole parse.
-    column_types = {
-        name: pa.string()
-        if type_name == "timestamp" or read.rejects is not None
-        else ARROW_TYPES[type_name]
-        for name, type_name in read.source.columns.items()
-    }
-    convert_options = pa_csv.ConvertOptions(
-        column_types=column_types,
-        null_values=read.source.csv.null_values,
-        strings_can_be_null=True,
-    )
-    progress = _Progress()
+    convert_options = _csv_convert_options(read)
+    progress = _Progress(rows_read=skip, rows_yielded=skip)
     names: list[str] | None = read.source.csv.column_names
     try:
         reader = pa_csv.open_csv(
@@ -286,7 +320,7 @@ def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]
         names = reader.schema.names
         _check_width(len(names), read)
         _reject_binary(reader.schema, read.uri)
-        yield from _rebatched(reader, read, progress)
+        yield from _rebatched(_after(reader, skip), read, progress)
     except _ARROW_ERRORS as error:
         rows = progress.rows_read
         if str(error) == "Empty CSV file":
@@ -295,6 +329,24 @@ def _csv_batches(stream: pa.NativeFile, read: _Read) -> Iterator[pa.RecordBatch]
             line = bad_rows[0].number or _first_ragged_line(read)
             raise _ragged_row(read.uri, bad_rows[0], line, rows) from error
         raise _csv_error(read, error, rows, names or (lambda: _csv_header(read))) from error
+
+
+def _csv_convert_options(read: _Read) -> pa_csv.ConvertOptions:
+    # Declared timestamps are read as text: Arrow's CSV parser rejects a value without a
+    # zone offset for a zoned type, and the other way round; cast_batch accepts both.
+    # With rejects, every declared column is read as text so that one bad value rejects its
+    # row in cast_batch instead of failing the whole parse.
+    column_types = {
+        name: pa.string()
+        if type_name == "timestamp" or read.rejects is not None
+        else ARROW_TYPES[type_name]
+        for name, type_name in read.source.columns.items()
+    }
+    return pa_csv.ConvertOptions(
+        column_types=column_types,
+        null_values=read.source.csv.null_values,
+        strings_can_be_null=True,
+    )
 
 
 def _csv_options(read: _Read) -> tuple[pa_csv.ReadOptions, pa_csv.ParseOptions]:

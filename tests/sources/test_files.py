@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -306,6 +307,72 @@ def test_batches_are_streamed(tmp_path: Path) -> None:
     assert 1 < len(joined) < 4
     assert all(batch.nbytes >= 2 << 20 for batch in joined[:-1])
     assert sum(batch.num_rows for batch in joined) == 200_000
+
+
+BIG_CSV_ROWS = 60_000
+
+
+def write_big_csv(path: Path, bad: dict[int, str] | None = None) -> Path:
+    """~4 MiB of CSV (more than one read block): quoted commas, nulls, zoned timestamps,
+    an undeclared timestamp; `bad` replaces whole data rows (0-based) by the text given."""
+    bad = bad or {}
+    lines = ["id,name,amount,at,seen\n"]
+    for i in range(BIG_CSV_ROWS):
+        name = f'"name {i}, the {i % 7}th"' if i % 3 else ""
+        amount = "" if i % 11 == 0 else f"{i * 0.25}"
+        line = f"{i},{name},{amount},2026-09-12T19:35:07.{i % 999999:06d}-05:00,2026-01-02 03:04:05\n"
+        lines.append(bad.get(i, line))
+    path.write_text("".join(lines))
+    assert path.stat().st_size > 3 << 20
+    return path
+
+
+BIG_CSV_COLUMNS: dict[str, ArrowTypeName] = {"id": "int64", "amount": "float64", "at": "timestamp"}
+
+
+def test_big_csv_read_in_blocks_equals_the_one_thread_read(tmp_path: Path) -> None:
+    """Over one read block, CSV is parsed a block at a time on both cores; the rows, values
+    and types are the one-thread streaming reader's (the reader of `on_bad_rows: reject`)."""
+    path = write_big_csv(tmp_path / "big.csv")
+    blocks = read_file(path, columns=BIG_CSV_COLUMNS, batch_bytes=1 << 20)
+    reference = read_file(path, columns=BIG_CSV_COLUMNS, on_bad_rows="reject")
+    assert blocks.num_rows == BIG_CSV_ROWS
+    assert blocks.schema == reference.schema
+    assert blocks.equals(reference)
+    assert blocks.column("name").null_count == BIG_CSV_ROWS // 3
+
+
+def test_bad_value_in_a_later_block_names_its_row(tmp_path: Path) -> None:
+    row = BIG_CSV_ROWS - 5  # in the last block
+    line = f"{row},x,1.5x,2026-09-12T19:35:07-05:00,2026-01-02 03:04:05\n"
+    path = write_big_csv(tmp_path / "late.csv", {row: line})
+    with pytest.raises(BadDataError, match=r"late\.csv") as caught:
+        read_local(path, columns=BIG_CSV_COLUMNS, batch_bytes=1 << 20)
+    assert "'amount'" in caught.value.message
+    assert "'1.5x'" in caught.value.message
+    # as Arrow's threaded streaming reader says it: the last row known good before the block
+    after = re.search(r"at a row after data row (\d+)", caught.value.message)
+    assert after is not None
+    assert BIG_CSV_ROWS // 2 < int(after.group(1)) <= row
+
+
+def test_ragged_row_in_a_later_block_names_its_line(tmp_path: Path) -> None:
+    row = BIG_CSV_ROWS - 5
+    path = write_big_csv(tmp_path / "ragged.csv", {row: "1,2,3,4,5,6\n"})
+    with pytest.raises(BadDataError, match=r"ragged\.csv") as caught:
+        read_local(path, columns=BIG_CSV_COLUMNS, batch_bytes=1 << 20)
+    assert "1,2,3,4,5,6" in caught.value.message
+    assert f"line {row + 2}" in caught.value.message
+
+
+def test_undeclared_type_drifting_in_a_later_block_hints_declaring(tmp_path: Path) -> None:
+    row = BIG_CSV_ROWS - 5
+    line = f"{row},,1.5,2026-09-12T19:35:07-05:00,soon\n"
+    path = write_big_csv(tmp_path / "drift.csv", {row: line})
+    with pytest.raises(BadDataError, match="declare the column type") as caught:
+        read_local(path, columns=BIG_CSV_COLUMNS, batch_bytes=1 << 20)
+    assert "'seen'" in caught.value.message
+    assert "'soon'" in caught.value.message
 
 
 def test_gzip_bomb_stops_at_the_cap(tmp_path: Path) -> None:
