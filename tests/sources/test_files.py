@@ -320,7 +320,8 @@ def write_big_csv(path: Path, bad: dict[int, str] | None = None) -> Path:
     for i in range(BIG_CSV_ROWS):
         name = f'"name {i}, the {i % 7}th"' if i % 3 else ""
         amount = "" if i % 11 == 0 else f"{i * 0.25}"
-        line = f"{i},{name},{amount},2026-09-12T19:35:07.{i % 999999:06d}-05:00,2026-01-02 03:04:05\n"
+        at = f"2026-09-12T19:35:07.{i % 999999:06d}-05:00"
+        line = f"{i},{name},{amount},{at},2026-01-02 03:04:05\n"
         lines.append(bad.get(i, line))
     path.write_text("".join(lines))
     assert path.stat().st_size > 3 << 20
