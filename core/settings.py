@@ -45,6 +45,13 @@ class Settings(JobExit):
     duckdb_dataset: str = "ferry"
     duckdb_memory_limit: str = "128MB"
     """DuckDB's own memory cap while loading (it spills to disk past it)."""
+    duckdb_streamed_memory_limit: str = "64MB"
+    """DuckDB's cap while it appends a big run's rows as they are read (streamed_append_bytes):
+    the reader's batches are in memory beside it, where a load after the read has it alone."""
+    streamed_append_bytes: int = Field(default=64 << 20, ge=0)
+    """Where the engine can (DuckDB), a run of new objects this big in all appends its rows
+    while it reads, in one transaction committed at the load, holding the destination's
+    lock from its first rows (smaller runs take it only to load, so they overlap)."""
     duckdb_lock_wait_seconds: float = Field(default=120.0, gt=0)
     """Longest a run waits for DuckDB's one writer (another run, a model build): past it the
     run fails retriably (503 / nack / exit 1); the report says how long it waited."""

@@ -28,6 +28,22 @@ from core.settings import Settings
 from core.spec import DestinationSpec
 
 
+class Appender(Protocol):
+    """Rows appended to a table while the run still reads, invisible until `commit`."""
+
+    def append(self, table: Any) -> None:
+        """Queue an Arrow table with the destination table's columns (load id included)."""
+        ...
+
+    def commit(self) -> int:
+        """Commit every appended row (called right before dlt's load); returns how many."""
+        ...
+
+    def close(self) -> None:
+        """Roll back whatever was not committed; idempotent."""
+        ...
+
+
 class DestinationModule(Protocol):
     """An engine's `destination.py`."""
 
@@ -37,6 +53,9 @@ class DestinationModule(Protocol):
     APPENDS_NEW_OBJECTS: bool
     """True: an append pipeline's objects with no rows yet are appended without the lock's
     second look (plan._append_guard)."""
+
+    STREAMED_APPENDS: bool
+    """True: `streamed_append` may give an append that runs while the run reads."""
 
     STREAMING_INSERTS: bool
     """True: side-table rows (the run log) go in by `append_rows`, not by a MERGE."""
@@ -77,6 +96,19 @@ class DestinationModule(Protocol):
         ...
 
     def forget_known(self) -> None: ...
+
+    def streamed_append(
+        self,
+        pipeline: Any,
+        settings: Settings,
+        table: str,
+        schema: Any,
+        columns: Sequence[str],
+        load_id: str,
+    ) -> Appender | None:
+        """An append into `table` that runs while the run reads (dlt's live extract `schema`
+        has the table); None where the engine loads only through dlt's load step."""
+        ...
 
     def client_endpoint(self) -> str | None: ...
 

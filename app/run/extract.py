@@ -31,6 +31,7 @@ from app.run.quarantine import quarantine
 from app.run.raw_zone import archive_object
 from app.run.report import FileReport
 from app.run.request import RunContext
+from app.run.streamed_rows import DataRoute
 from core import failpoints
 from core.errors import BadDataError, FerryError, QualityCheckError
 from core.lineage import DELETED_AT_COLUMN, OBJECTS_TABLE
@@ -108,15 +109,22 @@ class FileExtractor:
             if destination.cdc is not None
             else None
         )
+        self.data_route = DataRoute(run, plan, self._data)
+        self.batch_bytes = self.data_route.batch_bytes(run.settings.batch_bytes)
 
     def resource(self) -> Any:
         import dlt
 
         # dlt inspects a plain generator function (not a bound method) for its resource.
         # Reading and transforming run a batch ahead in their own thread while dlt writes
-        # Parquet in this one (dlt's `parallelized` alternates them instead of overlapping).
+        # Parquet in this one (dlt's `parallelized` alternates them instead of overlapping),
+        # or the data route hands the rows to the engine's streamed append.
         def batches() -> Iterator[Any]:
-            yield from prefetched(self._coalesced(self.batches()))
+            for item in prefetched(self._coalesced(self.batches())):
+                if isinstance(item, DataBatch):
+                    yield from self.data_route.route(item.table)
+                else:
+                    yield item
 
         resource = dlt.resource(batches, name=self.run.spec.destination.table)
         return apply_hints(
@@ -141,7 +149,7 @@ class FileExtractor:
         file with other columns) starts a new batch."""
         import dlt
 
-        limit = self.run.settings.batch_bytes
+        limit = self.batch_bytes
         tables: list[pa.Table] = []
         rows: list[pa.Table] = []
         pending_bytes = 0  # kept as a sum: `nbytes` walks every buffer of a table
@@ -149,7 +157,7 @@ class FileExtractor:
         def flush() -> Iterator[Any]:
             nonlocal pending_bytes
             if tables:
-                yield self._data(pa.concat_tables(tables))
+                yield DataBatch(pa.concat_tables(tables))
             if rows:  # one schema by construction (ledger.object_row)
                 ledger = pa.concat_tables(rows)
                 yield dlt.mark.with_hints(ledger, self.objects_hints, create_table_variant=True)
@@ -242,7 +250,7 @@ class FileExtractor:
                 obj,
                 self.source,
                 storage_client=self.storage_client,
-                batch_bytes=run.settings.batch_bytes,
+                batch_bytes=self.batch_bytes,
                 max_uncompressed_bytes=run.settings.max_uncompressed_bytes,
                 rejects=rejects,
                 max_columns=run.settings.max_columns,

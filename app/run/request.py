@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,11 @@ class RunContext:
     objects); a crash before them is repaired when the object is next delivered."""
     loading: Callable[[], None] | None = None
     """Called once everything is read and converted, as the run goes to load."""
+    held: ExitStack = field(default_factory=ExitStack)
+    """What the run holds until it ends, closed last to first (a streamed append's rollback
+    and the destination lock it took)."""
+    commit_streamed: Callable[[], tuple[str, int] | None] | None = None
+    """Commits the rows appended while reading (streamed_rows.py): the table and its rows."""
 
     def checkpoint(self) -> None:
         if self.progress:

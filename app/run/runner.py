@@ -123,7 +123,9 @@ def _run(
             if files is None and isinstance(spec.source, ApiSource):
                 resource = api_resource(context, spec.source)
             if resource is not None:
-                _load(context, resource, guard)
+                # a streamed append not committed by the end of the load rolls back here
+                with context.held:
+                    _load(context, resource, guard)
             # also when nothing loaded: a model whose last build failed heals on any run
             build_after_load(context)
     except BaseException as raw:
@@ -204,6 +206,8 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
                 if guard is not None:
                     guard()
                 failpoints.hit("during_load")
+                streamed = run.commit_streamed() if run.commit_streamed else None
+                failpoints.hit("after_streamed_commit")
                 load_info = pipeline.load()
             failpoints.hit("after_commit")
             load_info.raise_on_failed_jobs()
@@ -221,6 +225,9 @@ def _load(run: RunContext, resource: Any, guard: CommitGuard | None) -> None:
     report.tables = {
         table: rows for table, rows in counts.items() if not table.startswith(BOOKKEEPING)
     }
+    if streamed is not None:  # rows dlt did not see (it loaded a zero-row slice of them)
+        table, rows = streamed
+        report.tables[table] = report.tables.get(table, 0) + rows
     report.rows_loaded = sum(
         rows for table, rows in report.tables.items() if not table.endswith(REJECTS_SUFFIX)
     )

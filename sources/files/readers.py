@@ -799,13 +799,20 @@ def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
             MAX_PARQUET_BATCH_ROWS,
         )
         rows = decoded = 0
-        for batch in parquet.iter_batches(batch_size=batch_rows):
-            decoded += batch.nbytes
-            if cap is not None and decoded > cap:
-                raise BadDataError(f"{read.uri}: decodes beyond the limit of {cap} bytes")
-            if batch.num_rows:
-                yield _cast(batch, read, rows)
-                rows += batch.num_rows
+        for group in range(metadata.num_row_groups):
+            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group]):
+                decoded += batch.nbytes
+                if cap is not None and decoded > cap:
+                    raise BadDataError(f"{read.uri}: decodes beyond the limit of {cap} bytes")
+                if batch.num_rows:
+                    yield _cast(batch, read, rows)
+                    rows += batch.num_rows
+            # the estimate above is from encoded sizes: from the next row group on, batches
+            # are sized from what the rows really decoded to (5M `trips` rows decode to 4x)
+            if rows:
+                batch_rows = min(
+                    max(1024, read.batch_bytes * rows // max(decoded, 1)), MAX_PARQUET_BATCH_ROWS
+                )
 
 
 # --- errors ---------------------------------------------------------------------------

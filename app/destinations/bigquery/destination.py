@@ -23,6 +23,9 @@ from core.spec import DestinationSpec
 
 SQL_TYPES = {"text": "STRING", "bigint": "INT64", "double": "FLOAT64", "timestamp": "TIMESTAMP"}
 
+STREAMED_APPENDS = False
+"""Appends load through dlt's load step only (see streamed_append)."""
+
 STREAMING_INSERTS = True
 """Side-table rows (the run log) go in by `append_rows`, not by a MERGE statement."""
 
@@ -276,6 +279,14 @@ def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[s
     best-effort de-duplication ids, and readers keep one row per id anyway. False when the
     table does not exist yet."""
     return stream_rows(client, f"{client.project_id}.{client.dataset_name}.{table}", rows, ids)
+
+
+def streamed_append(
+    pipeline: Any, settings: Settings, table: str, schema: Any, columns: Sequence[str], load_id: str
+) -> None:
+    """None: a BigQuery load is one load job of the run's files, which dlt's load step
+    starts once they are written (a streaming insert would cost more and land later)."""
+    return None
 
 
 def appended_table_hints() -> dict[str, Any]:

@@ -22,6 +22,9 @@ from core.spec import DestinationSpec
 
 SQL_TYPES = {"text": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "timestamp": "TIMESTAMPTZ"}
 
+STREAMED_APPENDS = True
+"""Big appends go into the table while the run reads (streamed_append.py)."""
+
 STREAMING_INSERTS = False
 """No streaming inserts: side-table rows are merged."""
 
@@ -126,6 +129,18 @@ def _open_database(settings: Settings) -> Iterator[None]:
 def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[str]) -> bool:
     """No streaming inserts on DuckDB: the caller merges instead."""
     return False
+
+
+def streamed_append(
+    pipeline: Any, settings: Settings, table: str, schema: Any, columns: Sequence[str], load_id: str
+) -> Any:
+    """Rows inserted into `table` as they are read, in one transaction committed at the load
+    (streamed_append.py); None when a column's name is not yet dlt's normalized one."""
+    from app.destinations.duckdb.streamed_append import columns_normalized, open_append
+
+    if not columns_normalized(schema, columns):
+        return None
+    return open_append(pipeline, settings, table, schema, load_id)
 
 
 def appended_table_hints() -> dict[str, Any]:
