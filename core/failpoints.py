@@ -10,8 +10,9 @@ a function of their own at a point (`hooked`), to hold one run there while anoth
 Points: after_first_batch, during_load, after_commit, before_ack, model_build, writer_waiting
 (a load found its table's writer held by another run and is about to wait for it),
 incremental_read (an incremental model read its mark, before reading rows),
-incremental_record (its rows committed, its new mark not yet) and before_load_marked
-(BigQuery: every job of the load done, its `_dlt_loads` row not written).
+incremental_record (its rows committed, its new mark not yet), before_load_marked
+(BigQuery: every job of the load done, its `_dlt_loads` row not written) and
+after_streamed_commit (DuckDB: a streamed append's rows committed, dlt's load not started).
 """
 
 from __future__ import annotations

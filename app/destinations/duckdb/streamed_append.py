@@ -167,13 +167,18 @@ def open_append(
 
 def _ddl(pipeline: Any, table: str, schema: Any) -> str:
     """Create the table, or add its new columns, with dlt's own DDL for `schema`; committed
-    at once (an empty table or column is what dlt's load would make of it anyway)."""
+    at once (empty tables and columns are what dlt's load would make of them anyway)."""
     client = pipeline._get_destination_clients(schema)[0]
     with client:
         sql_client = client.sql_client
         if not sql_client.has_dataset():
             sql_client.create_dataset()
-        statements, _ = client._build_schema_update_sql(list(client.get_storage_tables([table])))
+        # dlt's own tables too, as its load makes them all before any job: a ledger read
+        # finds `_dlt_loads` whenever data rows exist, and so counts none of them loaded
+        # until their load completes
+        tables = [name for name in schema.dlt_table_names() if name in schema.tables]
+        storage = client.get_storage_tables([*tables, table])
+        statements, _ = client._build_schema_update_sql(list(storage))
         if statements:
             sql_client.execute_many(statements)
         return str(sql_client.make_qualified_table_name(table))
