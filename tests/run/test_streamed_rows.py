@@ -86,7 +86,7 @@ def loaded_ids_are_committed(settings: Settings) -> bool:
         "select count(*) from ferry.events where _dlt_load_id not in "
         "(select load_id from ferry._dlt_loads where status = 0)",
     )
-    return orphans[0][0] == 0
+    return bool(orphans[0][0] == 0)
 
 
 def test_streamed_run_lands_the_table_dlts_load_lands(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_bad_data_in_a_later_file_leaves_no_streamed_row(tmp_path: Path) -> None
     good_text = bad.read_text(encoding="utf-8")
     bad.write_text(good_text.replace("\n3500,", "\nnot-a-number,"), encoding="utf-8")
 
-    with pytest.raises(BadDataError, match="b.csv"):
+    with pytest.raises(BadDataError, match=r"b\.csv"):
         run(RunRequest(pipeline="events"), settings, catalog)
     assert count(settings, "events") == 0  # a.csv's rows were streamed, then rolled back
 
