@@ -48,7 +48,7 @@ class Settings(JobExit):
     duckdb_streamed_memory_limit: str = "64MB"
     """DuckDB's cap while it appends a big run's rows as they are read (streamed_append_bytes):
     the reader's batches are in memory beside it, where a load after the read has it alone."""
-    streamed_append_bytes: int = Field(default=64 << 20, ge=0)
+    streamed_append_bytes: int = Field(default=16 << 20, ge=0)
     """Where the engine can (DuckDB), a run of new objects this big in all appends its rows
     while it reads, in one transaction committed at the load, holding the destination's
     lock from its first rows (smaller runs take it only to load, so they overlap)."""

@@ -196,7 +196,10 @@ def test_killed_during_load_then_redelivered_loads_exactly_once(
     source = people_csv(range(BIG_ROWS), bad=bad)
     path = worker.write("load.csv", source)
     body = {"pipeline": "big", "source": str(path)}
-    with run_service(worker.env(), worker.tmp_path / "killed.log") as service:
+    # dlt's load step loads the data here (a streamed append commits before it: killed
+    # mid-read and after its commit in test_streamed_append_kills.py)
+    unstreamed = worker.env(FERRY_STREAMED_APPEND_BYTES=str(1 << 40))
+    with run_service(unstreamed, worker.tmp_path / "killed.log") as service:
         watcher = kill_when_a_load_job_committed(worker, service.process, other_jobs=bad > 0)
         assert_killed_mid_request(service, body)
         watcher.join()
