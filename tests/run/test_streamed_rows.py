@@ -198,3 +198,33 @@ def test_streamed_runs_of_one_table_in_parallel_each_land_whole(tmp_path: Path) 
     assert len(ids) == len(set(ids)) == sum(report.rows_loaded for report in reports)
     assert len(ids) > 3 * ROWS_PER_FILE
     assert loaded_ids_are_committed(settings)
+
+
+NESTED_PIPELINE = """
+pipelines:
+  - name: nested
+    source:
+      uri: data/*.jsonl
+    destination:
+      table: nested
+      write_disposition: append
+"""
+
+
+def test_nested_columns_load_through_dlt_as_before(tmp_path: Path) -> None:
+    """dlt stores nested values its own way (JSON); a run with them lands as dlt lands it."""
+    tables = []
+    for name, threshold in (("plain", 1 << 40), ("streamed", 0)):
+        folder = tmp_path / name
+        (folder / "data").mkdir(parents=True)
+        lines = "".join(
+            f'{{"id": {i}, "meta": {{"tag": "t{i % 3}", "n": {i}}}}}\n' for i in range(500)
+        )
+        (folder / "data" / "a.jsonl").write_text(lines, encoding="utf-8")
+        settings = duckdb_settings(folder, streamed_append_bytes=threshold)
+        catalog = write_catalog(folder, NESTED_PIPELINE)
+        report = run(RunRequest(pipeline="nested"), settings, catalog)
+        assert report.rows_loaded == 500
+        tables.append(query(settings, "select id, meta from ferry.nested order by id"))
+    assert tables[0] == tables[1]
+    assert len(tables[1]) == 500
