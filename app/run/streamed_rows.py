@@ -66,8 +66,7 @@ class DataRoute:
 
         run = self.run
         schema = dlt.current.source_schema()
-        held = ExitStack()
-        try:
+        with ExitStack() as held:
             # no other writer from the first streamed row to the load's last commit
             held.enter_context(destination_lock(run.settings))
             name = schema.naming.normalize_table_identifier(run.spec.destination.table)
@@ -75,13 +74,9 @@ class DataRoute:
                 run.pipeline, run.settings, name, schema, table.column_names, _load_id()
             )
             if appender is None:
-                held.close()
                 return
             held.callback(appender.close)
-        except BaseException:
-            held.close()
-            raise
-        run.held.enter_context(held)
+            run.held.enter_context(held.pop_all())  # held (then released) with the run
         self.appender, self.schema, self.table = appender, table.schema, name
         run.commit_streamed = self.commit
 

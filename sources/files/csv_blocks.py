@@ -16,6 +16,7 @@ again with the streaming reader, whose errors and rejects name their rows.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from copy import copy
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -64,21 +65,9 @@ def _pinned(
     read_options: pa_csv.ReadOptions, convert_options: pa_csv.ConvertOptions, first: pa.Table
 ) -> tuple[pa_csv.ReadOptions, pa_csv.ConvertOptions]:
     """Options for the blocks after the first: no header, the first block's names and types."""
-    rest_read = pa_csv.ReadOptions(
-        use_threads=read_options.use_threads,
-        block_size=read_options.block_size,
-        encoding=read_options.encoding,
-        column_names=first.schema.names,
-    )
-    rest_convert = pa_csv.ConvertOptions(
-        column_types={field.name: field.type for field in first.schema},
-        null_values=convert_options.null_values,
-        true_values=convert_options.true_values,
-        false_values=convert_options.false_values,
-        strings_can_be_null=convert_options.strings_can_be_null,
-        quoted_strings_can_be_null=convert_options.quoted_strings_can_be_null,
-        decimal_point=convert_options.decimal_point,
-        timestamp_parsers=convert_options.timestamp_parsers,
-        check_utf8=convert_options.check_utf8,
-    )
+    rest_read, rest_convert = copy(read_options), copy(convert_options)
+    rest_read.column_names = first.schema.names
+    rest_read.skip_rows = 0
+    rest_read.autogenerate_column_names = False
+    rest_convert.column_types = {field.name: field.type for field in first.schema}
     return rest_read, rest_convert

@@ -794,10 +794,7 @@ def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
         # iter_batches counts rows, not bytes: size batches from the average row width.
         # dictionary/RLE pages decode to far more than their encoded size: bound the batch
         # in rows too, and count what is actually decoded against the cap
-        batch_rows = min(
-            max(1024, read.batch_bytes * metadata.num_rows // max(expanded, 1)),
-            MAX_PARQUET_BATCH_ROWS,
-        )
+        batch_rows = _parquet_batch_rows(read.batch_bytes, metadata.num_rows, expanded)
         rows = decoded = 0
         for group in range(metadata.num_row_groups):
             for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group]):
@@ -810,9 +807,12 @@ def _parquet_batches(read: _Read) -> Iterator[pa.RecordBatch]:
             # the estimate above is from encoded sizes: from the next row group on, batches
             # are sized from what the rows really decoded to (5M `trips` rows decode to 4x)
             if rows:
-                batch_rows = min(
-                    max(1024, read.batch_bytes * rows // max(decoded, 1)), MAX_PARQUET_BATCH_ROWS
-                )
+                batch_rows = _parquet_batch_rows(read.batch_bytes, rows, decoded)
+
+
+def _parquet_batch_rows(batch_bytes: int, rows: int, nbytes: int) -> int:
+    """Rows per batch for about `batch_bytes`, at `nbytes` per `rows`, within the row bounds."""
+    return min(max(1024, batch_bytes * rows // max(nbytes, 1)), MAX_PARQUET_BATCH_ROWS)
 
 
 # --- errors ---------------------------------------------------------------------------

@@ -13,12 +13,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.destinations.duckdb.load_files import plain_load_files
 from core.errors import DestinationUnavailableError
 from core.settings import Settings
 from core.spec import DestinationSpec
+
+if TYPE_CHECKING:
+    from app.destinations.duckdb.streamed_append import StreamedAppend
 
 SQL_TYPES = {"text": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "timestamp": "TIMESTAMPTZ"}
 
@@ -133,7 +136,7 @@ def append_rows(client: Any, table: str, rows: list[dict[str, Any]], ids: list[s
 
 def streamed_append(
     pipeline: Any, settings: Settings, table: str, schema: Any, columns: Sequence[str], load_id: str
-) -> Any:
+) -> StreamedAppend | None:
     """Rows inserted into `table` as they are read, in one transaction committed at the load
     (streamed_append.py); None when a column's name is not yet dlt's normalized one."""
     from app.destinations.duckdb.streamed_append import columns_normalized, open_append

@@ -76,14 +76,10 @@ class StreamedAppend:
                 target=self._insert_all, args=(table.schema,), name="ferry-append", daemon=True
             )
             self._thread.start()
-        while True:
-            self._raise_if_failed()
-            try:
-                self._queue.put(table, timeout=_POLL_S)
-                self.rows += table.num_rows
-                return
-            except queue.Full:
-                continue
+        self._raise_if_failed()
+        self._put(table)
+        self._raise_if_failed()
+        self.rows += table.num_rows
 
     def commit(self) -> int:
         """Wait for every queued table, then commit them all. Returns the rows committed."""
@@ -106,16 +102,20 @@ class StreamedAppend:
             self._end()
 
     def _finish_insert(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        while thread.is_alive():
+        if self._thread is not None:
+            self._put(_DONE)
+            self._thread.join()
+
+    def _put(self, item: Any) -> None:
+        """Hand `item` to the insert thread, waiting while it is behind; nothing once that
+        thread has ended (a failed insert still drains until `_DONE`)."""
+        assert self._thread is not None
+        while self._thread.is_alive():
             try:
-                self._queue.put(_DONE, timeout=_POLL_S)
-                break
+                self._queue.put(item, timeout=_POLL_S)
+                return
             except queue.Full:
                 continue
-        thread.join()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -146,7 +146,7 @@ class StreamedAppend:
 
 def open_append(
     pipeline: Any, settings: Settings, table: str, schema: Any, load_id: str
-) -> StreamedAppend | None:
+) -> StreamedAppend:
     """A streamed append into `table`, made to match `schema` (dlt's live schema of the
     extract, which has the table's columns) first."""
     import duckdb
